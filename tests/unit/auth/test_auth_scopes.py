@@ -1,0 +1,74 @@
+"""Scopes, Principal and the error types."""
+
+from __future__ import annotations
+
+import pytest
+
+from auth import (
+    ALL_SCOPES,
+    AuthConfigError,
+    AuthError,
+    Principal,
+    Scope,
+    parse_scopes,
+    parse_scopes_strict,
+)
+
+
+def test_all_scopes() -> None:
+    assert frozenset(Scope) == ALL_SCOPES
+    assert Scope.PREDICTIONS_READ.value == "predictions:read"
+    assert isinstance(Scope.PREDICT, str)  # StrEnum: usable wherever a str is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("predict models:read", {Scope.PREDICT, Scope.MODELS_READ}),
+        ("  predict   predict ", {Scope.PREDICT}),
+        ("predict,audit:read", {Scope.PREDICT, Scope.AUDIT_READ}),
+        (["outcomes:write", "nope"], {Scope.OUTCOMES_WRITE}),
+        ("future:scope", set()),
+        ("", set()),
+        ([], set()),
+        (("models:write",), {Scope.MODELS_WRITE}),
+    ],
+)
+def test_parse_scopes_ignores_unknown(value: str | list[str], expected: set[Scope]) -> None:
+    assert parse_scopes(value) == expected
+
+
+def test_parse_scopes_skips_non_strings() -> None:
+    assert parse_scopes(["predict", 3, None]) == {Scope.PREDICT}  # type: ignore[list-item]
+
+
+def test_parse_scopes_strict() -> None:
+    assert parse_scopes_strict("predict, models:read") == {Scope.PREDICT, Scope.MODELS_READ}
+
+    with pytest.raises(AuthConfigError) as caught:
+        parse_scopes_strict(["predict", "admin", "root"])
+
+    assert caught.value.reason == "unknown_scope"
+    assert "admin, root" in caught.value.message
+
+
+def test_principal_has() -> None:
+    principal = Principal(subject="s", scopes=frozenset({Scope.PREDICT}))
+
+    assert principal.has(Scope.PREDICT)
+    assert not principal.has(Scope.MODELS_WRITE)
+    assert principal.expires_at is None
+
+
+def test_error_codes_and_reason() -> None:
+    error = AuthError("expired", "token has expired")
+    config_error = AuthConfigError("invalid_config", "bad")
+
+    assert (error.code, error.reason, error.message, str(error)) == (
+        "UNAUTHENTICATED",
+        "expired",
+        "token has expired",
+        "token has expired",
+    )
+    assert config_error.code == "AUTH_CONFIG" and isinstance(config_error, AuthError)
+    assert "expired" in repr(error)
