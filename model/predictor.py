@@ -1,0 +1,52 @@
+"""A loaded model: features in, failure probabilities out, one row or many through one path."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.compiled import Evaluator, compile_estimator
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Predictor:
+    """Predicts P(failure) for rows of features in `feature_names` order."""
+
+    def __init__(
+        self, estimator: Any, feature_names: Sequence[str], threshold: float, algorithm: str
+    ) -> None:
+        self.estimator = estimator
+        self.feature_names = tuple(feature_names)
+        self.threshold = float(threshold)
+        self.algorithm = algorithm
+        self._fast: Evaluator | None = compile_estimator(estimator)
+        self._positive = list(getattr(estimator, "classes_", [0, 1])).index(1)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether predictions bypass scikit-learn's per-call overhead."""
+        return self._fast is not None
+
+    def predict_proba(self, matrix: FloatArray) -> FloatArray:
+        """Return P(failure) for each row of an (n, features) float64 array."""
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise ValueError(f"expected an (n, {len(self.feature_names)}) array")
+        if self._fast is not None:
+            return self._fast(matrix)
+        return self.reference_proba(matrix)
+
+    def reference_proba(self, matrix: FloatArray) -> FloatArray:
+        """P(failure) through scikit-learn's own predict_proba (the slow, reference path)."""
+        proba = self.estimator.predict_proba(matrix)
+        return np.asarray(proba[:, self._positive], dtype=np.float64)
+
+    def is_failure(self, probabilities: FloatArray) -> npt.NDArray[np.bool_]:
+        """Apply the decision threshold chosen at training time."""
+        return probabilities >= self.threshold
+
+    def matrix(self, rows: Sequence[Mapping[str, float]]) -> FloatArray:
+        """Arrange mappings of feature name to value into a float64 matrix."""
+        names = self.feature_names
+        return np.array([[row[name] for name in names] for row in rows], dtype=np.float64)
