@@ -1,0 +1,166 @@
+"""Repositories: all SQL of the project. They flush; the unit of work commits."""
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import defer
+from sqlmodel import Session, col, select
+
+from persistence.errors import NotFound
+from persistence.tables import AuditEvent, ModelVersion, Prediction
+
+
+class ModelVersionRepository:
+    """The model registry."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, version: ModelVersion) -> ModelVersion:
+        """Store a new version (inactive unless activated afterwards)."""
+        version.is_active = False
+        if version.created_at is None:
+            version.created_at = datetime.now(UTC)
+        self.session.add(version)
+        self.session.flush()
+        return version
+
+    def list_all(self) -> list[ModelVersion]:
+        """Every version, newest first, without artifact bytes."""
+        query = select(ModelVersion).options(defer(ModelVersion.artifact))  # type: ignore[arg-type]
+        return list(self.session.exec(query.order_by(col(ModelVersion.id).desc())))
+
+    def get(self, version: str, with_artifact: bool = False) -> ModelVersion:
+        """A version by its name; NotFound when there is none."""
+        query = select(ModelVersion).where(ModelVersion.version == version)
+        if not with_artifact:
+            query = query.options(defer(ModelVersion.artifact))  # type: ignore[arg-type]
+        found = self.session.exec(query).first()
+        if found is None:
+            raise NotFound(f"no model version {version!r}")
+        return found
+
+    def get_many(self, ids: Sequence[int]) -> dict[int, ModelVersion]:
+        """Versions by primary key, without artifact bytes."""
+        query = select(ModelVersion).where(col(ModelVersion.id).in_(list(ids)))
+        rows = self.session.exec(query.options(defer(ModelVersion.artifact)))  # type: ignore[arg-type]
+        return {row.id: row for row in rows if row.id is not None}
+
+    def active(self, with_artifact: bool = False) -> ModelVersion | None:
+        """The active version, or None when no version is active."""
+        query = select(ModelVersion).where(col(ModelVersion.is_active).is_(True))
+        if not with_artifact:
+            query = query.options(defer(ModelVersion.artifact))  # type: ignore[arg-type]
+        return self.session.exec(query).first()
+
+    def active_ref(self) -> tuple[int, str] | None:
+        """(id, artifact sha256) of the active version: the cheap query a poller runs."""
+        query = sa.select(ModelVersion.id, ModelVersion.artifact_sha256).where(
+            col(ModelVersion.is_active).is_(True)
+        )
+        row = self.session.execute(query).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def activate(self, version: str) -> ModelVersion:
+        """Make exactly this version active."""
+        target = self.get(version)
+        self.session.execute(
+            sa.update(ModelVersion)
+            .where(col(ModelVersion.is_active).is_(True))
+            .values(is_active=False)
+        )
+        self.session.flush()
+        target.is_active = True
+        target.activated_at = datetime.now(UTC)
+        self.session.add(target)
+        self.session.flush()
+        return target
+
+    def next_version_name(self, today: date | None = None) -> str:
+        """The next free name of the form YYYY.MM.DD-N."""
+        prefix = (today or datetime.now(UTC).date()).strftime("%Y.%m.%d")
+        query = sa.select(ModelVersion.version).where(
+            col(ModelVersion.version).startswith(f"{prefix}-")
+        )
+        taken = [name.rsplit("-", 1)[-1] for name in self.session.execute(query).scalars()]
+        numbers = [int(n) for n in taken if n.isdigit()]
+        return f"{prefix}-{max(numbers, default=0) + 1}"
+
+
+@dataclass(frozen=True)
+class PredictionFilter:
+    """Optional narrowing of the prediction history."""
+
+    device_id: str | None = None
+    model_version: str | None = None
+    is_failure: bool | None = None
+
+
+class PredictionRepository:
+    """Stored predictions."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert prediction rows in one statement."""
+        if rows:
+            self.session.execute(sa.insert(Prediction), list(rows))
+
+    def get(self, prediction_id: uuid.UUID) -> Prediction | None:
+        """One prediction by id."""
+        return self.session.get(Prediction, prediction_id)
+
+    def page(
+        self, first: int, before: uuid.UUID | None, where: PredictionFilter | None = None
+    ) -> list[Prediction]:
+        """Up to `first` predictions, newest first, older than `before` when given."""
+        query = select(Prediction)
+        if before is not None:
+            query = query.where(col(Prediction.id) < before)
+        if where is not None:
+            query = _filter_predictions(query, where)
+        return list(self.session.exec(query.order_by(col(Prediction.id).desc()).limit(first)))
+
+    def count(self) -> int:
+        """How many predictions are stored."""
+        return int(
+            self.session.execute(sa.select(sa.func.count()).select_from(Prediction)).one()[0]
+        )
+
+
+def _filter_predictions(query: Any, where: PredictionFilter) -> Any:
+    if where.device_id is not None:
+        query = query.where(Prediction.device_id == where.device_id)
+    if where.model_version is not None:
+        version_id = sa.select(ModelVersion.id).where(ModelVersion.version == where.model_version)
+        query = query.where(Prediction.model_version_id == version_id.scalar_subquery())
+    if where.is_failure is not None:
+        query = query.where(col(Prediction.is_failure).is_(where.is_failure))
+    return query
+
+
+class AuditRepository:
+    """The audit trail: insert and read, never update or delete."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert audit rows in one statement."""
+        if rows:
+            self.session.execute(sa.insert(AuditEvent), list(rows))
+
+    def get(self, event_id: uuid.UUID) -> AuditEvent | None:
+        """One audit event by its request id."""
+        return self.session.get(AuditEvent, event_id)
+
+    def count(self) -> int:
+        """How many audit events are stored."""
+        return int(
+            self.session.execute(sa.select(sa.func.count()).select_from(AuditEvent)).one()[0]
+        )

@@ -1,0 +1,107 @@
+"""The SQL tables. Constraints are declared here once; Alembic migrations mirror them."""
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from persistence.types import JSONType, UTCDateTime
+
+# Named constraints make migrations portable between SQLite (batch mode) and PostgreSQL.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OUTCOMES = ("ok", "denied", "invalid", "error")
+
+
+class ModelVersion(SQLModel, table=True):
+    """A trained model: its artifact, threshold, metrics and where it came from."""
+
+    __tablename__ = "model_version"
+    __table_args__ = (
+        # At most one active version: a partial unique index both databases enforce.
+        sa.Index(
+            "uq_model_version_single_active",
+            "is_active",
+            unique=True,
+            sqlite_where=sa.text("is_active"),
+            postgresql_where=sa.text("is_active"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(max_length=64, unique=True)
+    algorithm: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    feature_names: list[str] = Field(default_factory=list, sa_type=JSONType)
+    threshold: float
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    trained_on_synthetic_data: bool = False
+    data_sha256: str = Field(max_length=80)
+    data_rows: int
+    data_failures: int
+    data_date_from: date | None = None
+    data_date_to: date | None = None
+    data_source: str = Field(max_length=255)
+    lineage: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    artifact_sha256: str = Field(max_length=64)
+    artifact: bytes = Field(sa_type=sa.LargeBinary)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    activated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    is_active: bool = False
+
+
+class AuditEvent(SQLModel, table=True):
+    """One row per API request, whatever its outcome. Append-only."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        sa.CheckConstraint("outcome IN ('ok', 'denied', 'invalid', 'error')", name="outcome_known"),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)  # the request id, sent back as X-Request-ID
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    finished_at: datetime = Field(sa_type=UTCDateTime)
+    duration_ms: float
+    subject: str | None = Field(default=None, max_length=255, index=True)
+    client_addr: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=512)
+    http_method: str = Field(max_length=16)
+    http_path: str = Field(max_length=255)
+    http_status: int
+    operation_type: str | None = Field(default=None, max_length=16)
+    operation_name: str | None = Field(default=None, max_length=255)
+    query_sha256: str | None = Field(default=None, max_length=64)
+    outcome: str = Field(max_length=16)
+    error_codes: list[str] = Field(default_factory=list, sa_type=JSONType)
+    predictions_created: int = 0
+
+
+class Prediction(SQLModel, table=True):
+    """One prediction, with the inputs it was made from and the request that asked for it."""
+
+    __tablename__ = "prediction"
+
+    id: uuid.UUID = Field(primary_key=True)  # UUIDv7: ordering by id is ordering by time
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    audit_event_id: uuid.UUID = Field(foreign_key="audit_event.id", index=True)
+    model_version_id: int = Field(foreign_key="model_version.id", index=True)
+    device_id: str | None = Field(default=None, max_length=64, index=True)
+    metric1: float
+    metric2: float
+    metric3: float
+    metric4: float
+    metric5: float
+    metric6: float
+    metric7: float
+    metric9: float
+    failure_probability: float
+    threshold: float
+    is_failure: bool
