@@ -1,0 +1,104 @@
+"""The application factory: builds and wires every part from one Settings object."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from auth import TokenVerifier
+from graph.audit import AuditMiddleware
+from graph.health import healthz, readyz
+from graph.http import graphql_endpoint
+from graph.models import ModelService
+from graph.recorder import Recorder
+from graph.rest import predict_route
+from graph.schema import FailcastSchema, build_schema
+from graph.settings import Settings
+from persistence import PersistenceError, RequestRecord, create_db_engine, write_records
+
+log = logging.getLogger("failcast.app")
+
+
+@dataclass
+class AppServices:
+    """Everything a request handler needs, built once per application."""
+
+    settings: Settings
+    engine: Engine
+    verifier: TokenVerifier
+    schema: FailcastSchema
+    models: ModelService
+    recorder: Recorder
+    tasks: list["asyncio.Task[None]"] = field(default_factory=list)
+
+    async def record(self, record: RequestRecord) -> None:
+        """Commit a request's rows (through the group-commit recorder)."""
+        await self.recorder.record(record)
+
+
+def build_services(settings: Settings) -> AppServices:
+    """Construct (not start) the parts of the service."""
+    settings.check_startable()
+    engine = create_db_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        statement_timeout_ms=settings.db_statement_timeout_ms or None,
+    )
+    return AppServices(
+        settings=settings,
+        engine=engine,
+        verifier=TokenVerifier(settings.auth_config()),
+        schema=build_schema(introspection=settings.introspection),
+        models=ModelService(engine, settings.model_refresh_seconds),
+        recorder=Recorder(partial(_write, engine)),
+    )
+
+
+def _write(engine: Engine, records: Sequence[RequestRecord]) -> None:
+    write_records(engine, records)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    services: AppServices = app.state.services
+    services.recorder.start()
+    try:
+        await services.models.refresh()
+    except PersistenceError as error:  # start anyway: /readyz reports it, the poller retries
+        services.models.last_error = f"registry unreachable: {error}"
+        log.warning("no model loaded at start-up: %s", error)
+    services.tasks.append(asyncio.create_task(services.models.keep_fresh()))
+    try:
+        yield
+    finally:
+        for task in services.tasks:
+            task.cancel()
+        await services.recorder.stop()
+        services.engine.dispose()
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI application for these settings."""
+    services = build_services(settings)
+    routes = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/predict", predict_route, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    middleware = [Middleware(AuditMiddleware, record=services.record)]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=_lifespan)
+    app.state.services = services
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """uvicorn factory: settings from the FAILCAST_* environment."""
+    return create_app(Settings())

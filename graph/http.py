@@ -1,0 +1,136 @@
+"""POST/GET /graphql: a lean GraphQL-over-HTTP endpoint on the strawberry schema.
+
+Written against `schema.execute` rather than strawberry's generic view so that every refusal
+(content type, body, JSON, method) answers with a stable code, the caller is authenticated once
+for the audit, and the response is encoded with orjson.
+"""
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from strawberry.exceptions import MissingQueryError
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
+
+from auth import AuthError
+from graph.audit import RequestAudit, request_audit
+from graph.context import GraphContext
+from graph.errors import error_payload, format_error
+
+JSON_TYPES = ("application/json", "application/graphql-response+json")
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class RequestRefused(Exception):
+    """The HTTP request cannot carry a GraphQL operation."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """An application/json response encoded with orjson."""
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def refusal(audit: RequestAudit, error: RequestRefused) -> Response:
+    """A GraphQL-shaped error response for a request refused before execution."""
+    audit.add_codes([error.code])
+    return json_response(error_payload(error.code, str(error), audit.id), error.status)
+
+
+async def _read_body(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in JSON_TYPES:
+        raise RequestRefused(415, "UNSUPPORTED_MEDIA_TYPE", "send application/json")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise RequestRefused(413, "REQUEST_TOO_LARGE", "the body exceeds 1 MiB")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise RequestRefused(400, "BAD_REQUEST", "the body is not valid JSON") from error
+    if not isinstance(data, dict):
+        raise RequestRefused(400, "BAD_REQUEST", "the body must be a JSON object")
+    return data
+
+
+def _get_params(request: Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query_params)
+    if "variables" in params:
+        try:
+            params["variables"] = orjson.loads(params["variables"])
+        except orjson.JSONDecodeError as error:
+            raise RequestRefused(400, "BAD_REQUEST", "`variables` is not valid JSON") from error
+    return params
+
+
+def _operation(data: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
+    query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise RequestRefused(400, "BAD_REQUEST", "`query` must be a non-empty string")
+    if variables is not None and not isinstance(variables, dict):
+        raise RequestRefused(400, "BAD_REQUEST", "`variables` must be an object")
+    if name is not None and not isinstance(name, str):
+        raise RequestRefused(400, "BAD_REQUEST", "`operationName` must be a string")
+    return query, variables, name
+
+
+def authenticate(request: Request, audit: RequestAudit) -> tuple[Any, AuthError | None]:
+    """The caller's principal (or the reason there is none), noted in the audit."""
+    services = request.app.state.services
+    try:
+        principal = services.verifier.authenticate(request.headers.get("authorization"))
+    except AuthError as error:
+        return None, error
+    if principal is not None:
+        audit.subject = principal.subject
+    return principal, None
+
+
+async def graphql_endpoint(request: Request) -> Response:
+    """Execute one GraphQL operation over HTTP."""
+    audit = request_audit(request.scope)
+    assert audit is not None, "the audit middleware must wrap /graphql"
+    services = request.app.state.services
+    if request.method == "GET" and "query" not in request.query_params:
+        if services.settings.graphiql and "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+    try:
+        data = _get_params(request) if request.method == "GET" else await _read_body(request)
+        query, variables, name = _operation(data)
+    except RequestRefused as error:
+        return refusal(audit, error)
+    principal, auth_error = authenticate(request, audit)
+    context = GraphContext(services, audit, principal, auth_error)
+    allowed = (
+        {OperationType.QUERY}
+        if request.method == "GET"
+        else {OperationType.QUERY, OperationType.MUTATION}
+    )
+    try:
+        result = await services.schema.execute(
+            query,
+            variable_values=variables,
+            context_value=context,
+            operation_name=name,
+            allowed_operation_types=allowed,
+        )
+    except InvalidOperationTypeError:
+        return refusal(audit, RequestRefused(405, "METHOD_NOT_ALLOWED", "mutations need POST"))
+    except MissingQueryError:
+        return refusal(audit, RequestRefused(400, "BAD_REQUEST", "no GraphQL query found"))
+    except CannotGetOperationTypeError:
+        message = "operationName does not name an operation of the document"
+        return refusal(audit, RequestRefused(400, "BAD_REQUEST", message))
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [format_error(error, audit.id) for error in result.errors]
+        audit.add_codes([e["extensions"]["code"] for e in payload["errors"]])
+    return json_response(payload)

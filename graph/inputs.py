@@ -1,0 +1,42 @@
+"""GraphQL input types."""
+
+import strawberry
+
+from graph.services import TelemetryRow
+from graph.types import FailureClassEnum
+
+
+@strawberry.input(name="PredictInput", description="Telemetry of one device on one day.")
+class PredictInput:
+    device_id: str | None = strawberry.field(
+        default=None, description="Optional device id (1..64 printable characters)."
+    )
+    metric1: float = strawberry.field(description="Counter 1, finite and >= 0.")
+    metric2: float = strawberry.field(description="Counter 2, finite and >= 0.")
+    metric3: float = strawberry.field(description="Counter 3, finite and >= 0.")
+    metric4: float = strawberry.field(description="Counter 4, finite and >= 0.")
+    metric5: float = strawberry.field(description="Counter 5, finite and >= 0.")
+    metric6: float = strawberry.field(description="Counter 6, finite and >= 0.")
+    metric7: float = strawberry.field(description="Counter 7 (= metric8), finite and >= 0.")
+    metric9: float = strawberry.field(description="Counter 9, finite and >= 0.")
+
+    def row(self) -> TelemetryRow:
+        """The telemetry row a use case takes."""
+        metrics = {
+            "metric1": self.metric1,
+            "metric2": self.metric2,
+            "metric3": self.metric3,
+            "metric4": self.metric4,
+            "metric5": self.metric5,
+            "metric6": self.metric6,
+            "metric7": self.metric7,
+            "metric9": self.metric9,
+        }
+        return TelemetryRow(metrics=metrics, device_id=self.device_id)
+
+
+@strawberry.input(name="PredictionFilter", description="Narrow the prediction history.")
+class PredictionFilterInput:
+    device_id: str | None = strawberry.field(default=None, description="Only this device.")
+    model_version: str | None = strawberry.field(default=None, description="Only this version.")
+    label: FailureClassEnum | None = strawberry.field(default=None, description="Only this class.")

@@ -1,0 +1,45 @@
+"""Who may call what: the one map from root fields to scopes, and the permission that checks it."""
+
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.types import Info
+
+from auth import Scope
+
+# Every root field is listed here; a test fails when one is missing.
+FIELD_SCOPES: dict[str, Scope | None] = {
+    "predict": Scope.PREDICT,
+    "predictBatch": Scope.PREDICT,
+    "prediction": Scope.PREDICTIONS_READ,
+    "predictions": Scope.PREDICTIONS_READ,
+    "modelVersions": Scope.MODELS_READ,
+    "modelVersion": Scope.MODELS_READ,
+    "activeModel": Scope.MODELS_READ,
+    "me": None,  # any valid token
+}
+
+
+class ScopeRequired(BasePermission):
+    """Needs a valid token (UNAUTHENTICATED otherwise) carrying the scope (else FORBIDDEN)."""
+
+    def __init__(self, scope: Scope | None) -> None:
+        self.scope = scope
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        context = info.context
+        if context.principal is None:
+            reason = context.auth_error
+            message = str(reason) if reason else "a bearer token is required"
+            raise GraphQLError(message, extensions={"code": "UNAUTHENTICATED"})
+        if self.scope is not None and not context.principal.has(self.scope):
+            message = f"the token lacks the '{self.scope.value}' scope"
+            raise GraphQLError(message, extensions={"code": "FORBIDDEN"})
+        return True
+
+
+def requires(field_name: str) -> list[PermissionExtension]:
+    """The permission extension for a root field, from FIELD_SCOPES."""
+    scope = FIELD_SCOPES[field_name]
+    return [PermissionExtension([ScopeRequired(scope)], use_directives=False)]

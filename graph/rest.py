@@ -1,0 +1,73 @@
+"""POST /predict: the original REST service's contract, on the same use case as the mutation."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth import Scope
+from graph import services
+from graph.audit import request_audit
+from graph.errors import ServiceError, error_payload, public_error
+from graph.http import RequestRefused, _read_body, authenticate, json_response, refusal
+from model import DEVICE_FEATURES
+
+NUMBER = (int, float)
+
+
+def _row(body: dict[str, Any]) -> services.TelemetryRow:
+    metrics: dict[str, float] = {}
+    for name in DEVICE_FEATURES:
+        value = body.get(name)
+        if isinstance(value, bool) or not isinstance(value, NUMBER):
+            raise ServiceError(f"{name} is required and must be a number", "BAD_USER_INPUT", name)
+        metrics[name] = float(value)
+    device = body.get("deviceId", body.get("device"))
+    if device is not None and not isinstance(device, str):
+        raise ServiceError("deviceId must be a string", "BAD_USER_INPUT", "deviceId")
+    return services.TelemetryRow(metrics=metrics, device_id=device)
+
+
+def _original_format(record: dict[str, Any]) -> dict[str, Any]:
+    label = "Failure" if record["is_failure"] else "Non-Failure"
+    # The original reported the probability of the predicted class, as a percentage.
+    proba = (
+        record["failure_probability"] if record["is_failure"] else 1 - record["failure_probability"]
+    )
+    return {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "class": label,
+        "probability": f"{proba * 100:.1f}%",
+        "failureProbability": record["failure_probability"],
+        "predictionId": str(record["id"]),
+    }
+
+
+async def predict_route(request: Request) -> Response:
+    """Predict from the original JSON body; same token, scope, checks, storage and audit."""
+    audit = request_audit(request.scope)
+    assert audit is not None, "the audit middleware must wrap /predict"
+    audit.operation_type, audit.operation_name = "rest", "predict"
+    principal, auth_error = authenticate(request, audit)
+    if principal is None:
+        message = str(auth_error) if auth_error else "a bearer token is required"
+        return _fail(audit, 401, "UNAUTHENTICATED", message)
+    if not principal.has(Scope.PREDICT):
+        return _fail(audit, 403, "FORBIDDEN", "the token lacks the 'predict' scope")
+    try:
+        row = _row(await _read_body(request))
+        record = services.predict(request.app.state.services.models, audit, [row])[0]
+    except RequestRefused as error:
+        return refusal(audit, error)
+    except ServiceError as error:
+        code, message, _ = public_error(error) or (error.code, str(error), {})
+        status = 400 if code == "BAD_USER_INPUT" else 503
+        return _fail(audit, status, code, message)
+    return Response(orjson.dumps(_original_format(record)), media_type="application/json")
+
+
+def _fail(audit: Any, status: int, code: str, message: str) -> Response:
+    audit.add_codes([code])
+    return json_response(error_payload(code, message, audit.id), status)

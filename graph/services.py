@@ -1,0 +1,155 @@
+"""Use cases shared by the GraphQL schema and the REST routes."""
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from graph.audit import RequestAudit
+from graph.errors import ServiceError, bad_input
+from graph.models import ModelService
+from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
+from persistence import (
+    ModelVersion,
+    ModelVersionRepository,
+    Prediction,
+    PredictionFilter,
+    PredictionRepository,
+    new_id,
+    session_scope,
+)
+
+MAX_DEVICE_ID = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryRow:
+    """One device's telemetry, as a caller sent it."""
+
+    metrics: Mapping[str, float]
+    device_id: str | None = None
+
+
+def _check_device_id(device_id: str | None, path: str) -> None:
+    if device_id is None:
+        return
+    if not device_id or len(device_id) > MAX_DEVICE_ID:
+        raise bad_input(f"deviceId must be 1..{MAX_DEVICE_ID} characters", f"{path}.deviceId")
+    if not device_id.isprintable():
+        raise bad_input("deviceId must not contain control characters", f"{path}.deviceId")
+
+
+def _validated_matrix(rows: Sequence[TelemetryRow], batch: bool) -> np.ndarray:
+    for index, row in enumerate(rows):
+        _check_device_id(row.device_id, f"inputs.{index}" if batch else "input")
+    matrix = np.array([[row.metrics[f] for f in DEVICE_FEATURES] for row in rows], dtype=float)
+    problems = find_invalid_values(matrix, DEVICE_FEATURES, limit=1)
+    if problems:
+        first = problems[0]
+        where = f"inputs.{first.row}.{first.field}" if batch else f"input.{first.field}"
+        raise bad_input(f"{where} {first.reason}", where)
+    return matrix
+
+
+def predict(
+    models: ModelService, audit: RequestAudit, rows: Sequence[TelemetryRow], batch: bool = False
+) -> list[dict[str, Any]]:
+    """Validate, predict and queue the rows for storage with the request's audit record."""
+    matrix = _validated_matrix(rows, batch)
+    loaded = models.current
+    if loaded is None:
+        raise ServiceError("no model is available to serve predictions", "MODEL_UNAVAILABLE")
+    columns = [DEVICE_FEATURES.index(name) for name in loaded.predictor.feature_names]
+    probabilities = loaded.predictor.predict_proba(matrix[:, columns])
+    records = _prediction_rows(loaded, audit.id, rows, matrix, probabilities)
+    audit.predictions.extend(records)
+    return records
+
+
+def _prediction_rows(
+    loaded: LoadedModel,
+    audit_id: uuid.UUID,
+    rows: Sequence[TelemetryRow],
+    matrix: np.ndarray,
+    probabilities: np.ndarray,
+) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    threshold = loaded.predictor.threshold
+    values = matrix.tolist()
+    out = []
+    for row, metrics, proba in zip(rows, values, probabilities.tolist(), strict=True):
+        record = dict(zip(DEVICE_FEATURES, metrics, strict=True))
+        record.update(
+            id=new_id(),
+            created_at=now,
+            audit_event_id=audit_id,
+            model_version_id=loaded.version_id,
+            device_id=row.device_id,
+            failure_probability=proba,
+            threshold=threshold,
+            is_failure=proba >= threshold,
+        )
+        out.append(record)
+    return out
+
+
+@dataclass(frozen=True)
+class PredictionPage:
+    """A page of the prediction history, newest first."""
+
+    items: list[Prediction]
+    has_next: bool
+
+
+def _page_sync(
+    engine: Engine, first: int, before: uuid.UUID | None, where: PredictionFilter
+) -> PredictionPage:
+    with session_scope(engine) as session:
+        found = PredictionRepository(session).page(first + 1, before, where)
+    return PredictionPage(found[:first], len(found) > first)
+
+
+async def prediction_page(
+    engine: Engine, first: int, before: uuid.UUID | None, where: PredictionFilter
+) -> PredictionPage:
+    """Read a page of predictions off the event loop."""
+    return await asyncio.to_thread(_page_sync, engine, first, before, where)
+
+
+def _get_prediction_sync(engine: Engine, prediction_id: uuid.UUID) -> Prediction | None:
+    with session_scope(engine) as session:
+        return PredictionRepository(session).get(prediction_id)
+
+
+async def get_prediction(engine: Engine, prediction_id: uuid.UUID) -> Prediction | None:
+    """One stored prediction, or None."""
+    return await asyncio.to_thread(_get_prediction_sync, engine, prediction_id)
+
+
+def _versions_sync(engine: Engine, ids: Sequence[int] | None) -> list[ModelVersion]:
+    with session_scope(engine) as session:
+        repo = ModelVersionRepository(session)
+        if ids is None:
+            return repo.list_all()
+        found = repo.get_many(ids)
+        return [found[i] for i in ids if i in found]
+
+
+async def model_versions(engine: Engine, ids: Sequence[int] | None = None) -> list[ModelVersion]:
+    """Registry rows (without artifacts): all of them, or those with the given ids."""
+    return await asyncio.to_thread(_versions_sync, engine, ids)
+
+
+def _active_sync(engine: Engine) -> ModelVersion | None:
+    with session_scope(engine) as session:
+        return ModelVersionRepository(session).active()
+
+
+async def active_model_version(engine: Engine) -> ModelVersion | None:
+    """The registry's active version (without artifact)."""
+    return await asyncio.to_thread(_active_sync, engine)

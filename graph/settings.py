@@ -1,0 +1,111 @@
+"""Service settings: one object, read from FAILCAST_* variables, validated at start-up."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from auth import AuthConfig, check_production_ready, parse_scopes_strict
+
+DEV_SECRET_FILE = Path(".failcast/dev-jwt-secret")
+
+
+class SettingsError(Exception):
+    """The settings cannot run a server; the message says which one and why."""
+
+    code = "BAD_SETTINGS"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment (prefix FAILCAST_)."""
+
+    model_config = SettingsConfigDict(env_prefix="FAILCAST_", extra="ignore")
+
+    database_url: str = "sqlite:///./failcast.db"
+    env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+
+    jwt_secret: str | None = None
+    jwt_secret_file: Path | None = None
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    jwt_issuer: str = "failcast"
+    jwt_audience: str = "failcast-api"
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwt_roles: dict[str, list[str]] = Field(default_factory=dict)
+
+    enable_graphiql: bool | None = None  # default: on in development, off in production
+    enable_introspection: bool | None = None
+    model_refresh_seconds: float = Field(default=5.0, gt=0)
+    db_pool_size: int = Field(default=8, ge=1, le=100)
+    db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    max_batch_size: int = Field(default=1000, ge=1, le=10000)
+    max_page_size: int = Field(default=500, ge=1, le=10000)
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def production(self) -> bool:
+        """Whether the service runs in production mode."""
+        return self.env == "production"
+
+    @property
+    def graphiql(self) -> bool:
+        """Whether GET /graphql serves the GraphiQL page."""
+        return (not self.production) if self.enable_graphiql is None else self.enable_graphiql
+
+    @property
+    def introspection(self) -> bool:
+        """Whether schema introspection is allowed."""
+        if self.enable_introspection is None:
+            return not self.production
+        return self.enable_introspection
+
+    def secret(self) -> str | None:
+        """The HS secret: the variable, else the contents of the secret file."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.jwt_secret_file and self.jwt_secret_file.is_file():
+            return self.jwt_secret_file.read_text(encoding="utf-8").strip() or None
+        return None
+
+    def auth_config(self) -> AuthConfig:
+        """The token-verification configuration these settings describe."""
+        roles = {name: parse_scopes_strict(scopes) for name, scopes in self.jwt_roles.items()}
+        return AuthConfig(
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            algorithms=tuple(self.jwt_algorithms),
+            secret=self.secret(),
+            public_key_pem=self.jwt_public_key,
+            jwks_url=self.jwt_jwks_url,
+            leeway_seconds=self.jwt_leeway_seconds,
+            roles=roles,
+        )
+
+    def check_startable(self) -> None:
+        """Refuse settings a server must not run with (raises SettingsError)."""
+        config = self.auth_config()
+        try:
+            config.validate()
+            if self.production:
+                check_production_ready(config, known_dev_secrets=_dev_secrets(self))
+        except Exception as error:
+            raise SettingsError(f"cannot start: {error}") from error
+
+
+def _dev_secrets(settings: Settings) -> list[str]:
+    # A secret generated for local development must never guard a production deployment.
+    path = settings.jwt_secret_file or DEV_SECRET_FILE
+    if path.is_file():
+        return [path.read_text(encoding="utf-8").strip()]
+    return []

@@ -1,0 +1,171 @@
+"""GraphQL output types. Each names the fields it exposes; internal columns stay internal."""
+
+import base64
+import uuid
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from graph.errors import bad_input
+from persistence import ModelVersion, Prediction
+
+
+@strawberry.enum(name="FailureClass", description="The predicted class of a device.")
+class FailureClassEnum(Enum):
+    FAILURE = "FAILURE"
+    NON_FAILURE = "NON_FAILURE"
+
+
+@strawberry.type(name="Metrics", description="The telemetry a prediction was made from.")
+class MetricsType:
+    metric1: float
+    metric2: float
+    metric3: float
+    metric4: float
+    metric5: float
+    metric6: float
+    metric7: float
+    metric9: float
+
+
+@strawberry.type(name="TrainingData", description="Fingerprint of the data a model was trained on.")
+class TrainingDataType:
+    sha256: str = strawberry.field(description="sha256 of the data file (or generator spec).")
+    rows: int = strawberry.field(description="Rows used.")
+    failures: int = strawberry.field(description="Rows labelled as failures.")
+    date_from: date | None = strawberry.field(description="First day in the data.")
+    date_to: date | None = strawberry.field(description="Last day in the data.")
+    source: str = strawberry.field(description="Where the data came from.")
+
+
+@strawberry.type(name="ModelVersion", description="A registered model and how it was made.")
+class ModelVersionType:
+    version: str = strawberry.field(description="Unique version name, e.g. 2026.11.26-1.")
+    algorithm: str = strawberry.field(description="decision_tree or logistic_regression.")
+    is_active: bool = strawberry.field(description="Whether this version serves predictions.")
+    created_at: datetime = strawberry.field(description="When the version was registered.")
+    activated_at: datetime | None = strawberry.field(description="When it was last activated.")
+    threshold: float = strawberry.field(description="P(failure) at or above which: FAILURE.")
+    metrics: JSON = strawberry.field(description="Held-out, validation and CV scores.")
+    trained_on_synthetic_data: bool = strawberry.field(
+        description="True when trained on the synthetic generator, not real telemetry."
+    )
+    artifact_sha256: str = strawberry.field(description="sha256 of the model artifact.")
+    feature_names: list[str] = strawberry.field(description="Inputs the model reads, in order.")
+    params: JSON = strawberry.field(description="Hyper-parameters of the estimator.")
+    training_data: TrainingDataType = strawberry.field(description="Data fingerprint.")
+    lineage: JSON = strawberry.field(description="Seed, library versions, splits, options.")
+
+    @classmethod
+    def from_row(cls, row: ModelVersion) -> "ModelVersionType":
+        """Build from a registry row."""
+        data = TrainingDataType(
+            sha256=row.data_sha256,
+            rows=row.data_rows,
+            failures=row.data_failures,
+            date_from=row.data_date_from,
+            date_to=row.data_date_to,
+            source=row.data_source,
+        )
+        return cls(
+            version=row.version,
+            algorithm=row.algorithm,
+            is_active=row.is_active,
+            created_at=row.created_at,
+            activated_at=row.activated_at,
+            threshold=row.threshold,
+            metrics=row.metrics,
+            trained_on_synthetic_data=row.trained_on_synthetic_data,
+            artifact_sha256=row.artifact_sha256,
+            feature_names=list(row.feature_names),
+            params=row.params,
+            training_data=data,
+            lineage=row.lineage,
+        )
+
+
+@strawberry.type(name="Prediction", description="One stored prediction.")
+class PredictionType:
+    id: strawberry.ID = strawberry.field(description="Stable id of the prediction.")
+    created_at: datetime = strawberry.field(description="When the prediction was made.")
+    device_id: str | None = strawberry.field(description="The device, when the caller named it.")
+    label: FailureClassEnum = strawberry.field(description="FAILURE or NON_FAILURE.")
+    failure_probability: float = strawberry.field(description="P(failure), 0..1.")
+    threshold: float = strawberry.field(description="The model's decision threshold.")
+    input: MetricsType = strawberry.field(description="The telemetry sent.")
+    model_version_id: strawberry.Private[int]
+
+    @strawberry.field(description="The model version that made the prediction.")
+    async def model_version(self, info: Info) -> ModelVersionType:
+        row = await info.context.versions.load(self.model_version_id)
+        return ModelVersionType.from_row(row)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any] | Prediction) -> "PredictionType":
+        """Build from a stored row or the row dict a predict call queued."""
+        get = values.get if isinstance(values, dict) else values.__getattribute__
+        metrics = MetricsType(**{name: get(name) for name in _METRIC_FIELDS})
+        return cls(
+            id=strawberry.ID(str(get("id"))),
+            created_at=get("created_at"),
+            device_id=get("device_id"),
+            label=FailureClassEnum.FAILURE if get("is_failure") else FailureClassEnum.NON_FAILURE,
+            failure_probability=get("failure_probability"),
+            threshold=get("threshold"),
+            input=metrics,
+            model_version_id=get("model_version_id"),
+        )
+
+
+_METRIC_FIELDS = [f"metric{i}" for i in (1, 2, 3, 4, 5, 6, 7, 9)]
+
+
+@strawberry.type(name="PageInfo", description="Where a page sits in its connection.")
+class PageInfoType:
+    has_next_page: bool = strawberry.field(description="Whether older items remain.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+
+
+@strawberry.type(name="PredictionEdge", description="A prediction and its cursor.")
+class PredictionEdgeType:
+    cursor: str
+    node: PredictionType
+
+
+@strawberry.type(name="PredictionConnection", description="A page of predictions, newest first.")
+class PredictionConnectionType:
+    edges: list[PredictionEdgeType]
+    nodes: list[PredictionType]
+    page_info: PageInfoType
+
+
+@strawberry.type(name="Me", description="The caller, as its token describes it.")
+class MeType:
+    subject: str = strawberry.field(description="The token's subject.")
+    scopes: list[str] = strawberry.field(description="The scopes the token grants.")
+
+
+def encode_cursor(value: uuid.UUID) -> str:
+    """An opaque cursor for a prediction id."""
+    return base64.urlsafe_b64encode(value.bytes).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    """The prediction id inside a cursor; BAD_USER_INPUT when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(bytes=raw)
+    except (ValueError, TypeError) as error:
+        raise bad_input("`after` is not a valid cursor", "after") from error
+
+
+def parse_id(value: str) -> uuid.UUID:
+    """A prediction id; BAD_USER_INPUT when malformed."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as error:
+        raise bad_input("`id` is not a valid prediction id", "id") from error
