@@ -1,0 +1,1 @@
+"""failcast command line."""

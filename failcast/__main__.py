@@ -1,0 +1,5 @@
+"""python -m failcast."""
+
+from failcast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""`failcast`: serve, train, token, db, models and evaluate, with clear errors and exit codes."""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from failcast import commands
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="serve the API with uvicorn")
+    p.add_argument("--host", help="bind address (default FAILCAST_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default FAILCAST_PORT or 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.set_defaults(run=commands.serve)
+
+
+def _train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("train", help="train, evaluate and register a model version")
+    p.add_argument("--data", help="dataset CSV (.csv or .csv.gz); default: synthetic data")
+    p.add_argument(
+        "--algorithm",
+        choices=["decision_tree", "logistic_regression"],
+        help="train only this one (default: both, register the better)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--min-recall", type=float, help="pick the threshold reaching this recall")
+    p.add_argument("--max-depth", type=int, help="decision-tree depth (default 4)")
+    p.add_argument("--activate", action="store_true", help="make the new version active")
+    p.add_argument(
+        "--if-no-active",
+        action="store_true",
+        help="do nothing when a version is already active (for make serve)",
+    )
+    p.add_argument("--report-dir", default="artifacts", help="where reports go (default artifacts)")
+    p.set_defaults(run=commands.train)
+
+
+def _token(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("token", help="mint a development token with the configured secret")
+    p.add_argument("--subject", required=True, help="the token's subject (sub)")
+    p.add_argument("--scope", default="", help='space-separated scopes, e.g. "predict"')
+    p.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (default 1h)")
+    p.set_defaults(run=commands.token)
+
+
+def _db(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("db", help="database schema")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    up = dsub.add_parser("upgrade", help="apply the Alembic migrations up to head")
+    up.add_argument("--revision", default="head")
+    up.set_defaults(run=commands.db_upgrade)
+
+
+def _models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("models", help="the model registry")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="list model versions").set_defaults(run=commands.models_list)
+    act = msub.add_parser("activate", help="make a version the active one")
+    act.add_argument("version")
+    act.set_defaults(run=commands.models_activate)
+
+
+def _evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("evaluate", help="score a registered version on a dataset")
+    p.add_argument("version")
+    p.add_argument("--data", required=True, help="dataset CSV (.csv or .csv.gz)")
+    p.set_defaults(run=commands.evaluate)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    root = argparse.ArgumentParser(prog="failcast", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+    for add in (_serve, _train, _token, _db, _models, _evaluate):
+        add(sub)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; return its exit code."""
+    args = parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except commands.CommandError as error:
+        print(f"failcast: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return EXIT_FAILED

@@ -1,0 +1,190 @@
+"""What each CLI command does: thin calls into the packages."""
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import Session
+
+from auth import ALL_SCOPES, AuthError, generate_secret, mint_token, parse_scopes_strict, parse_ttl
+from graph.settings import DEV_SECRET_FILE, Settings, SettingsError
+from persistence import (
+    ModelVersionRepository,
+    NotFound,
+    PersistenceError,
+    create_db_engine,
+    session_scope,
+)
+
+
+class CommandError(Exception):
+    """A command failed; the message says why, the exit code says how."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as error:
+        raise CommandError(f"invalid FAILCAST_* settings: {error}", 2) from error
+
+
+def _ensure_dev_secret(settings: Settings) -> Settings:
+    """In development with no key at all, make (once) and use a local random secret."""
+    if settings.production or settings.secret() or settings.jwt_public_key or settings.jwt_jwks_url:
+        return settings
+    path = settings.jwt_secret_file or DEV_SECRET_FILE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate_secret() + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    os.environ["FAILCAST_JWT_SECRET_FILE"] = str(path.resolve())  # inherited by workers
+    return Settings()
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Check the settings, print a development token if useful, and run uvicorn."""
+    import uvicorn
+
+    settings = _ensure_dev_secret(_settings())
+    try:
+        settings.check_startable()
+    except SettingsError as error:
+        raise CommandError(str(error), 2) from error
+    if not settings.production and settings.secret():
+        token = mint_token(settings.auth_config(), "developer", ALL_SCOPES, timedelta(hours=12))
+        print(f"Development token (every scope, 12 h):\n  {token}\n", file=sys.stderr)
+    uvicorn.run(
+        "graph.app:create_app_from_env",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    """Mint a token signed with the configured secret."""
+    settings = _settings()
+    try:
+        scopes = parse_scopes_strict(args.scope)
+        minted = mint_token(settings.auth_config(), args.subject, scopes, parse_ttl(args.ttl))
+    except AuthError as error:
+        raise CommandError(str(error), 2) from error
+    print(minted)
+    return 0
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    """Apply migrations."""
+    from failcast.migrations import upgrade
+
+    settings = _settings()
+    try:
+        upgrade(settings.database_url, args.revision)
+    except Exception as error:
+        raise CommandError(f"migration failed: {error}") from error
+    print(f"database at {args.revision}")
+    return 0
+
+
+def models_list(args: argparse.Namespace) -> int:
+    """Print the registry."""
+    with _session() as session:
+        rows = ModelVersionRepository(session).list_all()
+    if not rows:
+        print("no model versions; run `failcast train --activate`")
+    for row in rows:
+        mark = "*" if row.is_active else " "
+        pr_auc = row.metrics.get("test", {}).get("pr_auc")
+        synthetic = " synthetic" if row.trained_on_synthetic_data else ""
+        print(
+            f"{mark} {row.version:<16} {row.algorithm:<20} threshold={row.threshold:.4f} "
+            f"test_pr_auc={pr_auc}{synthetic}"
+        )
+    return 0
+
+
+def models_activate(args: argparse.Namespace) -> int:
+    """Make a version active."""
+    with _session() as session:
+        try:
+            ModelVersionRepository(session).activate(args.version)
+        except NotFound as error:
+            raise CommandError(str(error)) from error
+    print(f"{args.version} is active")
+    return 0
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    engine = create_db_engine(_settings().database_url)
+    try:
+        with session_scope(engine) as session:
+            yield session
+    except PersistenceError as error:
+        raise CommandError(f"database: {error}") from error
+    finally:
+        engine.dispose()
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train, evaluate, register (and maybe activate) a model version."""
+    from training import TrainingError, TrainOptions
+    from training import train as run_training
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url)
+    if args.if_no_active:
+        with session_scope(engine) as session:
+            active = ModelVersionRepository(session).active()
+        if active is not None:
+            print(f"model version {active.version} is active; nothing to train")
+            return 0
+    options = TrainOptions(
+        data_path=Path(args.data) if args.data else None,
+        algorithm=args.algorithm,
+        seed=args.seed,
+        min_recall=args.min_recall,
+        max_depth=args.max_depth,
+        activate=args.activate,
+        report_dir=Path(args.report_dir),
+    )
+    try:
+        outcome = run_training(options, engine, progress=lambda m: print(m, file=sys.stderr))
+    except TrainingError as error:
+        raise CommandError(str(error), 2) from error
+    except PersistenceError as error:
+        raise CommandError(f"database: {error}") from error
+    state = "active" if outcome.activated else "registered (not active)"
+    print(
+        f"model version {outcome.version} ({outcome.algorithm}) {state}; report: {outcome.report_path}"
+    )
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Score a registered version on a dataset and print the metrics as JSON."""
+    import json
+
+    from training import TrainingError, evaluate_version
+
+    settings = _settings()
+    try:
+        metrics = evaluate_version(
+            create_db_engine(settings.database_url), args.version, Path(args.data)
+        )
+    except (TrainingError, NotFound) as error:
+        raise CommandError(str(error), 2) from error
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
