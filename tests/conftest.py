@@ -1,0 +1,105 @@
+"""Fixtures shared by every suite: real databases built by the migrations, and a real model.
+
+Every database test runs on SQLite, and on PostgreSQL when FAILCAST_TEST_DATABASE_URL is set
+(.ci/run always sets it); without it the PostgreSQL runs are skipped with that reason.
+"""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from failcast.migrations import upgrade
+from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
+from persistence import ModelVersion, create_db_engine
+from support import PG_SKIP, PG_URL, register_version
+
+if os.environ.get("FAILCAST_REQUIRE_POSTGRES") and not PG_URL:
+    raise RuntimeError("FAILCAST_REQUIRE_POSTGRES is set but FAILCAST_TEST_DATABASE_URL is not")
+
+TABLES_CHILD_FIRST = ("prediction", "audit_event", "model_version")
+
+
+def reset_postgres(url: str) -> None:
+    """Drop and recreate the public schema, so the migrations start from nothing."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(
+    scope="session",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP))],
+)
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URL of a freshly migrated database (one per backend per test session)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'failcast-test.db'}"
+    else:
+        assert PG_URL is not None
+        url = PG_URL
+        reset_postgres(url)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def session_engine(db_url: str) -> Iterator[Engine]:
+    """One engine per backend for the whole session."""
+    engine = create_db_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def empty_tables(engine: Engine) -> None:
+    """Delete every row, children first."""
+    with engine.begin() as connection:
+        for table in TABLES_CHILD_FIRST:
+            connection.execute(sa.text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def db_engine(session_engine: Engine) -> Iterator[Engine]:
+    """A migrated database for code that commits; emptied after the test."""
+    yield session_engine
+    empty_tables(session_engine)
+
+
+@pytest.fixture
+def db_session(session_engine: Engine) -> Iterator[Session]:
+    """A session inside an outer transaction that is rolled back after the test."""
+    connection = session_engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint")
+    yield session
+    session.close()
+    outer.rollback()
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def demo_estimator() -> object:
+    """A depth-4 balanced decision tree trained on the project's synthetic fleet."""
+    from training import generate_synthetic
+    from training.estimators import build_estimator
+
+    data = generate_synthetic(devices=300, days=60, seed=7)
+    return build_estimator("decision_tree", seed=7).fit(data.X, data.y)
+
+
+@pytest.fixture(scope="session")
+def demo_artifact(demo_estimator: object) -> bytes:
+    """Artifact bytes of the demo estimator."""
+    metadata = ArtifactMetadata("decision_tree", DEVICE_FEATURES, 0.5, {"max_depth": 4})
+    return dump_artifact(demo_estimator, metadata)
+
+
+@pytest.fixture
+def active_model(db_engine: Engine, demo_artifact: bytes) -> ModelVersion:
+    """The demo model, registered and active in the test database."""
+    return register_version(db_engine, demo_artifact)

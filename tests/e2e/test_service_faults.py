@@ -1,0 +1,66 @@
+"""The service refuses what it cannot do safely: tampered models, lost audit writes."""
+
+import time
+
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from graph.app import create_app
+from support import ORIGINAL_EXAMPLE, count_rows, gql, register_version
+
+PREDICT = "mutation P($i: PredictInput!) { predict(input: $i) { id label } }"
+
+
+def test_model_with_altered_artifact_is_refused_at_load(settings, db_engine, demo_artifact):
+    register_version(db_engine, demo_artifact, "good")
+    with db_engine.begin() as connection:
+        altered = bytearray(demo_artifact)
+        altered[100] ^= 0x01
+        connection.execute(
+            sa.text("UPDATE model_version SET artifact = :a WHERE version = 'good'"), {"a": bytes(altered)}
+        )
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "refused" in " ".join(ready.json()["problems"])
+
+
+def test_previous_model_keeps_serving_when_a_tampered_one_is_activated(
+    settings, db_engine, demo_artifact, auth_headers
+):
+    register_version(db_engine, demo_artifact, "good")
+    with TestClient(create_app(settings)) as client:
+        register_version(db_engine, demo_artifact, "bad")
+        with db_engine.begin() as connection:
+            connection.execute(sa.text("UPDATE model_version SET artifact_sha256 = :s WHERE version = 'bad'"), {"s": "0" * 64})
+        time.sleep(settings.model_refresh_seconds * 3)
+        body = gql(client, "mutation P($i: PredictInput!) { predict(input: $i) { modelVersion { version } } }",
+                   {"i": ORIGINAL_EXAMPLE}, auth_headers)
+        assert body["data"]["predict"]["modelVersion"]["version"] == "good"
+
+
+def test_prediction_is_not_returned_when_its_audit_record_cannot_be_written(
+    settings, db_engine, active_model, auth_headers
+):
+    with TestClient(create_app(settings)) as client:
+        # A real write failure: the audit table refuses inserts for this test.
+        with db_engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE audit_event RENAME TO audit_event_away"))
+        try:
+            response = client.post("/graphql", json={"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}}, headers=auth_headers)
+        finally:
+            with db_engine.begin() as connection:
+                connection.execute(sa.text("ALTER TABLE audit_event_away RENAME TO audit_event"))
+    assert response.status_code == 503
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert "predict" not in response.text.replace("predictions", "")
+    assert count_rows(db_engine, "prediction") == 0
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"

@@ -1,0 +1,61 @@
+"""The artifact format: digest verified before unpickling, fast path equal to sklearn."""
+
+import numpy as np
+import pytest
+
+from model import (
+    DEVICE_FEATURES,
+    ArtifactFormatError,
+    ArtifactIntegrityError,
+    ArtifactMetadata,
+    dump_artifact,
+    load_artifact,
+    sha256_hex,
+)
+from training import generate_synthetic
+from training.estimators import build_estimator
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return generate_synthetic(devices=200, days=60, seed=3)
+
+
+@pytest.mark.parametrize("algorithm", ["decision_tree", "logistic_regression"])
+def test_fast_path_equals_predict_proba(fleet, algorithm):
+    estimator = build_estimator(algorithm, seed=3).fit(fleet.X, fleet.y)
+    data = dump_artifact(estimator, ArtifactMetadata(algorithm, DEVICE_FEATURES, 0.5))
+    predictor = load_artifact(data, sha256_hex(data))
+    assert predictor.compiled
+    expected = estimator.predict_proba(fleet.X)[:, 1]
+    assert np.abs(predictor.predict_proba(fleet.X) - expected).max() <= 1e-12
+    one = predictor.predict_proba(fleet.X[:1])
+    assert abs(one[0] - expected[0]) <= 1e-12
+
+
+def test_unpruned_tree_fast_path_equals_predict_proba(fleet):
+    estimator = build_estimator("decision_tree", seed=3)
+    estimator.set_params(max_depth=None).fit(fleet.X, fleet.y)
+    data = dump_artifact(estimator, ArtifactMetadata("decision_tree", DEVICE_FEATURES, 0.5))
+    predictor = load_artifact(data, sha256_hex(data))
+    assert np.abs(predictor.predict_proba(fleet.X) - estimator.predict_proba(fleet.X)[:, 1]).max() <= 1e-12
+
+
+def test_altered_artifact_bytes_are_refused_before_unpickling(demo_artifact):
+    digest = sha256_hex(demo_artifact)
+    altered = bytearray(demo_artifact)
+    altered[len(altered) // 2] ^= 0xFF
+    with pytest.raises(ArtifactIntegrityError):
+        load_artifact(bytes(altered), digest)
+
+
+def test_artifact_of_another_format_is_refused():
+    import io
+
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump({"format": "something-else"}, buffer)
+    data = buffer.getvalue()
+    with pytest.raises(ArtifactFormatError):
+        load_artifact(data, sha256_hex(data))
