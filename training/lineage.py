@@ -1,0 +1,36 @@
+"""Where a model version came from: seed, options, library versions, data and split sizes."""
+
+import platform
+from importlib import metadata
+from typing import Any
+
+from training.experiment import Experiment
+from training.options import TrainOptions
+
+_PACKAGES = ("failcast", "scikit-learn", "numpy", "joblib")
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution, or "unknown" when it is not installed."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"  # e.g. failcast run from a source checkout without installation
+
+
+def build_lineage(options: TrainOptions, experiment: Experiment) -> dict[str, Any]:
+    """The lineage JSON stored with the model version."""
+    dataset = experiment.dataset
+    return {
+        "seed": options.seed,
+        "options": options.to_json(),
+        "versions": {
+            "python": platform.python_version(),
+            **{name: package_version(name) for name in _PACKAGES},
+        },
+        "data": {**dataset.fingerprint.to_json(), "synthetic": dataset.synthetic},
+        "features": list(dataset.feature_names),
+        "splits": experiment.split.sizes(dataset),
+        "split_method": "StratifiedGroupKFold by device: 1/5 test, then 1/4 of the rest validation",
+        "refit_on_validation": False,
+    }

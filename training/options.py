@@ -1,0 +1,79 @@
+"""What a training run is asked to do, and what it produced."""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from training.errors import InvalidOptionsError
+from training.estimators import ALGORITHMS, LOGISTIC_REGRESSION
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of one training run; without `data_path` the synthetic generator is used."""
+
+    data_path: Path | None = None
+    algorithm: str | None = None  # None: train both, keep the higher validation PR-AUC
+    seed: int = 0
+    min_recall: float | None = None  # None: threshold maximises validation F1
+    max_depth: int | None = None  # decision tree only; None: the reference depth 4
+    activate: bool = False
+    report_dir: Path = Path("artifacts")
+    synthetic_devices: int = 600
+    synthetic_days: int = 120
+    cv_folds: int = 5  # 0 skips cross-validation and computes the validation curve on one split
+    validation_curve: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (paths as strings), for lineage."""
+        data = asdict(self)
+        data["data_path"] = None if self.data_path is None else str(self.data_path)
+        data["report_dir"] = str(self.report_dir)
+        return data
+
+    def algorithms(self) -> tuple[str, ...]:
+        """The candidate algorithms this run trains."""
+        return ALGORITHMS if self.algorithm is None else (self.algorithm,)
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """The registered version; `report_path` is its report.json (plots and model beside it)."""
+
+    version: str
+    algorithm: str
+    threshold: float
+    metrics: dict[str, Any]
+    report_path: Path
+    activated: bool
+    trained_on_synthetic_data: bool
+
+
+def validate_options(options: TrainOptions) -> None:
+    """Reject inconsistent options before any work is done."""
+    problems = [message for broken, message in _rules(options) if broken]
+    if problems:
+        raise InvalidOptionsError("; ".join(problems))
+
+
+def _rules(o: TrainOptions) -> list[tuple[bool, str]]:
+    return [
+        (
+            o.algorithm is not None and o.algorithm not in ALGORITHMS,
+            f"algorithm must be one of {', '.join(ALGORITHMS)}",
+        ),
+        (
+            o.min_recall is not None and not 0.0 < o.min_recall <= 1.0,
+            "min_recall must be in (0, 1]",
+        ),
+        (o.max_depth is not None and o.max_depth < 1, "max_depth must be >= 1"),
+        (
+            o.max_depth is not None and o.algorithm == LOGISTIC_REGRESSION,
+            "max_depth applies to decision_tree only",
+        ),
+        (o.cv_folds == 1 or o.cv_folds < 0, "cv_folds must be 0 (skip) or >= 2"),
+        (
+            o.synthetic_devices < 2 or o.synthetic_days < 2,
+            "synthetic data needs at least 2 devices and 2 days",
+        ),
+    ]

@@ -1,0 +1,99 @@
+"""`train()`: load or generate data, run the experiment, register the version, write the report."""
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from model import ArtifactMetadata, dump_artifact, sha256_hex
+from training.dataset import Dataset
+from training.experiment import Experiment, Progress, run_experiment
+from training.lineage import build_lineage
+from training.loader import load_dataset
+from training.options import TrainingOutcome, TrainOptions, validate_options
+from training.registry import VersionRecord, register_version
+from training.report import REPORT_FILE, write_report
+from training.synthetic import generate_synthetic
+
+
+def print_progress(message: str) -> None:
+    """The default progress sink: one line on stderr."""
+    print(f"[train] {message}", file=sys.stderr, flush=True)
+
+
+def train(
+    options: TrainOptions, engine: Engine, progress: Progress = print_progress
+) -> TrainingOutcome:
+    """Train, register a new model version (active if asked) and write its report."""
+    validate_options(options)
+    dataset = load_training_data(options, progress)
+    experiment = run_experiment(options, dataset, progress)
+    record = build_record(options, experiment)
+    progress("registering the model version and writing its report")
+    options.report_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=options.report_dir))
+    try:
+        version, _ = register_version(
+            engine,
+            record,
+            options.activate,
+            lambda name: write_report(staging, experiment, record.to_json(name), record.artifact),
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report = _publish(staging, options.report_dir / version)
+    progress(f"registered {version} ({record.algorithm}); report in {report.parent}")
+    return TrainingOutcome(
+        version=version,
+        algorithm=record.algorithm,
+        threshold=record.threshold,
+        metrics=record.metrics,
+        report_path=report,
+        activated=options.activate,
+        trained_on_synthetic_data=dataset.synthetic,
+    )
+
+
+def load_training_data(options: TrainOptions, progress: Progress) -> Dataset:
+    """The data file of the options, or the synthetic fleet when there is none."""
+    if options.data_path is None:
+        progress(
+            f"no data path: generating a synthetic fleet of {options.synthetic_devices} devices"
+            f" over {options.synthetic_days} days"
+        )
+        return generate_synthetic(options.synthetic_devices, options.synthetic_days, options.seed)
+    progress(f"loading {options.data_path}")
+    return load_dataset(options.data_path)
+
+
+def build_record(options: TrainOptions, experiment: Experiment) -> VersionRecord:
+    """The registry record of the selected candidate, with its serialised artifact."""
+    chosen = experiment.chosen
+    features = experiment.dataset.feature_names
+    metadata = ArtifactMetadata(chosen.algorithm, features, chosen.threshold, chosen.params)
+    artifact = dump_artifact(chosen.estimator, metadata)
+    return VersionRecord(
+        algorithm=chosen.algorithm,
+        params=chosen.params,
+        feature_names=features,
+        threshold=chosen.threshold,
+        metrics=experiment.metrics(),
+        lineage=build_lineage(options, experiment),
+        fingerprint=experiment.dataset.fingerprint,
+        synthetic=experiment.dataset.synthetic,
+        artifact=artifact,
+        artifact_sha256=sha256_hex(artifact),
+    )
+
+
+def _publish(staging: Path, target: Path) -> Path:
+    # The version is committed: move its report into place. A directory of the same name can
+    # only be left over from another database that reused the name; the new one replaces it.
+    if target.exists():
+        shutil.rmtree(target)
+    staging.chmod(0o755)  # mkdtemp makes it private; the report is meant to be read
+    staging.rename(target)
+    return target / REPORT_FILE
