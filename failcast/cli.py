@@ -70,11 +70,21 @@ def _evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p.set_defaults(run=commands.evaluate)
 
 
+def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("audit", help="the audit trail's seals")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    seal = asub.add_parser("seal", help="seal audit events older than the lag")
+    seal.add_argument("--lag", type=float, help="seconds (default FAILCAST_AUDIT_SEAL_LAG_SECONDS)")
+    seal.set_defaults(run=commands.audit_seal)
+    verify = asub.add_parser("verify", help="report rows altered, deleted or inserted")
+    verify.set_defaults(run=commands.audit_verify)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     root = argparse.ArgumentParser(prog="failcast", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
-    for add in (_serve, _train, _token, _db, _models, _evaluate):
+    for add in (_serve, _train, _token, _db, _models, _evaluate, _audit):
         add(sub)
     return root
 

@@ -17,7 +17,10 @@ from persistence import (
     NotFound,
     PersistenceError,
     create_db_engine,
+    seal_pending,
+    sealed_count,
     session_scope,
+    verify_seals,
 )
 
 
@@ -188,3 +191,34 @@ def evaluate(args: argparse.Namespace) -> int:
         raise CommandError(str(error), 2) from error
     print(json.dumps(metrics, indent=2, default=str))
     return 0
+
+
+def audit_seal(args: argparse.Namespace) -> int:
+    """Seal pending audit events."""
+    settings = _settings()
+    lag = settings.audit_seal_lag_seconds if args.lag is None else args.lag
+    engine = create_db_engine(settings.database_url)
+    try:
+        sealed = seal_pending(engine, lag_seconds=lag)
+        total = sealed_count(engine)
+    except PersistenceError as error:
+        raise CommandError(f"database: {error}") from error
+    print(f"sealed {sealed} audit events ({total} sealed in all)")
+    return 0
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    """Verify every seal; exit 1 when anything was tampered with."""
+    engine = create_db_engine(_settings().database_url)
+    try:
+        report = verify_seals(engine)
+    except PersistenceError as error:
+        raise CommandError(f"database: {error}") from error
+    print(f"checked {report.blocks} sealed blocks, {report.events} audit events")
+    for kind in ("altered", "deleted", "inserted"):
+        for event_id in getattr(report, kind):
+            print(f"  {kind}: audit event {event_id}")
+    for sequence in report.broken_chain:
+        print(f"  broken chain at seal {sequence}")
+    print("OK: the sealed audit trail is intact" if report.ok else "TAMPERED")
+    return 0 if report.ok else 1

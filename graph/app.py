@@ -21,7 +21,13 @@ from graph.recorder import Recorder
 from graph.rest import predict_route
 from graph.schema import FailcastSchema, build_schema
 from graph.settings import Settings
-from persistence import PersistenceError, RequestRecord, create_db_engine, write_records
+from persistence import (
+    PersistenceError,
+    RequestRecord,
+    create_db_engine,
+    seal_pending,
+    write_records,
+)
 
 log = logging.getLogger("failcast.app")
 
@@ -75,6 +81,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         services.models.last_error = f"registry unreachable: {error}"
         log.warning("no model loaded at start-up: %s", error)
     services.tasks.append(asyncio.create_task(services.models.keep_fresh()))
+    services.tasks.append(asyncio.create_task(_keep_sealing(services)))
     try:
         yield
     finally:
@@ -82,6 +89,17 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
             task.cancel()
         await services.recorder.stop()
         services.engine.dispose()
+
+
+async def _keep_sealing(services: AppServices) -> None:
+    """Seal the audit trail in the background; other processes may seal too, safely."""
+    settings = services.settings
+    while True:
+        await asyncio.sleep(settings.audit_seal_interval_seconds)
+        try:
+            await asyncio.to_thread(seal_pending, services.engine, settings.audit_seal_lag_seconds)
+        except PersistenceError as error:
+            log.warning("audit sealing skipped: %s", error)
 
 
 def create_app(settings: Settings) -> Starlette:

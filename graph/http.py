@@ -94,14 +94,18 @@ def authenticate(request: Request, audit: RequestAudit) -> tuple[Any, AuthError 
     return principal, None
 
 
+def _wants_graphiql(request: Request, enabled: bool) -> bool:
+    browser = "text/html" in request.headers.get("accept", "")
+    return enabled and browser and request.method == "GET" and "query" not in request.query_params
+
+
 async def graphql_endpoint(request: Request) -> Response:
     """Execute one GraphQL operation over HTTP."""
     audit = request_audit(request.scope)
     assert audit is not None, "the audit middleware must wrap /graphql"
     services = request.app.state.services
-    if request.method == "GET" and "query" not in request.query_params:
-        if services.settings.graphiql and "text/html" in request.headers.get("accept", ""):
-            return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+    if _wants_graphiql(request, services.settings.graphiql):
+        return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
     try:
         data = _get_params(request) if request.method == "GET" else await _read_body(request)
         query, variables, name = _operation(data)

@@ -17,6 +17,7 @@ FIELD_SCOPES: dict[str, Scope | None] = {
     "modelVersions": Scope.MODELS_READ,
     "modelVersion": Scope.MODELS_READ,
     "activeModel": Scope.MODELS_READ,
+    "auditEvents": Scope.AUDIT_READ,
     "me": None,  # any valid token
 }
 

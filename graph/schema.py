@@ -1,5 +1,6 @@
 """The GraphQL schema: root fields, each with its declared scope."""
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,12 @@ from strawberry.extensions import (
 from strawberry.types import Info
 
 from graph import services
+from graph.audit_types import (
+    AuditEventConnectionType,
+    AuditEventEdgeType,
+    AuditEventFilterInput,
+    AuditEventType,
+)
 from graph.errors import bad_input
 from graph.extensions import AuditExtension
 from graph.inputs import PredictInput, PredictionFilterInput
@@ -30,7 +37,13 @@ from graph.types import (
     encode_cursor,
     parse_id,
 )
-from persistence import PredictionFilter
+from persistence import (
+    OUTCOMES,
+    AuditFilter,
+    AuditRepository,
+    PredictionFilter,
+    PredictionRepository,
+)
 
 
 def _predicted(info: Info, rows: list[dict[str, Any]]) -> list[PredictionType]:
@@ -66,6 +79,32 @@ class Mutation:
         )
 
 
+def _page_args(info: Info, first: int | None, after: str | None) -> tuple[int, uuid.UUID | None]:
+    limit = info.context.services.settings.max_page_size
+    first = 20 if first is None else first
+    if not 1 <= first <= limit:
+        raise bad_input(f"first must be 1..{limit}", "first")
+    return first, decode_cursor(after) if after else None
+
+
+def _connection(page: services.Page[Any], node: Callable[[Any], Any], edge: Any, conn: Any) -> Any:
+    nodes = [node(row) for row in page.items]
+    edges = [
+        edge(cursor=encode_cursor(r.id), node=n) for r, n in zip(page.items, nodes, strict=True)
+    ]
+    end = edges[-1].cursor if edges else None
+    page_info = PageInfoType(has_next_page=page.has_next, end_cursor=end)
+    return conn(edges=edges, nodes=nodes, page_info=page_info)
+
+
+def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
+    if where is None:
+        return AuditFilter()
+    if where.outcome is not None and where.outcome not in OUTCOMES:
+        raise bad_input(f"outcome must be one of {', '.join(OUTCOMES)}", "filter.outcome")
+    return AuditFilter(where.subject, where.outcome, where.from_, where.to, where.operation_name)
+
+
 def _filter(where: PredictionFilterInput | None) -> PredictionFilter:
     if where is None:
         return PredictionFilter()
@@ -91,21 +130,34 @@ class Query:
         after: str | None = None,
         filter: PredictionFilterInput | None = None,
     ) -> PredictionConnectionType:
-        limit = info.context.services.settings.max_page_size
-        first = 20 if first is None else first
-        if not 1 <= first <= limit:
-            raise bad_input(f"first must be 1..{limit}", "first")
-        before = decode_cursor(after) if after else None
+        first, before = _page_args(info, first, after)
         engine = info.context.services.engine
-        page = await services.prediction_page(engine, first, before, _filter(filter))
-        nodes = [PredictionType.from_values(row) for row in page.items]
-        edges = [
-            PredictionEdgeType(cursor=encode_cursor(r.id), node=n)
-            for r, n in zip(page.items, nodes, strict=True)
-        ]
-        end = edges[-1].cursor if edges else None
-        info_ = PageInfoType(has_next_page=page.has_next, end_cursor=end)
-        return PredictionConnectionType(edges=edges, nodes=nodes, page_info=info_)
+        page = await services.history_page(
+            engine, PredictionRepository, first, before, _filter(filter)
+        )
+        return _connection(
+            page, PredictionType.from_values, PredictionEdgeType, PredictionConnectionType
+        )
+
+    @strawberry.field(
+        description="The audit trail, newest first (cursor pagination).",
+        extensions=requires("auditEvents"),
+    )
+    async def audit_events(
+        self,
+        info: Info,
+        first: int | None = 20,
+        after: str | None = None,
+        filter: AuditEventFilterInput | None = None,
+    ) -> AuditEventConnectionType:
+        first, before = _page_args(info, first, after)
+        engine = info.context.services.engine
+        page = await services.history_page(
+            engine, AuditRepository, first, before, _audit_filter(filter)
+        )
+        return _connection(
+            page, AuditEventType.from_row, AuditEventEdgeType, AuditEventConnectionType
+        )
 
     @strawberry.field(
         description="Every registered model version, newest first.",

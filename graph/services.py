@@ -2,13 +2,14 @@
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from graph.audit import RequestAudit
 from graph.errors import ServiceError, bad_input
@@ -18,13 +19,14 @@ from persistence import (
     ModelVersion,
     ModelVersionRepository,
     Prediction,
-    PredictionFilter,
     PredictionRepository,
     new_id,
     session_scope,
 )
 
 MAX_DEVICE_ID = 64
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,26 +101,32 @@ def _prediction_rows(
 
 
 @dataclass(frozen=True)
-class PredictionPage:
-    """A page of the prediction history, newest first."""
+class Page(Generic[T]):
+    """A page of a history (predictions or audit events), newest first."""
 
-    items: list[Prediction]
+    items: list[T]
     has_next: bool
 
 
-def _page_sync(
-    engine: Engine, first: int, before: uuid.UUID | None, where: PredictionFilter
-) -> PredictionPage:
-    with session_scope(engine) as session:
-        found = PredictionRepository(session).page(first + 1, before, where)
-    return PredictionPage(found[:first], len(found) > first)
+class _Pageable(Protocol[T_co]):
+    def page(self, first: int, before: uuid.UUID | None, where: Any) -> list[T_co]: ...
 
 
-async def prediction_page(
-    engine: Engine, first: int, before: uuid.UUID | None, where: PredictionFilter
-) -> PredictionPage:
-    """Read a page of predictions off the event loop."""
-    return await asyncio.to_thread(_page_sync, engine, first, before, where)
+async def history_page(
+    engine: Engine,
+    repository: Callable[[Session], _Pageable[T]],
+    first: int,
+    before: uuid.UUID | None,
+    where: Any,
+) -> Page[T]:
+    """Read one page (plus one row, to know whether more follow) off the event loop."""
+
+    def read() -> Page[T]:
+        with session_scope(engine) as session:
+            found = repository(session).page(first + 1, before, where)
+        return Page(found[:first], len(found) > first)
+
+    return await asyncio.to_thread(read)
 
 
 def _get_prediction_sync(engine: Engine, prediction_id: uuid.UUID) -> Prediction | None:

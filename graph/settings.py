@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
+    audit_seal_interval_seconds: float = Field(default=30.0, gt=0)
+    audit_seal_lag_seconds: float = Field(default=120.0, ge=0)
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod

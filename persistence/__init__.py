@@ -5,20 +5,24 @@ from persistence.errors import Conflict, DatabaseUnavailable, NotFound, Persiste
 from persistence.ids import id_floor, id_time_ms, new_id
 from persistence.records import RequestRecord, write_records
 from persistence.repositories import (
+    AuditFilter,
     AuditRepository,
     ModelVersionRepository,
     PredictionFilter,
     PredictionRepository,
 )
+from persistence.sealing import SealReport, seal_pending, sealed_count, verify_seals
 from persistence.session import session_scope, translate_errors
-from persistence.tables import OUTCOMES, AuditEvent, ModelVersion, Prediction
+from persistence.tables import OUTCOMES, AuditEvent, AuditSeal, ModelVersion, Prediction
 
 metadata = AuditEvent.metadata
 
 __all__ = [
     "OUTCOMES",
     "AuditEvent",
+    "AuditFilter",
     "AuditRepository",
+    "AuditSeal",
     "Conflict",
     "DatabaseUnavailable",
     "ModelVersion",
@@ -29,6 +33,7 @@ __all__ = [
     "PredictionFilter",
     "PredictionRepository",
     "RequestRecord",
+    "SealReport",
     "create_db_engine",
     "id_floor",
     "id_time_ms",
@@ -36,7 +41,10 @@ __all__ = [
     "metadata",
     "new_id",
     "ping",
+    "seal_pending",
+    "sealed_count",
     "session_scope",
     "translate_errors",
+    "verify_seals",
     "write_records",
 ]

@@ -144,6 +144,31 @@ def _filter_predictions(query: Any, where: PredictionFilter) -> Any:
     return query
 
 
+@dataclass(frozen=True)
+class AuditFilter:
+    """Optional narrowing of the audit trail."""
+
+    subject: str | None = None
+    outcome: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    operation_name: str | None = None
+
+
+def _filter_audit(query: Any, where: AuditFilter) -> Any:
+    if where.subject is not None:
+        query = query.where(AuditEvent.subject == where.subject)
+    if where.outcome is not None:
+        query = query.where(AuditEvent.outcome == where.outcome)
+    if where.received_from is not None:
+        query = query.where(col(AuditEvent.received_at) >= where.received_from)
+    if where.received_to is not None:
+        query = query.where(col(AuditEvent.received_at) < where.received_to)
+    if where.operation_name is not None:
+        query = query.where(AuditEvent.operation_name == where.operation_name)
+    return query
+
+
 class AuditRepository:
     """The audit trail: insert and read, never update or delete."""
 
@@ -154,6 +179,17 @@ class AuditRepository:
         """Insert audit rows in one statement."""
         if rows:
             self.session.execute(sa.insert(AuditEvent), list(rows))
+
+    def page(
+        self, first: int, before: uuid.UUID | None, where: AuditFilter | None = None
+    ) -> list[AuditEvent]:
+        """Up to `first` events, newest first, older than `before` when given."""
+        query = select(AuditEvent)
+        if before is not None:
+            query = query.where(col(AuditEvent.id) < before)
+        if where is not None:
+            query = _filter_audit(query, where)
+        return list(self.session.exec(query.order_by(col(AuditEvent.id).desc()).limit(first)))
 
     def get(self, event_id: uuid.UUID) -> AuditEvent | None:
         """One audit event by its request id."""

@@ -105,3 +105,19 @@ class Prediction(SQLModel, table=True):
     failure_probability: float
     threshold: float
     is_failure: bool
+
+
+class AuditSeal(SQLModel, table=True):
+    """A sealed block of audit events: their digests, chained to the previous block."""
+
+    __tablename__ = "audit_seal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sequence: int = Field(unique=True)  # 1, 2, 3...: two sealers cannot both extend the chain
+    sealed_at: datetime = Field(sa_type=UTCDateTime)
+    first_event_id: uuid.UUID
+    last_event_id: uuid.UUID
+    event_count: int
+    row_digests: dict[str, str] = Field(default_factory=dict, sa_type=JSONType)
+    prev_digest: str = Field(max_length=64)
+    digest: str = Field(max_length=64)

@@ -1,0 +1,74 @@
+"""GraphQL types of the audit trail (read-only: there is no way to change it through the API)."""
+
+from datetime import datetime
+
+import strawberry
+
+from graph.types import PageInfoType
+from persistence import AuditEvent
+
+
+@strawberry.type(name="AuditEvent", description="One API request, as the audit trail holds it.")
+class AuditEventType:
+    request_id: strawberry.ID = strawberry.field(description="Also sent back as X-Request-ID.")
+    received_at: datetime = strawberry.field(description="When the request arrived.")
+    finished_at: datetime = strawberry.field(description="When its answer was ready.")
+    duration_ms: float = strawberry.field(description="Time spent, in milliseconds.")
+    subject: str | None = strawberry.field(description="The token's subject, when valid.")
+    client_address: str | None = strawberry.field(description="The peer address.")
+    user_agent: str | None = strawberry.field(description="The User-Agent header.")
+    http_method: str = strawberry.field(description="GET or POST.")
+    http_path: str = strawberry.field(description="/graphql or /predict.")
+    http_status: int = strawberry.field(description="The HTTP status answered.")
+    operation_type: str | None = strawberry.field(description="query, mutation or rest.")
+    operation_name: str | None = strawberry.field(description="The operation's name, if any.")
+    query_sha256: str | None = strawberry.field(description="sha256 of the query document.")
+    outcome: str = strawberry.field(description="ok, denied, invalid or error.")
+    error_codes: list[str] = strawberry.field(description="extensions.code of each error.")
+    predictions_created: int = strawberry.field(description="Predictions stored by it.")
+
+    @classmethod
+    def from_row(cls, row: AuditEvent) -> "AuditEventType":
+        """Build from a stored audit row."""
+        return cls(
+            request_id=strawberry.ID(str(row.id)),
+            received_at=row.received_at,
+            finished_at=row.finished_at,
+            duration_ms=row.duration_ms,
+            subject=row.subject,
+            client_address=row.client_addr,
+            user_agent=row.user_agent,
+            http_method=row.http_method,
+            http_path=row.http_path,
+            http_status=row.http_status,
+            operation_type=row.operation_type,
+            operation_name=row.operation_name,
+            query_sha256=row.query_sha256,
+            outcome=row.outcome,
+            error_codes=list(row.error_codes),
+            predictions_created=row.predictions_created,
+        )
+
+
+@strawberry.type(name="AuditEventEdge", description="An audit event and its cursor.")
+class AuditEventEdgeType:
+    cursor: str
+    node: AuditEventType
+
+
+@strawberry.type(name="AuditEventConnection", description="A page of audit events, newest first.")
+class AuditEventConnectionType:
+    edges: list[AuditEventEdgeType]
+    nodes: list[AuditEventType]
+    page_info: PageInfoType
+
+
+@strawberry.input(name="AuditEventFilter", description="Narrow the audit trail.")
+class AuditEventFilterInput:
+    subject: str | None = strawberry.field(default=None, description="Only this subject.")
+    outcome: str | None = strawberry.field(default=None, description="ok|denied|invalid|error.")
+    from_: datetime | None = strawberry.field(
+        default=None, name="from", description="Received at or after."
+    )
+    to: datetime | None = strawberry.field(default=None, description="Received before.")
+    operation_name: str | None = strawberry.field(default=None, description="Only this name.")

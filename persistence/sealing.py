@@ -1,0 +1,162 @@
+"""Tamper evidence for the audit trail: blocks of audit rows sealed by a chain of sha256 digests.
+
+Ids are UUIDv7 made when a request starts, and rows commit when it ends, so ids can commit out
+of order. A block therefore only takes rows older than a lag (longer than any request can take
+to commit): below that watermark no new row can appear, and a row that appears there later was
+inserted behind the application's back, which `verify_seals` reports.
+"""
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from persistence.errors import Conflict
+from persistence.ids import id_floor
+from persistence.session import session_scope
+from persistence.tables import AuditEvent, AuditSeal
+
+GENESIS = "0" * 64
+DEFAULT_LAG_SECONDS = 120.0
+DEFAULT_BLOCK_SIZE = 500
+_COLUMNS = [column.name for column in AuditEvent.__table__.columns]  # type: ignore[attr-defined]
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def row_digest(row: AuditEvent) -> str:
+    """sha256 of every column of an audit row, in a canonical form."""
+    values = {name: _canonical(getattr(row, name)) for name in _COLUMNS}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def block_digest(prev_digest: str, digests: dict[str, str]) -> str:
+    """sha256 chaining the previous block's digest with this block's row digests in id order."""
+    hasher = hashlib.sha256(prev_digest.encode())
+    for event_id in sorted(digests, key=uuid.UUID):
+        hasher.update(f"{event_id}:{digests[event_id]}".encode())
+    return hasher.hexdigest()
+
+
+def _last_seal(session: Session) -> AuditSeal | None:
+    return session.exec(select(AuditSeal).order_by(col(AuditSeal.sequence).desc())).first()
+
+
+def _seal_block(session: Session, watermark: uuid.UUID, block_size: int) -> AuditSeal | None:
+    last = _last_seal(session)
+    query = select(AuditEvent).where(col(AuditEvent.id) < watermark)
+    if last is not None:
+        query = query.where(col(AuditEvent.id) > last.last_event_id)
+    rows = list(session.exec(query.order_by(col(AuditEvent.id)).limit(block_size)))
+    if not rows:
+        return None
+    digests = {str(row.id): row_digest(row) for row in rows}
+    prev = last.digest if last else GENESIS
+    seal = AuditSeal(
+        sequence=(last.sequence + 1) if last else 1,
+        sealed_at=datetime.now(UTC),
+        first_event_id=rows[0].id,
+        last_event_id=rows[-1].id,
+        event_count=len(rows),
+        row_digests=digests,
+        prev_digest=prev,
+        digest=block_digest(prev, digests),
+    )
+    session.add(seal)
+    session.flush()
+    return seal
+
+
+def seal_pending(
+    engine: Engine,
+    lag_seconds: float = DEFAULT_LAG_SECONDS,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    max_blocks: int = 1000,
+) -> int:
+    """Seal every complete block older than the lag; return how many events were sealed.
+
+    Safe beside other sealers: a block another process sealed first makes this one stop.
+    """
+    watermark = id_floor(int((time.time() - lag_seconds) * 1000))
+    sealed = 0
+    for _ in range(max_blocks):
+        try:
+            with session_scope(engine) as session:
+                seal = _seal_block(session, watermark, block_size)
+        except Conflict:
+            return sealed  # another sealer extended the chain at the same moment
+        if seal is None:
+            return sealed
+        sealed += seal.event_count
+    return sealed
+
+
+@dataclass
+class SealReport:
+    """What verification found: problems per kind, and how much it checked."""
+
+    blocks: int = 0
+    events: int = 0
+    altered: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    inserted: list[str] = field(default_factory=list)
+    broken_chain: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every sealed block is intact."""
+        return not (self.altered or self.deleted or self.inserted or self.broken_chain)
+
+
+def _check_block(session: Session, seal: AuditSeal, prev: str, report: SealReport) -> None:
+    if seal.prev_digest != prev or block_digest(prev, seal.row_digests) != seal.digest:
+        report.broken_chain.append(seal.sequence)
+    query = select(AuditEvent).where(
+        col(AuditEvent.id) >= seal.first_event_id, col(AuditEvent.id) <= seal.last_event_id
+    )
+    found = {str(row.id): row for row in session.exec(query)}
+    for event_id, digest in seal.row_digests.items():
+        row = found.pop(event_id, None)
+        if row is None:
+            report.deleted.append(event_id)
+        elif row_digest(row) != digest:
+            report.altered.append(event_id)
+    report.inserted.extend(sorted(found))
+    report.blocks += 1
+    report.events += seal.event_count
+
+
+def verify_seals(engine: Engine) -> SealReport:
+    """Recompute every sealed block and the chain between them."""
+    report = SealReport()
+    with session_scope(engine) as session:
+        seals = session.exec(select(AuditSeal).order_by(col(AuditSeal.sequence)))
+        prev = GENESIS
+        for expected, seal in enumerate(seals, start=1):
+            if seal.sequence != expected:
+                report.broken_chain.append(expected)
+            _check_block(session, seal, prev, report)
+            prev = seal.digest
+    return report
+
+
+def sealed_count(engine: Engine) -> int:
+    """How many audit events are covered by seals."""
+    with session_scope(engine) as session:
+        total = session.execute(sa.select(sa.func.coalesce(sa.func.sum(AuditSeal.event_count), 0)))
+        return int(total.scalar_one())
