@@ -37,8 +37,8 @@ def load_dataset(path: Path) -> Dataset:
     raw = _read_bytes(path)
     text = _decode(raw, path)
     reader = csv.reader(io.StringIO(text))
-    index = _header_index(next(reader, None), path)
-    columns, lines = _read_columns(reader, index)
+    index, width = _header_index(next(reader, None), path)
+    columns, lines = _read_columns(reader, index, width)
     if not lines:
         raise EmptyDatasetError(f"{path.name}: header but no data rows")
     return make_dataset(
@@ -71,20 +71,20 @@ def _decode(raw: bytes, path: Path) -> str:
     return raw.removeprefix(_UTF8_BOM).decode("latin-1")
 
 
-def _header_index(header: list[str] | None, path: Path) -> dict[str, int]:
+def _header_index(header: list[str] | None, path: Path) -> tuple[dict[str, int], int]:
+    """Positions of the required columns, and the number of fields every row must have."""
     if not header:
         raise EmptyDatasetError(f"{path.name}: empty file (no header)")
     names = [name.strip().lower() for name in header]
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
         raise MissingColumnsError(missing)
-    positions = {name: names.index(name) for name in REQUIRED_COLUMNS}
-    positions["__width__"] = len(names)
-    return positions
+    return {name: names.index(name) for name in REQUIRED_COLUMNS}, len(names)
 
 
-def _read_columns(reader: Any, index: dict[str, int]) -> tuple[dict[str, Column], list[int]]:
-    width = index["__width__"]
+def _read_columns(
+    reader: Any, index: dict[str, int], width: int
+) -> tuple[dict[str, Column], list[int]]:
     rows: list[list[str]] = []
     lines: list[int] = []
     for row in reader:

@@ -32,6 +32,24 @@ def train(
     experiment = run_experiment(options, dataset, progress)
     record = build_record(options, experiment)
     progress("registering the model version and writing its report")
+    version, report = _register_with_report(engine, options, experiment, record)
+    progress(f"registered {version} ({record.algorithm}); report in {report.parent}")
+    return TrainingOutcome(
+        version=version,
+        algorithm=record.algorithm,
+        threshold=record.threshold,
+        metrics=record.metrics,
+        report_path=report,
+        activated=options.activate,
+        trained_on_synthetic_data=dataset.synthetic,
+    )
+
+
+def _register_with_report(
+    engine: Engine, options: TrainOptions, experiment: Experiment, record: VersionRecord
+) -> tuple[str, Path]:
+    # The report is staged before the commit and moved into place after it: a failed commit
+    # leaves no report, and a failed report leaves no version.
     options.report_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=options.report_dir))
     try:
@@ -44,17 +62,7 @@ def train(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    report = _publish(staging, options.report_dir / version)
-    progress(f"registered {version} ({record.algorithm}); report in {report.parent}")
-    return TrainingOutcome(
-        version=version,
-        algorithm=record.algorithm,
-        threshold=record.threshold,
-        metrics=record.metrics,
-        report_path=report,
-        activated=options.activate,
-        trained_on_synthetic_data=dataset.synthetic,
-    )
+    return version, _publish(staging, options.report_dir / version)
 
 
 def load_training_data(options: TrainOptions, progress: Progress) -> Dataset:

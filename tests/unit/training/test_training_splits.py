@@ -13,39 +13,41 @@ def fleet():
     return generate_synthetic(devices=600, days=120, seed=2)
 
 
+@pytest.fixture(scope="module")
+def split(fleet):
+    return split_devices(fleet, seed=0)
+
+
 def devices(dataset, rows):
     return set(dataset.devices[rows].tolist())
 
 
-def test_every_row_lands_in_exactly_one_split(fleet):
-    split = split_devices(fleet, seed=0)
+def test_every_row_lands_in_exactly_one_split(fleet, split):
     rows = np.concatenate([split.train, split.validation, split.test])
     np.testing.assert_array_equal(np.sort(rows), np.arange(len(fleet)))
 
 
-def test_no_device_is_on_two_sides(fleet):
-    split = split_devices(fleet, seed=0)
+def test_no_device_is_on_two_sides(fleet, split):
     train, validation, test = (
         devices(fleet, r) for r in (split.train, split.validation, split.test)
     )
     assert not train & validation and not train & test and not validation & test
 
 
-def test_every_side_has_failures(fleet):
-    sizes = split_devices(fleet, seed=0).sizes(fleet)
+def test_every_side_has_failures(fleet, split):
+    sizes = split.sizes(fleet)
     assert all(side["failures"] > 0 for side in sizes.values())
 
 
-def test_test_and_validation_hold_about_a_fifth_of_devices_each(fleet):
-    sizes = split_devices(fleet, seed=0).sizes(fleet)
+def test_test_and_validation_hold_about_a_fifth_of_devices_each(fleet, split):
+    sizes = split.sizes(fleet)
     for side in ("test", "validation"):
         assert 0.15 <= sizes[side]["devices"] / 600 <= 0.25
 
 
-def test_split_is_deterministic_given_the_seed(fleet):
-    a, b, c = split_devices(fleet, 0), split_devices(fleet, 0), split_devices(fleet, 1)
-    np.testing.assert_array_equal(a.test, b.test)
-    assert not np.array_equal(a.test, c.test)
+def test_split_is_deterministic_given_the_seed(fleet, split):
+    np.testing.assert_array_equal(split_devices(fleet, 0).test, split.test)
+    assert not np.array_equal(split_devices(fleet, 1).test, split.test)
 
 
 def test_grouped_folds_hold_out_disjoint_devices_with_failures(fleet):
@@ -57,8 +59,8 @@ def test_grouped_folds_hold_out_disjoint_devices_with_failures(fleet):
         assert fleet.y[test].sum() > 0
 
 
-def test_folds_within_rows_stay_within_them(fleet):
-    within = split_devices(fleet, 0).train
+def test_folds_within_rows_stay_within_them(fleet, split):
+    within = split.train
     for train, test in grouped_folds(fleet, 3, 0, within):
         assert set(train.tolist()) | set(test.tolist()) <= set(within.tolist())
 
