@@ -170,9 +170,8 @@ def train(args: argparse.Namespace) -> int:
     except PersistenceError as error:
         raise CommandError(f"database: {error}") from error
     state = "active" if outcome.activated else "registered (not active)"
-    print(
-        f"model version {outcome.version} ({outcome.algorithm}) {state}; report: {outcome.report_path}"
-    )
+    name = f"{outcome.version} ({outcome.algorithm})"
+    print(f"model version {name} {state}; report: {outcome.report_path}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
@@ -40,7 +41,7 @@ class ScopeRequired(BasePermission):
         return True
 
 
-def requires(field_name: str) -> list[PermissionExtension]:
+def requires(field_name: str) -> list[FieldExtension]:
     """The permission extension for a root field, from FIELD_SCOPES."""
     scope = FIELD_SCOPES[field_name]
     return [PermissionExtension([ScopeRequired(scope)], use_directives=False)]

@@ -135,7 +135,7 @@ class Query:
         page = await services.history_page(
             engine, PredictionRepository, first, before, _filter(filter)
         )
-        return _connection(
+        return _connection(  # type: ignore[no-any-return]
             page, PredictionType.from_values, PredictionEdgeType, PredictionConnectionType
         )
 
@@ -155,7 +155,7 @@ class Query:
         page = await services.history_page(
             engine, AuditRepository, first, before, _audit_filter(filter)
         )
-        return _connection(
+        return _connection(  # type: ignore[no-any-return]
             page, AuditEventType.from_row, AuditEventEdgeType, AuditEventConnectionType
         )
 

@@ -26,7 +26,6 @@ from persistence import (
 
 MAX_DEVICE_ID = 64
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +107,8 @@ class Page(Generic[T]):
     has_next: bool
 
 
-class _Pageable(Protocol[T_co]):
-    def page(self, first: int, before: uuid.UUID | None, where: Any) -> list[T_co]: ...
+class _Pageable(Protocol[T]):
+    def page(self, first: int, before: uuid.UUID | None, where: Any) -> list[T]: ...
 
 
 async def history_page(

@@ -2,9 +2,10 @@
 
 import base64
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -78,13 +79,13 @@ class ModelVersionType:
             created_at=row.created_at,
             activated_at=row.activated_at,
             threshold=row.threshold,
-            metrics=row.metrics,
+            metrics=cast(JSON, row.metrics),
             trained_on_synthetic_data=row.trained_on_synthetic_data,
             artifact_sha256=row.artifact_sha256,
             feature_names=list(row.feature_names),
-            params=row.params,
+            params=cast(JSON, row.params),
             training_data=data,
-            lineage=row.lineage,
+            lineage=cast(JSON, row.lineage),
         )
 
 
@@ -107,7 +108,9 @@ class PredictionType:
     @classmethod
     def from_values(cls, values: dict[str, Any] | Prediction) -> "PredictionType":
         """Build from a stored row or the row dict a predict call queued."""
-        get = values.get if isinstance(values, dict) else values.__getattribute__
+        get: Callable[[str], Any] = (
+            values.__getitem__ if isinstance(values, dict) else values.__getattribute__
+        )
         metrics = MetricsType(**{name: get(name) for name in _METRIC_FIELDS})
         return cls(
             id=strawberry.ID(str(get("id"))),

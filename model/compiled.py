@@ -48,7 +48,7 @@ class TreeEvaluator:
             go_left = x32[rows, self.feature[node]] <= self.threshold[node]
             step = np.where(go_left, self.left[node], self.right[node])
             node = np.where(self.is_leaf[node], node, step)
-        return self.leaf_proba[node]
+        return np.asarray(self.leaf_proba[node], dtype=np.float64)
 
     def _walk_one(self, row: list[float]) -> float:
         left, right, feature, threshold, proba = self._lists

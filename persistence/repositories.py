@@ -59,7 +59,7 @@ class ModelVersionRepository:
 
     def active_ref(self) -> tuple[int, str] | None:
         """(id, artifact sha256) of the active version: the cheap query a poller runs."""
-        query = sa.select(ModelVersion.id, ModelVersion.artifact_sha256).where(
+        query = sa.select(col(ModelVersion.id), col(ModelVersion.artifact_sha256)).where(
             col(ModelVersion.is_active).is_(True)
         )
         row = self.session.execute(query).first()
@@ -83,7 +83,7 @@ class ModelVersionRepository:
     def next_version_name(self, today: date | None = None) -> str:
         """The next free name of the form YYYY.MM.DD-N."""
         prefix = (today or datetime.now(UTC).date()).strftime("%Y.%m.%d")
-        query = sa.select(ModelVersion.version).where(
+        query = sa.select(col(ModelVersion.version)).where(
             col(ModelVersion.version).startswith(f"{prefix}-")
         )
         taken = [name.rsplit("-", 1)[-1] for name in self.session.execute(query).scalars()]
@@ -137,7 +137,9 @@ def _filter_predictions(query: Any, where: PredictionFilter) -> Any:
     if where.device_id is not None:
         query = query.where(Prediction.device_id == where.device_id)
     if where.model_version is not None:
-        version_id = sa.select(ModelVersion.id).where(ModelVersion.version == where.model_version)
+        version_id = sa.select(col(ModelVersion.id)).where(
+            col(ModelVersion.version) == where.model_version
+        )
         query = query.where(Prediction.model_version_id == version_id.scalar_subquery())
     if where.is_failure is not None:
         query = query.where(col(Prediction.is_failure).is_(where.is_failure))

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from support import PG_SKIP, PG_URL, register_version
 
 from failcast.migrations import upgrade
 from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
 from persistence import ModelVersion, create_db_engine
-from support import PG_SKIP, PG_URL, register_version
 
 if os.environ.get("FAILCAST_REQUIRE_POSTGRES") and not PG_URL:
     raise RuntimeError("FAILCAST_REQUIRE_POSTGRES is set but FAILCAST_TEST_DATABASE_URL is not")
@@ -34,7 +34,10 @@ def reset_postgres(url: str) -> None:
 
 @pytest.fixture(
     scope="session",
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP))],
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP)),
+    ],
 )
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """URL of a freshly migrated database (one per backend per test session)."""

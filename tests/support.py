@@ -40,9 +40,13 @@ def count_rows(engine: Engine, table: str) -> int:
         return int(connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
-def gql(client: Any, query: str, variables: dict | None = None, headers: dict | None = None) -> dict:
+def gql(
+    client: Any, query: str, variables: dict | None = None, headers: dict | None = None
+) -> dict:
     """POST a GraphQL operation through a test client and return the decoded body."""
-    response = client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+    response = client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
     assert response.headers["content-type"].startswith("application/json"), response.text
     return response.json()
 

@@ -41,8 +41,9 @@ def auth_headers(make_token: TokenFactory) -> dict[str, str]:
 
 
 @pytest.fixture
-def client(settings: Settings, db_engine: Engine, active_model: ModelVersion) -> Iterator[TestClient]:
+def client(
+    settings: Settings, db_engine: Engine, active_model: ModelVersion
+) -> Iterator[TestClient]:
     """A client of the running app (lifespan started) with the demo model active."""
     with TestClient(create_app(settings)) as test_client:
         yield test_client
-

@@ -4,9 +4,9 @@ import hashlib
 
 import pytest
 import sqlalchemy as sa
+from support import ORIGINAL_EXAMPLE, count_rows, gql
 
 from auth import Scope
-from support import ORIGINAL_EXAMPLE, count_rows, gql
 
 PREDICT = "mutation Predict($i: PredictInput!) { predict(input: $i) { id } }"
 
@@ -69,8 +69,12 @@ def test_forbidden_request_is_audited_with_its_subject(client, make_token, db_en
         ('{"query": "{ me { subject } }"}', "text/plain", "UNSUPPORTED_MEDIA_TYPE"),
     ],
 )
-def test_invalid_request_is_audited_as_invalid(client, auth_headers, db_engine, body, content_type, code):
-    response = client.post("/graphql", content=body, headers={**auth_headers, "content-type": content_type})
+def test_invalid_request_is_audited_as_invalid(
+    client, auth_headers, db_engine, body, content_type, code
+):
+    response = client.post(
+        "/graphql", content=body, headers={**auth_headers, "content-type": content_type}
+    )
     assert response.json()["errors"][0]["extensions"]["code"] == code
     row = _only_row(db_engine)
     assert row["outcome"] == "invalid"
@@ -85,7 +89,11 @@ def test_bad_input_is_audited_as_invalid_and_stores_nothing(client, auth_headers
 
 
 def test_mutation_over_get_is_refused_and_audited(client, auth_headers, db_engine):
-    response = client.get("/graphql", params={"query": "mutation { predictBatch(inputs: []) { id } }"}, headers=auth_headers)
+    response = client.get(
+        "/graphql",
+        params={"query": "mutation { predictBatch(inputs: []) { id } }"},
+        headers=auth_headers,
+    )
     assert response.status_code == 405
     assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
     assert _only_row(db_engine)["outcome"] == "invalid"
@@ -104,7 +112,9 @@ def test_error_is_audited_as_error(settings, db_engine, auth_headers):
 
 def test_error_extensions_carry_the_request_id(client, db_engine):
     response = client.post("/graphql", json={"query": "{ me { subject } }"})
-    assert response.json()["errors"][0]["extensions"]["requestId"] == response.headers["x-request-id"]
+    assert (
+        response.json()["errors"][0]["extensions"]["requestId"] == response.headers["x-request-id"]
+    )
 
 
 def test_health_probes_are_not_audited(client, db_engine):
@@ -127,7 +137,9 @@ def test_audit_events_query_filters_by_subject_and_outcome(client, make_token, d
     gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, predictor)
     gql(client, PREDICT, {"i": {**ORIGINAL_EXAMPLE, "metric2": -5}}, predictor)
     auditor = {"Authorization": f"Bearer {make_token(Scope.AUDIT_READ, subject='auditor')}"}
-    body = gql(client, AUDIT_QUERY, {"filter": {"subject": "station", "outcome": "invalid"}}, auditor)
+    body = gql(
+        client, AUDIT_QUERY, {"filter": {"subject": "station", "outcome": "invalid"}}, auditor
+    )
     [event] = body["data"]["auditEvents"]["nodes"]
     assert event["errorCodes"] == ["BAD_USER_INPUT"] and event["operationName"] == "Predict"
     everything = gql(client, AUDIT_QUERY, {"filter": {"subject": "station"}}, auditor)

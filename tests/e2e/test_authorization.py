@@ -1,15 +1,19 @@
 """Every operation without a token, with a token lacking its scope, and with the right one."""
 
 import pytest
+from support import ORIGINAL_EXAMPLE, gql
 
 from auth import Scope
-from support import ORIGINAL_EXAMPLE, gql
 
 EXAMPLE = ", ".join(f"{k}: {v}" for k, v in ORIGINAL_EXAMPLE.items())
 OPERATIONS = [
     ("predict", Scope.PREDICT, "mutation { predict(input: {%s}) { id } }" % EXAMPLE),
     ("predictBatch", Scope.PREDICT, "mutation { predictBatch(inputs: [{%s}]) { id } }" % EXAMPLE),
-    ("prediction", Scope.PREDICTIONS_READ, '{ prediction(id: "01900000-0000-7000-8000-000000000000") { id } }'),
+    (
+        "prediction",
+        Scope.PREDICTIONS_READ,
+        '{ prediction(id: "01900000-0000-7000-8000-000000000000") { id } }',
+    ),
     ("predictions", Scope.PREDICTIONS_READ, "{ predictions { nodes { id } } }"),
     ("modelVersions", Scope.MODELS_READ, "{ modelVersions { version } }"),
     ("modelVersion", Scope.MODELS_READ, '{ modelVersion(version: "test-1") { version } }'),
@@ -75,6 +79,8 @@ def test_rest_predict_answers_in_the_original_format(client, auth_headers):
 
 
 def test_rest_predict_refuses_invalid_metrics(client, auth_headers):
-    response = client.post("/predict", json={**ORIGINAL_EXAMPLE, "metric3": -2}, headers=auth_headers)
+    response = client.post(
+        "/predict", json={**ORIGINAL_EXAMPLE, "metric3": -2}, headers=auth_headers
+    )
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

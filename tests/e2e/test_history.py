@@ -23,7 +23,10 @@ VERSIONS = """
 
 def _store(client, headers, n: int) -> list[str]:
     rows = [{**ORIGINAL_EXAMPLE, "deviceId": f"D{i}"} for i in range(n)]
-    return [p["id"] for p in gql(client, PREDICT_BATCH, {"inputs": rows}, headers)["data"]["predictBatch"]]
+    return [
+        p["id"]
+        for p in gql(client, PREDICT_BATCH, {"inputs": rows}, headers)["data"]["predictBatch"]
+    ]
 
 
 def test_pagination_returns_every_prediction_exactly_once(client, auth_headers):

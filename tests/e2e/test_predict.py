@@ -1,8 +1,8 @@
 """predict and predictBatch through the HTTP app: answers, storage and refusals."""
 
 import csv
-import json
 import gzip
+import json
 import math
 
 import pytest
@@ -26,7 +26,9 @@ mutation Batch($inputs: [PredictInput!]!) {
 
 
 def test_original_example_is_non_failure_and_stored(client, auth_headers, db_engine):
-    body = gql(client, PREDICT, {"input": {**ORIGINAL_EXAMPLE, "deviceId": "S1F01085"}}, auth_headers)
+    body = gql(
+        client, PREDICT, {"input": {**ORIGINAL_EXAMPLE, "deviceId": "S1F01085"}}, auth_headers
+    )
     assert "errors" not in body, body
     prediction = body["data"]["predict"]
     assert prediction["label"] == "NON_FAILURE"
@@ -70,7 +72,9 @@ def test_batch_of_100_real_rows_returns_100_stored_predictions(client, auth_head
     assert [p["deviceId"] for p in predictions] == [r["deviceId"] for r in rows]
     assert count_rows(db_engine, "prediction") == 100
     with db_engine.connect() as connection:
-        stored = connection.execute(sa.text("SELECT count(DISTINCT audit_event_id) FROM prediction")).scalar_one()
+        stored = connection.execute(
+            sa.text("SELECT count(DISTINCT audit_event_id) FROM prediction")
+        ).scalar_one()
     assert stored == 1
 
 
@@ -81,7 +85,9 @@ def test_batch_of_100_real_rows_returns_100_stored_predictions(client, auth_head
 def test_invalid_metric_is_refused_naming_the_field_and_nothing_stored(
     client, auth_headers, db_engine, field, literal
 ):
-    metrics = ", ".join(f'"{k}": {literal if k == field else v}' for k, v in ORIGINAL_EXAMPLE.items())
+    metrics = ", ".join(
+        f'"{k}": {literal if k == field else v}' for k, v in ORIGINAL_EXAMPLE.items()
+    )
     raw = '{"query": %s, "variables": {"input": {%s}}}' % (json.dumps(PREDICT), metrics)
     headers = {**auth_headers, "content-type": "application/json"}
     body = client.post("/graphql", content=raw, headers=headers).json()
@@ -129,13 +135,17 @@ def test_device_id_with_control_characters_is_refused(client, auth_headers, db_e
 
 
 def test_unicode_device_id_is_stored_as_sent(client, auth_headers):
-    body = gql(client, PREDICT, {"input": {**ORIGINAL_EXAMPLE, "deviceId": "Gerät-Ω7"}}, auth_headers)
+    body = gql(
+        client, PREDICT, {"input": {**ORIGINAL_EXAMPLE, "deviceId": "Gerät-Ω7"}}, auth_headers
+    )
     assert body["data"]["predict"]["deviceId"] == "Gerät-Ω7"
 
 
 def test_overflowing_inline_literal_is_refused_naming_the_field(client, auth_headers, db_engine):
     # A GraphQL literal (not JSON) of 1e400 parses to infinity.
-    fields = ", ".join(f"{k}: {'1e400' if k == 'metric6' else v}" for k, v in ORIGINAL_EXAMPLE.items())
+    fields = ", ".join(
+        f"{k}: {'1e400' if k == 'metric6' else v}" for k, v in ORIGINAL_EXAMPLE.items()
+    )
     body = gql(client, "mutation { predict(input: {%s}) { id } }" % fields, headers=auth_headers)
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "metric6" in body["errors"][0]["message"]
@@ -143,7 +153,9 @@ def test_overflowing_inline_literal_is_refused_naming_the_field(client, auth_hea
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "1e400"])
-def test_non_finite_json_numbers_are_refused_as_bad_request(client, auth_headers, db_engine, literal):
+def test_non_finite_json_numbers_are_refused_as_bad_request(
+    client, auth_headers, db_engine, literal
+):
     raw = '{"query": %s, "variables": {"input": {"metric1": %s}}}' % (json.dumps(PREDICT), literal)
     headers = {**auth_headers, "content-type": "application/json"}
     response = client.post("/graphql", content=raw, headers=headers)

@@ -5,17 +5,19 @@ import sys
 
 import pytest
 from starlette.testclient import TestClient
+from support import REPO_ROOT, gql
 
 from graph.app import create_app
 from graph.settings import Settings, SettingsError
-from support import REPO_ROOT, gql
 
 STRONG = "Zq3" + "".join(chr(65 + (i * 7) % 26) + str(i % 10) for i in range(24))
 
 
 @pytest.mark.parametrize("secret", [None, "short-secret", "changeme" * 5])
 def test_production_refuses_to_start_without_a_real_key(tmp_path, secret):
-    settings = Settings(env="production", database_url=f"sqlite:///{tmp_path}/x.db", jwt_secret=secret)
+    settings = Settings(
+        env="production", database_url=f"sqlite:///{tmp_path}/x.db", jwt_secret=secret
+    )
     with pytest.raises(SettingsError):
         create_app(settings)
 
@@ -23,16 +25,28 @@ def test_production_refuses_to_start_without_a_real_key(tmp_path, secret):
 def test_production_refuses_the_local_development_secret(tmp_path):
     dev_file = tmp_path / "dev-secret"
     dev_file.write_text(STRONG)
-    settings = Settings(env="production", jwt_secret_file=dev_file, database_url=f"sqlite:///{tmp_path}/x.db")
+    settings = Settings(
+        env="production", jwt_secret_file=dev_file, database_url=f"sqlite:///{tmp_path}/x.db"
+    )
     with pytest.raises(SettingsError):
         create_app(settings)
 
 
 def test_cli_serve_exits_2_in_production_with_a_weak_secret(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "FAILCAST_ENV": "production", "FAILCAST_JWT_SECRET": "weak",
-           "FAILCAST_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
-    done = subprocess.run([sys.executable, "-m", "failcast", "serve"], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "FAILCAST_ENV": "production",
+        "FAILCAST_JWT_SECRET": "weak",
+        "FAILCAST_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "failcast", "serve"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "cannot start" in done.stderr
 

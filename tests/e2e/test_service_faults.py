@@ -4,9 +4,9 @@ import time
 
 import sqlalchemy as sa
 from starlette.testclient import TestClient
+from support import ORIGINAL_EXAMPLE, count_rows, gql, register_version
 
 from graph.app import create_app
-from support import ORIGINAL_EXAMPLE, count_rows, gql, register_version
 
 PREDICT = "mutation P($i: PredictInput!) { predict(input: $i) { id label } }"
 
@@ -17,7 +17,8 @@ def test_model_with_altered_artifact_is_refused_at_load(settings, db_engine, dem
         altered = bytearray(demo_artifact)
         altered[100] ^= 0x01
         connection.execute(
-            sa.text("UPDATE model_version SET artifact = :a WHERE version = 'good'"), {"a": bytes(altered)}
+            sa.text("UPDATE model_version SET artifact = :a WHERE version = 'good'"),
+            {"a": bytes(altered)},
         )
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz")
@@ -32,10 +33,17 @@ def test_previous_model_keeps_serving_when_a_tampered_one_is_activated(
     with TestClient(create_app(settings)) as client:
         register_version(db_engine, demo_artifact, "bad")
         with db_engine.begin() as connection:
-            connection.execute(sa.text("UPDATE model_version SET artifact_sha256 = :s WHERE version = 'bad'"), {"s": "0" * 64})
+            connection.execute(
+                sa.text("UPDATE model_version SET artifact_sha256 = :s WHERE version = 'bad'"),
+                {"s": "0" * 64},
+            )
         time.sleep(settings.model_refresh_seconds * 3)
-        body = gql(client, "mutation P($i: PredictInput!) { predict(input: $i) { modelVersion { version } } }",
-                   {"i": ORIGINAL_EXAMPLE}, auth_headers)
+        body = gql(
+            client,
+            "mutation P($i: PredictInput!) { predict(input: $i) { modelVersion { version } } }",
+            {"i": ORIGINAL_EXAMPLE},
+            auth_headers,
+        )
         assert body["data"]["predict"]["modelVersion"]["version"] == "good"
 
 
@@ -47,7 +55,11 @@ def test_prediction_is_not_returned_when_its_audit_record_cannot_be_written(
         with db_engine.begin() as connection:
             connection.execute(sa.text("ALTER TABLE audit_event RENAME TO audit_event_away"))
         try:
-            response = client.post("/graphql", json={"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}}, headers=auth_headers)
+            response = client.post(
+                "/graphql",
+                json={"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}},
+                headers=auth_headers,
+            )
         finally:
             with db_engine.begin() as connection:
                 connection.execute(sa.text("ALTER TABLE audit_event_away RENAME TO audit_event"))

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from support import ORIGINAL_EXAMPLE, REPO_ROOT, count_rows
 
 from auth import ALL_SCOPES, AuthConfig, mint_token
 from persistence import seal_pending, verify_seals
-from support import ORIGINAL_EXAMPLE, REPO_ROOT, count_rows
 
 SECRET = "uvicorn-suite-" + "k" * 40
 CONCURRENT_REQUESTS = 200
@@ -38,8 +38,19 @@ def server(db_url, db_engine, active_model) -> Iterator[str]:
         "FAILCAST_AUDIT_SEAL_INTERVAL_SECONDS": "0.3",
         "FAILCAST_AUDIT_SEAL_LAG_SECONDS": "2",
     }
-    command = [sys.executable, "-m", "uvicorn", "graph.app:create_app_from_env", "--factory",
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "graph.app:create_app_from_env",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(command, env=env, cwd=REPO_ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -66,7 +77,9 @@ def _wait_ready(base: str, process: subprocess.Popen) -> None:
 async def _fire(base: str, token: str, n: int) -> list[httpx.Response]:
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=32)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=30
+    ) as client:
         body = {"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}}
         return await asyncio.gather(*(client.post("/graphql", json=body) for _ in range(n)))
 

@@ -6,17 +6,35 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from persistence import RequestRecord, new_id, seal_pending, sealed_count, verify_seals, write_records
+from persistence import (
+    RequestRecord,
+    new_id,
+    seal_pending,
+    sealed_count,
+    verify_seals,
+    write_records,
+)
 
 
 def _event(**overrides) -> dict:
     now = datetime.now(UTC)
     row = {
-        "id": new_id(), "received_at": now, "finished_at": now, "duration_ms": 1.25,
-        "subject": "tester", "client_addr": "127.0.0.1", "user_agent": "pytest",
-        "http_method": "POST", "http_path": "/graphql", "http_status": 200,
-        "operation_type": "query", "operation_name": "Q", "query_sha256": "ab" * 32,
-        "outcome": "ok", "error_codes": [], "predictions_created": 0,
+        "id": new_id(),
+        "received_at": now,
+        "finished_at": now,
+        "duration_ms": 1.25,
+        "subject": "tester",
+        "client_addr": "127.0.0.1",
+        "user_agent": "pytest",
+        "http_method": "POST",
+        "http_path": "/graphql",
+        "http_status": 200,
+        "operation_type": "query",
+        "operation_name": "Q",
+        "query_sha256": "ab" * 32,
+        "outcome": "ok",
+        "error_codes": [],
+        "predictions_created": 0,
     }
     return {**row, **overrides}
 
@@ -44,7 +62,10 @@ def test_altered_row_is_reported(db_engine):
     ids = _write(db_engine, 10)
     seal_pending(db_engine, lag_seconds=0)
     with db_engine.begin() as connection:
-        connection.execute(sa.text("UPDATE audit_event SET subject = 'mallory' WHERE id = :i"), {"i": _param(db_engine, ids[4])})
+        connection.execute(
+            sa.text("UPDATE audit_event SET subject = 'mallory' WHERE id = :i"),
+            {"i": _param(db_engine, ids[4])},
+        )
     report = verify_seals(db_engine)
     assert report.altered == [str(ids[4])] and not report.deleted and not report.inserted
 
@@ -53,7 +74,9 @@ def test_deleted_row_is_reported(db_engine):
     ids = _write(db_engine, 10)
     seal_pending(db_engine, lag_seconds=0)
     with db_engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM audit_event WHERE id = :i"), {"i": _param(db_engine, ids[7])})
+        connection.execute(
+            sa.text("DELETE FROM audit_event WHERE id = :i"), {"i": _param(db_engine, ids[7])}
+        )
     assert verify_seals(db_engine).deleted == [str(ids[7])]
 
 

@@ -3,9 +3,9 @@
 from datetime import date
 
 import pytest
+from support import register_version
 
 from persistence import Conflict, ModelVersionRepository, NotFound, session_scope
-from support import register_version
 
 
 def test_activation_leaves_exactly_one_active_version(db_engine, demo_artifact):

@@ -3,10 +3,11 @@
 import ast
 from pathlib import Path
 
+from support import REPO_ROOT
+
 from graph.export_schema import schema_sdl
 from graph.permissions import FIELD_SCOPES
 from graph.schema import build_schema
-from support import REPO_ROOT
 
 ALLOWED_IMPORTS = {
     "model": set(),

@@ -38,7 +38,10 @@ def test_unpruned_tree_fast_path_equals_predict_proba(fleet):
     estimator.set_params(max_depth=None).fit(fleet.X, fleet.y)
     data = dump_artifact(estimator, ArtifactMetadata("decision_tree", DEVICE_FEATURES, 0.5))
     predictor = load_artifact(data, sha256_hex(data))
-    assert np.abs(predictor.predict_proba(fleet.X) - estimator.predict_proba(fleet.X)[:, 1]).max() <= 1e-12
+    assert (
+        np.abs(predictor.predict_proba(fleet.X) - estimator.predict_proba(fleet.X)[:, 1]).max()
+        <= 1e-12
+    )
 
 
 def test_altered_artifact_bytes_are_refused_before_unpickling(demo_artifact):
