@@ -2,10 +2,10 @@
 
 import os
 
-from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection
 
+from alembic import context
 from persistence import metadata
 
 config = context.config
