@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from auth import ALL_SCOPES, AuthError, generate_secret, mint_token, parse_scopes_strict, parse_ttl
 from graph.settings import DEV_SECRET_FILE, Settings, SettingsError
+from model import ModelError
 from persistence import (
     ModelVersionRepository,
     NotFound,
@@ -188,6 +189,8 @@ def evaluate(args: argparse.Namespace) -> int:
         )
     except (TrainingError, NotFound) as error:
         raise CommandError(str(error), 2) from error
+    except ModelError as error:
+        raise CommandError(f"model version {args.version} refused: {error}") from error
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
