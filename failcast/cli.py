@@ -5,6 +5,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from failcast import commands
+from persistence import PersistenceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -98,5 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands.CommandError as error:
         print(f"failcast: {error}", file=sys.stderr)
         return error.exit_code
+    except PersistenceError as error:
+        cause = getattr(error.__cause__, "orig", error.__cause__)
+        detail = str(cause).splitlines()[0] if cause else "no detail"
+        print(f"failcast: database: {error} ({detail})", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
