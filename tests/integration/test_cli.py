@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import sqlalchemy as sa
-
 from support import REPO_ROOT
 from test_audit_seals import _event, _param
 
