@@ -1,6 +1,7 @@
 """The one place where errors become what clients see: a message and a stable code."""
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -59,7 +60,12 @@ def outcome_of(codes: list[str], status: int) -> str:
     return "ok"
 
 
-def format_error(error: GraphQLError, request_id: uuid.UUID) -> dict[str, Any]:
+_SUGGESTION = re.compile(r"\s*Did you mean .*\?$")
+
+
+def format_error(
+    error: GraphQLError, request_id: uuid.UUID, hide_suggestions: bool = False
+) -> dict[str, Any]:
     """Render one GraphQL error for the response, masking anything unexpected."""
     extensions = dict(error.extensions or {})
     original = error.original_error
@@ -77,7 +83,8 @@ def format_error(error: GraphQLError, request_id: uuid.UUID) -> dict[str, Any]:
         else "GRAPHQL_VALIDATION_FAILED"
     )
     code = str(extensions.pop("code", default))
-    return _error_dict(error.message, code, request_id, error.path, extensions, error)
+    message = _SUGGESTION.sub("", error.message) if hide_suggestions else error.message
+    return _error_dict(message, code, request_id, error.path, extensions, error)
 
 
 def _error_dict(

@@ -5,6 +5,7 @@ Written against `schema.execute` rather than strawberry's generic view so that e
 for the audit, and the response is encoded with orjson.
 """
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from auth import AuthError
 from graph.audit import RequestAudit, request_audit
 from graph.context import GraphContext
 from graph.errors import error_payload, format_error
+from graph.limits import LimitExceeded, Limits, check_document, query_cost
 
 JSON_TYPES = ("application/json", "application/graphql-response+json")
 MAX_BODY_BYTES = 1024 * 1024
@@ -112,29 +114,63 @@ async def graphql_endpoint(request: Request) -> Response:
     except RequestRefused as error:
         return refusal(audit, error)
     principal, auth_error = authenticate(request, audit)
-    context = GraphContext(services, audit, principal, auth_error)
-    allowed = (
-        {OperationType.QUERY}
-        if request.method == "GET"
-        else {OperationType.QUERY, OperationType.MUTATION}
-    )
+    limits = services.settings.limits
     try:
-        result = await services.schema.execute(
-            query,
-            variable_values=variables,
-            context_value=context,
-            operation_name=name,
-            allowed_operation_types=allowed,
-        )
-    except InvalidOperationTypeError:
-        return refusal(audit, RequestRefused(405, "METHOD_NOT_ALLOWED", "mutations need POST"))
-    except MissingQueryError:
-        return refusal(audit, RequestRefused(400, "BAD_REQUEST", "no GraphQL query found"))
-    except CannotGetOperationTypeError:
-        message = "operationName does not name an operation of the document"
-        return refusal(audit, RequestRefused(400, "BAD_REQUEST", message))
+        cost = _checked_cost(query, name, variables, limits)
+    except LimitExceeded as error:
+        audit.add_codes([error.code])
+        refused = error_payload(error.code, str(error), audit.id)
+        refused["extensions"] = {"cost": {"requested": error.cost, "maximum": limits.max_cost}}
+        return json_response(refused)
+    context = GraphContext(services, audit, principal, auth_error)
+    try:
+        result = await _execute(services, context, query, variables, name, request.method)
+    except RequestRefused as error:
+        return refusal(audit, error)
+    except TimeoutError:
+        audit.predictions.clear()  # the caller gets no result, so none is stored
+        message = f"the operation took longer than {services.settings.request_timeout_seconds} s"
+        audit.add_codes(["TIMEOUT"])
+        return json_response(error_payload("TIMEOUT", message, audit.id))
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
-        payload["errors"] = [format_error(error, audit.id) for error in result.errors]
+        hide = services.settings.production
+        payload["errors"] = [format_error(e, audit.id, hide) for e in result.errors]
         audit.add_codes([e["extensions"]["code"] for e in payload["errors"]])
+    payload["extensions"] = {"cost": {"requested": cost, "maximum": limits.max_cost}}
     return json_response(payload)
+
+
+def _checked_cost(query: str, name: str | None, variables: Any, limits: Limits) -> int:
+    document = check_document(query, limits)
+    cost = query_cost(document, name, variables) if document is not None else 0
+    if cost > limits.max_cost:
+        message = f"query cost {cost} exceeds {limits.max_cost}"
+        raise LimitExceeded("QUERY_TOO_COMPLEX", message, cost)
+    return cost
+
+
+async def _execute(
+    services: Any, context: GraphContext, query: str, variables: Any, name: str | None, method: str
+) -> Any:
+    allowed = {OperationType.QUERY}
+    if method != "GET":
+        allowed.add(OperationType.MUTATION)
+    try:
+        return await asyncio.wait_for(
+            services.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=name,
+                allowed_operation_types=allowed,
+            ),
+            timeout=services.settings.request_timeout_seconds,
+        )
+    except InvalidOperationTypeError as error:
+        raise RequestRefused(405, "METHOD_NOT_ALLOWED", "mutations need POST") from error
+    except MissingQueryError as error:
+        raise RequestRefused(400, "BAD_REQUEST", "no GraphQL query found") from error
+    except CannotGetOperationTypeError as error:
+        message = "operationName does not name an operation of the document"
+        raise RequestRefused(400, "BAD_REQUEST", message) from error

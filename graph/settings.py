@@ -7,6 +7,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth import AuthConfig, check_production_ready, parse_scopes_strict
+from graph.limits import Limits
 
 DEV_SECRET_FILE = Path(".failcast/dev-jwt-secret")
 
@@ -45,6 +46,11 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
+    max_query_depth: int = Field(default=10, ge=1)
+    max_aliases: int = Field(default=15, ge=0)
+    max_tokens: int = Field(default=2000, ge=10)
+    max_query_cost: int = Field(default=10_000, ge=1)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
     audit_seal_interval_seconds: float = Field(default=30.0, gt=0)
     audit_seal_lag_seconds: float = Field(default=120.0, ge=0)
 
@@ -54,6 +60,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def limits(self) -> Limits:
+        """The abuse limits every GraphQL document is checked against."""
+        return Limits(self.max_tokens, self.max_query_depth, self.max_aliases, self.max_query_cost)
 
     @property
     def production(self) -> bool:

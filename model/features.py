@@ -19,6 +19,11 @@ DEVICE_FEATURES: tuple[str, ...] = (
 )
 
 
+# Trees compare float32 copies of the inputs (as scikit-learn does): larger values cannot be told
+# apart, and scikit-learn itself refuses them.
+MAX_VALUE = float(np.finfo(np.float32).max)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldProblem:
     """One invalid value: which row, which field, and why."""
@@ -31,16 +36,23 @@ class FieldProblem:
 def find_invalid_values(
     matrix: npt.NDArray[np.float64], feature_names: Sequence[str], limit: int = 20
 ) -> list[FieldProblem]:
-    """Return the values that are not finite or are negative (at most `limit`)."""
+    """Return the values that are not finite, negative or above MAX_VALUE (at most `limit`)."""
     finite = np.isfinite(matrix)
-    bad = ~finite | (np.where(finite, matrix, 0.0) < 0)
+    values = np.where(finite, matrix, 0.0)
+    bad = ~finite | (values < 0) | (values > MAX_VALUE)
     if not bad.any():
         return []
     problems = []
     for row, col in zip(*np.nonzero(bad), strict=True):
         value = matrix[row, col]
-        reason = "must be a finite number" if not np.isfinite(value) else "must be >= 0"
+        reason = _reason(float(value))
         problems.append(FieldProblem(int(row), feature_names[col], reason))
         if len(problems) >= limit:
             break
     return problems
+
+
+def _reason(value: float) -> str:
+    if not np.isfinite(value):
+        return "must be a finite number"
+    return "must be >= 0" if value < 0 else f"must be <= {MAX_VALUE:.7g}"
