@@ -6,7 +6,6 @@ Every case gets its expected status and code, and the server is healthy after th
 import json
 
 import pytest
-
 from support import ORIGINAL_EXAMPLE, count_rows, gql
 
 ME = "{ me { subject } }"

@@ -12,8 +12,14 @@ from persistence import RequestRecord, write_records
 
 def _cli(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {"PATH": "/usr/bin:/bin", "FAILCAST_DATABASE_URL": db_url, **env}
-    return subprocess.run([sys.executable, "-m", "failcast", *args], env=environment,
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "failcast", *args],
+        env=environment,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_audit_verify_exits_1_and_names_an_altered_row(db_url, db_engine):
@@ -23,8 +29,10 @@ def test_audit_verify_exits_1_and_names_an_altered_row(db_url, db_engine):
     assert sealed.returncode == 0 and "sealed 5" in sealed.stdout
     assert _cli(db_url, "audit", "verify").returncode == 0
     with db_engine.begin() as connection:
-        connection.execute(sa.text("UPDATE audit_event SET outcome = 'ok', http_status = 201 WHERE id = :i"),
-                           {"i": _param(db_engine, events[1]["id"])})
+        connection.execute(
+            sa.text("UPDATE audit_event SET outcome = 'ok', http_status = 201 WHERE id = :i"),
+            {"i": _param(db_engine, events[1]["id"])},
+        )
     verified = _cli(db_url, "audit", "verify")
     assert verified.returncode == 1
     assert f"altered: audit event {events[1]['id']}" in verified.stdout
@@ -37,6 +45,13 @@ def test_token_is_refused_without_a_configured_secret(tmp_path):
 
 
 def test_token_with_an_unknown_scope_is_refused(tmp_path):
-    done = _cli(f"sqlite:///{tmp_path}/x.db", "token", "--subject", "x", "--scope", "predict:all",
-                FAILCAST_JWT_SECRET="s" * 48)
+    done = _cli(
+        f"sqlite:///{tmp_path}/x.db",
+        "token",
+        "--subject",
+        "x",
+        "--scope",
+        "predict:all",
+        FAILCAST_JWT_SECRET="s" * 48,
+    )
     assert done.returncode == 2
