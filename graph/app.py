@@ -17,6 +17,7 @@ from graph.audit import AuditMiddleware
 from graph.health import healthz, readyz
 from graph.http import graphql_endpoint
 from graph.models import ModelService
+from graph.ratelimit import Rate, RateLimiter, keep_share
 from graph.recorder import Recorder
 from graph.rest import predict_route
 from graph.schema import FailcastSchema, build_schema
@@ -42,6 +43,7 @@ class AppServices:
     schema: FailcastSchema
     models: ModelService
     recorder: Recorder
+    limiter: RateLimiter
     tasks: list["asyncio.Task[None]"] = field(default_factory=list)
 
     async def record(self, record: RequestRecord) -> None:
@@ -64,6 +66,7 @@ def build_services(settings: Settings) -> AppServices:
         schema=build_schema(introspection=settings.introspection),
         models=ModelService(engine, settings.model_refresh_seconds),
         recorder=Recorder(partial(_write, engine)),
+        limiter=RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()}),
     )
 
 
@@ -82,11 +85,14 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         log.warning("no model loaded at start-up: %s", error)
     services.tasks.append(asyncio.create_task(services.models.keep_fresh()))
     services.tasks.append(asyncio.create_task(_keep_sealing(services)))
+    beat = services.settings.heartbeat_seconds
+    services.tasks.append(asyncio.create_task(keep_share(services.limiter, services.engine, beat)))
     try:
         yield
     finally:
         for task in services.tasks:
             task.cancel()
+        await asyncio.gather(*services.tasks, return_exceptions=True)
         await services.recorder.stop()
         services.engine.dispose()
 

@@ -138,7 +138,19 @@ async def graphql_endpoint(request: Request) -> Response:
         payload["errors"] = [format_error(e, audit.id, hide) for e in result.errors]
         audit.add_codes([e["extensions"]["code"] for e in payload["errors"]])
     payload["extensions"] = {"cost": {"requested": cost, "maximum": limits.max_cost}}
-    return json_response(payload)
+    return _with_retry_after(json_response(payload), payload.get("errors") or [])
+
+
+def _with_retry_after(response: Response, errors: list[dict[str, Any]]) -> Response:
+    waits = [
+        e["extensions"].get("retryAfter", 1)
+        for e in errors
+        if e["extensions"]["code"] == "RATE_LIMITED"
+    ]
+    if waits:
+        response.status_code = 429
+        response.headers["retry-after"] = str(max(waits))
+    return response
 
 
 def _checked_cost(query: str, name: str | None, variables: Any, limits: Limits) -> int:

@@ -1,5 +1,6 @@
 """Who may call what: the one map from root fields to scopes, and the permission that checks it."""
 
+import math
 from typing import Any
 
 from graphql import GraphQLError
@@ -8,6 +9,7 @@ from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
 from auth import Scope
+from graph.ratelimit import RateLimiter
 
 # Every root field is listed here; a test fails when one is missing.
 FIELD_SCOPES: dict[str, Scope | None] = {
@@ -38,7 +40,19 @@ class ScopeRequired(BasePermission):
         if self.scope is not None and not context.principal.has(self.scope):
             message = f"the token lacks the '{self.scope.value}' scope"
             raise GraphQLError(message, extensions={"code": "FORBIDDEN"})
+        if self.scope is not None:
+            cost = len(kwargs.get("inputs") or ()) or 1  # a batch costs one per input
+            check_rate(context.services.limiter, context.principal.subject, self.scope, cost)
         return True
+
+
+def check_rate(limiter: RateLimiter, subject: str, scope: Scope, cost: int = 1) -> None:
+    """Raise RATE_LIMITED (with retryAfter seconds) when the subject's bucket is empty."""
+    wait = limiter.acquire(subject, scope.value, cost)
+    if wait is not None:
+        retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 3600
+        message = f"rate limit of '{scope.value}' exceeded; retry in {retry} s"
+        raise GraphQLError(message, extensions={"code": "RATE_LIMITED", "retryAfter": retry})
 
 
 def requires(field_name: str) -> list[FieldExtension]:

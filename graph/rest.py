@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,6 +13,7 @@ from graph import services
 from graph.audit import request_audit
 from graph.errors import ServiceError, error_payload, public_error
 from graph.http import RequestRefused, _read_body, authenticate, json_response, refusal
+from graph.permissions import check_rate
 from model import DEVICE_FEATURES
 
 NUMBER = (int, float)
@@ -56,6 +58,12 @@ async def predict_route(request: Request) -> Response:
         return _fail(audit, 401, "UNAUTHENTICATED", message)
     if not principal.has(Scope.PREDICT):
         return _fail(audit, 403, "FORBIDDEN", "the token lacks the 'predict' scope")
+    try:
+        check_rate(request.app.state.services.limiter, principal.subject, Scope.PREDICT)
+    except GraphQLError as error:
+        refused = _fail(audit, 429, "RATE_LIMITED", error.message)
+        refused.headers["retry-after"] = str((error.extensions or {}).get("retryAfter", 1))
+        return refused
     try:
         row = _row(await _read_body(request))
         record = services.predict(request.app.state.services.models, audit, [row])[0]

@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     max_tokens: int = Field(default=2000, ge=10)
     max_query_cost: int = Field(default=10_000, ge=1)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
+    rate_limits: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "predict": (1000.0, 2000.0),
+            "predictions:read": (50.0, 100.0),
+            "models:read": (50.0, 100.0),
+            "audit:read": (20.0, 40.0),
+        }
+    )  # scope -> (per second, burst), per subject, for the whole deployment
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
     audit_seal_interval_seconds: float = Field(default=30.0, gt=0)
     audit_seal_lag_seconds: float = Field(default=120.0, ge=0)
 

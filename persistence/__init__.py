@@ -3,6 +3,7 @@
 from persistence.engine import create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id
+from persistence.instances import heartbeat, leave
 from persistence.records import RequestRecord, write_records
 from persistence.repositories import (
     AuditFilter,
@@ -13,7 +14,14 @@ from persistence.repositories import (
 )
 from persistence.sealing import SealReport, seal_pending, sealed_count, verify_seals
 from persistence.session import session_scope, translate_errors
-from persistence.tables import OUTCOMES, AuditEvent, AuditSeal, ModelVersion, Prediction
+from persistence.tables import (
+    OUTCOMES,
+    AuditEvent,
+    AuditSeal,
+    ModelVersion,
+    Prediction,
+    ServerInstance,
+)
 
 metadata = AuditEvent.metadata
 
@@ -34,10 +42,13 @@ __all__ = [
     "PredictionRepository",
     "RequestRecord",
     "SealReport",
+    "ServerInstance",
     "create_db_engine",
+    "heartbeat",
     "id_floor",
     "id_time_ms",
     "is_sqlite",
+    "leave",
     "metadata",
     "new_id",
     "ping",

@@ -121,3 +121,15 @@ class AuditSeal(SQLModel, table=True):
     row_digests: dict[str, str] = Field(default_factory=dict, sa_type=JSONType)
     prev_digest: str = Field(max_length=64)
     digest: str = Field(max_length=64)
+
+
+class ServerInstance(SQLModel, table=True):
+    """A live server process, so per-deployment limits can be shared among the processes."""
+
+    __tablename__ = "server_instance"
+
+    id: uuid.UUID = Field(primary_key=True)
+    hostname: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime, index=True)
