@@ -72,6 +72,8 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         workers=args.workers,
         log_level=settings.log_level,
+        log_config=None,  # graph.logs configures logging in each worker
+        access_log=False,  # failcast.request logs one line per request instead
         proxy_headers=False,
     )
     return 0

@@ -13,9 +13,11 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from auth import TokenVerifier
-from graph.audit import AuditMiddleware
-from graph.health import healthz, readyz
+from graph.audit import AuditMiddleware, RequestAudit
+from graph.health import healthz, metrics_route, readyz
 from graph.http import graphql_endpoint
+from graph.logs import configure_logging
+from graph.metrics import Metrics
 from graph.models import ModelService
 from graph.ratelimit import Rate, RateLimiter, keep_share
 from graph.recorder import Recorder
@@ -31,6 +33,7 @@ from persistence import (
 )
 
 log = logging.getLogger("failcast.app")
+request_log = logging.getLogger("failcast.request")
 
 
 @dataclass
@@ -44,11 +47,35 @@ class AppServices:
     models: ModelService
     recorder: Recorder
     limiter: RateLimiter
+    metrics: Metrics
     tasks: list["asyncio.Task[None]"] = field(default_factory=list)
 
     async def record(self, record: RequestRecord) -> None:
         """Commit a request's rows (through the group-commit recorder)."""
         await self.recorder.record(record)
+
+    def finished(self, audit: RequestAudit, record: RequestRecord, status: int) -> None:
+        """Log the request's line and update the metrics, once its fate is known."""
+        row = record.audit
+        operation = audit.operation_type or "none"
+        self.metrics.observe_request(operation, row["outcome"], row["duration_ms"] / 1000)
+        loaded = self.models.current
+        if record.predictions and loaded is not None:
+            self.metrics.observe_predictions(loaded.version, record.predictions)
+        fields = {
+            "request_id": str(audit.id),
+            "subject": audit.subject,
+            "method": audit.method,
+            "path": audit.path,
+            "operation": operation,
+            "operation_name": audit.operation_name,
+            "outcome": row["outcome"],
+            "status": status,
+            "duration_ms": row["duration_ms"],
+            "error_codes": row["error_codes"],
+            "predictions": len(record.predictions),
+        }
+        request_log.info("request", extra=fields)
 
 
 def build_services(settings: Settings) -> AppServices:
@@ -59,14 +86,18 @@ def build_services(settings: Settings) -> AppServices:
         pool_size=settings.db_pool_size,
         statement_timeout_ms=settings.db_statement_timeout_ms or None,
     )
+    metrics = Metrics(engine)
+    limiter = RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()})
+    limiter.on_refusal = lambda scope: metrics.rate_limited.labels(scope).inc()
     return AppServices(
         settings=settings,
         engine=engine,
         verifier=TokenVerifier(settings.auth_config()),
         schema=build_schema(introspection=settings.introspection),
-        models=ModelService(engine, settings.model_refresh_seconds),
+        models=ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving),
         recorder=Recorder(partial(_write, engine)),
-        limiter=RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()}),
+        limiter=limiter,
+        metrics=metrics,
     )
 
 
@@ -116,13 +147,16 @@ def create_app(settings: Settings) -> Starlette:
         Route("/predict", predict_route, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
     ]
-    middleware = [Middleware(AuditMiddleware, record=services.record)]
+    middleware = [Middleware(AuditMiddleware, record=services.record, finished=services.finished)]
     app = Starlette(routes=routes, middleware=middleware, lifespan=_lifespan)
     app.state.services = services
     return app
 
 
 def create_app_from_env() -> Starlette:
-    """uvicorn factory: settings from the FAILCAST_* environment."""
-    return create_app(Settings())
+    """uvicorn factory: settings from the FAILCAST_* environment, logging configured."""
+    settings = Settings()
+    configure_logging(settings.json_logs, settings.log_level)
+    return create_app(settings)

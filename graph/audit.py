@@ -95,14 +95,16 @@ def request_audit(scope: Scope) -> RequestAudit | None:
 
 
 RecordFn = Callable[[RequestRecord], Awaitable[None]]
+FinishedFn = Callable[[RequestAudit, RequestRecord, int], None]
 
 
 class AuditMiddleware:
     """Pure ASGI middleware: audit, hold the response, commit, then answer."""
 
-    def __init__(self, app: ASGIApp, record: RecordFn) -> None:
+    def __init__(self, app: ASGIApp, record: RecordFn, finished: FinishedFn) -> None:
         self.app = app
         self.record = record
+        self.finished = finished
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNAUDITED_PATHS:
@@ -122,13 +124,18 @@ class AuditMiddleware:
             audit.add_codes([INTERNAL])
             held = _json_messages(500, error_payload(INTERNAL, "Internal server error", audit.id))
         status = int(held[0]["status"]) if held else 500
+        record = audit.record(status)
         try:
-            await self.record(audit.record(status))
+            await self.record(record)
         except (PersistenceError, RuntimeError) as error:
             log.error("audit record not written [request %s]: %s", audit.id, error)
             message = "the request could not be recorded; nothing was stored, retry later"
             held = _json_messages(503, error_payload(UNAVAILABLE, message, audit.id))
             held[0]["headers"].append((b"retry-after", b"1"))
+            audit.predictions.clear()
+            audit.add_codes([UNAVAILABLE])
+            status, record = 503, audit.record(503)
+        self.finished(audit, record, status)
         await _send_held(held, audit.id, send)
 
 

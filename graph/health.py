@@ -14,6 +14,12 @@ async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+async def metrics_route(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    body = request.app.state.services.metrics.exposition()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 async def readyz(request: Request) -> Response:
     """Ready when the database answers and an active model is loaded."""
     services = request.app.state.services

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
@@ -14,8 +15,14 @@ log = logging.getLogger("failcast.models")
 class ModelService:
     """The serving process's view of the registry's active model."""
 
-    def __init__(self, engine: Engine, refresh_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        refresh_seconds: float = 5.0,
+        on_swap: Callable[[str | None], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self.on_swap = on_swap
         self.refresh_seconds = refresh_seconds
         self.holder = ModelHolder()
         self.last_error: str | None = None
@@ -53,6 +60,8 @@ class ModelService:
         row.artifact = b""  # the bytes are in the predictor now; do not keep a second copy
         self.holder.swap(loaded)
         self.last_error = None
+        if self.on_swap is not None:
+            self.on_swap(row.version)
         log.info("serving model version %s (%s)", row.version, predictor.algorithm)
         return loaded
 

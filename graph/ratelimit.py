@@ -46,6 +46,7 @@ class RateLimiter:
         self.rates = dict(rates)
         self.clock = clock
         self.processes = 1
+        self.on_refusal: Callable[[str], None] | None = None
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
 
     def acquire(self, subject: str, scope: str, cost: float = 1.0) -> float | None:
@@ -62,6 +63,8 @@ class RateLimiter:
         if bucket.tokens >= cost:
             bucket.tokens -= cost
             return None
+        if self.on_refusal is not None:
+            self.on_refusal(scope)
         return (cost - bucket.tokens) / per_second if per_second > 0 else math.inf
 
     def _bucket(self, key: tuple[str, str], burst: float, now: float) -> _Bucket:

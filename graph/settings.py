@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: json in production
 
     jwt_secret: str | None = None
     jwt_secret_file: Path | None = None
@@ -74,6 +75,11 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         """The abuse limits every GraphQL document is checked against."""
         return Limits(self.max_tokens, self.max_query_depth, self.max_aliases, self.max_query_cost)
+
+    @property
+    def json_logs(self) -> bool:
+        """Whether log lines are JSON objects."""
+        return self.log_format == "json" or (self.log_format == "auto" and self.production)
 
     @property
     def production(self) -> bool:

@@ -1,0 +1,98 @@
+"""Prometheus metrics of one server process (each app has its own registry)."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+PROBABILITY_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class _PoolCollector(Collector):
+    """Reads the database pool's state when scraped, so the request path pays nothing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        pool: Any = self.engine.pool
+        family = GaugeMetricFamily(
+            "failcast_db_pool_connections", "Database pool connections by state", labels=["state"]
+        )
+        for state in ("checkedout", "checkedin", "overflow", "size"):
+            reader = getattr(pool, state, None)
+            if callable(reader):
+                family.add_metric([state], float(reader()))
+        yield family
+
+
+class Metrics:
+    """The service's metrics, registered in a registry of their own."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "failcast_requests_total", "API requests", ["operation", "outcome"], registry=r
+        )
+        self.latency = Histogram(
+            "failcast_request_duration_seconds",
+            "Time to answer, commit included",
+            ["operation", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "failcast_predictions_total",
+            "Stored predictions",
+            ["label", "model_version"],
+            registry=r,
+        )
+        self.probability = Histogram(
+            "failcast_failure_probability",
+            "Predicted P(failure)",
+            buckets=PROBABILITY_BUCKETS,
+            registry=r,
+        )
+        self.active_model = Gauge(
+            "failcast_active_model_info",
+            "The model version serving (value 1)",
+            ["version"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "failcast_rate_limited_total",
+            "Requests refused by a rate limit",
+            ["scope"],
+            registry=r,
+        )
+        r.register(_PoolCollector(engine))
+
+    def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
+        """Count one request and its duration."""
+        self.requests.labels(operation, outcome).inc()
+        self.latency.labels(operation, outcome).observe(seconds)
+
+    def observe_predictions(self, version: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Count stored predictions by label, and their probabilities."""
+        failures = sum(1 for row in rows if row["is_failure"])
+        if failures:
+            self.predictions.labels("FAILURE", version).inc(failures)
+        if len(rows) - failures:
+            self.predictions.labels("NON_FAILURE", version).inc(len(rows) - failures)
+        for row in rows:
+            self.probability.observe(row["failure_probability"])
+
+    def serving(self, version: str | None) -> None:
+        """Mark the version that serves now (and only it)."""
+        self.active_model.clear()
+        if version is not None:
+            self.active_model.labels(version).set(1)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)

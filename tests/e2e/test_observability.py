@@ -1,0 +1,92 @@
+"""Metrics in Prometheus format, and one structured log line per request without secrets."""
+
+import json
+import logging
+
+from support import ORIGINAL_EXAMPLE, gql
+
+from auth import Scope
+from graph.logs import JsonFormatter
+
+PREDICT = "mutation P($i: PredictInput!) { predict(input: $i) { id } }"
+
+
+def _metric(text: str, prefix: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_metrics_count_requests_predictions_and_the_serving_model(
+    client, auth_headers, active_model
+):
+    gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, auth_headers)
+    gql(client, PREDICT, {"i": {**ORIGINAL_EXAMPLE, "metric1": -1}}, auth_headers)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert _metric(text, 'failcast_requests_total{operation="mutation",outcome="ok"}') == 1
+    assert _metric(text, 'failcast_requests_total{operation="mutation",outcome="invalid"}') == 1
+    assert _metric(text, 'failcast_predictions_total{label="NON_FAILURE"') == 1
+    assert _metric(text, "failcast_failure_probability_count") == 1
+    assert _metric(text, f'failcast_active_model_info{{version="{active_model.version}"}}') == 1
+    assert 'failcast_db_pool_connections{state="checkedout"}' in text
+    assert "failcast_request_duration_seconds_bucket" in text
+
+
+def test_rate_limit_refusals_are_counted(settings, active_model, db_engine, make_token):
+    from starlette.testclient import TestClient
+
+    from graph.app import create_app
+
+    limited = settings.model_copy(update={"rate_limits": {"predict": (0.1, 1.0)}})
+    headers = {"Authorization": f"Bearer {make_token(Scope.PREDICT)}"}
+    with TestClient(create_app(limited)) as client:
+        for _ in range(3):
+            client.post(
+                "/graphql",
+                json={"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}},
+                headers=headers,
+            )
+        text = client.get("/metrics").text
+    assert _metric(text, 'failcast_rate_limited_total{scope="predict"}') == 2
+
+
+def test_one_log_line_per_request_with_its_fields_and_no_token(client, auth_headers, caplog):
+    with caplog.at_level(logging.INFO, logger="failcast.request"):
+        response = client.post(
+            "/graphql",
+            json={"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}},
+            headers=auth_headers,
+        )
+    [record] = [r for r in caplog.records if r.name == "failcast.request"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == response.headers["x-request-id"]
+    assert (line["subject"], line["operation"], line["outcome"], line["status"]) == (
+        "tester",
+        "mutation",
+        "ok",
+        200,
+    )
+    assert line["duration_ms"] >= 0 and line["predictions"] == 1
+    token = auth_headers["Authorization"].split()[1]
+    assert token not in json.dumps(line)
+
+
+def test_unexpected_errors_are_logged_with_the_request_id_and_masked(
+    client, auth_headers, caplog, monkeypatch
+):
+    from graph import services
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("secret internals /srv/path")
+
+    monkeypatch.setattr(services, "predict", broken)  # a bug in a use case, not a mock of a part
+    with caplog.at_level(logging.ERROR):
+        body = gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, auth_headers)
+    error = body["errors"][0]
+    assert error["message"] == "Internal server error"
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert "secret internals" not in json.dumps(body)
+    logged = [r for r in caplog.records if error["extensions"]["requestId"] in r.getMessage()]
+    assert logged and logged[0].exc_info is not None
