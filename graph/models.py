@@ -54,6 +54,7 @@ class ModelService:
             self._refused = row.artifact_sha256
             self.last_error = f"model version {row.version} refused: {error}"
             log.error("%s; the previous version keeps serving", self.last_error)
+            self._record_refusal(row, str(error))
             return self.holder.current
         assert row.id is not None
         loaded = LoadedModel(row.id, row.version, row.artifact_sha256, predictor, info=row)
@@ -64,6 +65,14 @@ class ModelService:
             self.on_swap(row.version)
         log.info("serving model version %s (%s)", row.version, predictor.algorithm)
         return loaded
+
+    def _record_refusal(self, row: ModelVersion, reason: str) -> None:
+        assert row.id is not None
+        try:
+            with session_scope(self.engine) as session:
+                ModelVersionRepository(session).record_refusal(row.id, row.artifact_sha256, reason)
+        except PersistenceError as error:  # the log line above still says it
+            log.warning("model refusal not recorded: %s", error)
 
     async def refresh(self) -> LoadedModel | None:
         """refresh_sync off the event loop."""

@@ -1,5 +1,7 @@
 """Repositories: all SQL of the project. They flush; the unit of work commits."""
 
+import os
+import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from persistence.errors import NotFound
-from persistence.tables import AuditEvent, ModelVersion, Prediction
+from persistence.tables import AuditEvent, ModelRefusal, ModelVersion, Prediction
 
 
 class ModelVersionRepository:
@@ -79,6 +81,25 @@ class ModelVersionRepository:
         self.session.add(target)
         self.session.flush()
         return target
+
+    def record_refusal(self, version_id: int, sha256: str, reason: str) -> None:
+        """Note that this process refused to load a version, and why."""
+        self.session.add(
+            ModelRefusal(
+                model_version_id=version_id,
+                artifact_sha256=sha256,
+                reason=reason[:1000],
+                refused_at=datetime.now(UTC),
+                hostname=socket.gethostname()[:255],
+                pid=os.getpid(),
+            )
+        )
+        self.session.flush()
+
+    def refusals(self, version_id: int) -> list[ModelRefusal]:
+        """The recorded refusals of a version, oldest first."""
+        query = select(ModelRefusal).where(ModelRefusal.model_version_id == version_id)
+        return list(self.session.exec(query.order_by(col(ModelRefusal.id))))
 
     def next_version_name(self, today: date | None = None) -> str:
         """The next free name of the form YYYY.MM.DD-N."""

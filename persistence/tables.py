@@ -133,3 +133,17 @@ class ServerInstance(SQLModel, table=True):
     pid: int
     started_at: datetime = Field(sa_type=UTCDateTime)
     last_seen: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class ModelRefusal(SQLModel, table=True):
+    """A model version a server refused to load (bad digest, unknown format, wrong features)."""
+
+    __tablename__ = "model_refusal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_version_id: int = Field(foreign_key="model_version.id", index=True)
+    artifact_sha256: str = Field(max_length=64)
+    reason: str = Field(max_length=1000)
+    refused_at: datetime = Field(sa_type=UTCDateTime)
+    hostname: str = Field(max_length=255)
+    pid: int

@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 from support import ORIGINAL_EXAMPLE, count_rows, gql, register_version
 
 from graph.app import create_app
+from persistence import ModelVersionRepository, session_scope
 
 PREDICT = "mutation P($i: PredictInput!) { predict(input: $i) { id label } }"
 
@@ -45,6 +46,11 @@ def test_previous_model_keeps_serving_when_a_tampered_one_is_activated(
             auth_headers,
         )
         assert body["data"]["predict"]["modelVersion"]["version"] == "good"
+    with session_scope(db_engine) as session:
+        repo = ModelVersionRepository(session)
+        refusals = repo.refusals(repo.get("bad").id)
+    assert len(refusals) == 1
+    assert "sha256" in refusals[0].reason
 
 
 def test_prediction_is_not_returned_when_its_audit_record_cannot_be_written(
@@ -76,3 +82,13 @@ def test_health_and_readiness(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+
+
+def test_runaway_operation_is_cut_with_timeout_and_stores_nothing(
+    settings, db_engine, active_model, auth_headers
+):
+    quick = settings.model_copy(update={"request_timeout_seconds": 1e-6})
+    with TestClient(create_app(quick)) as client:
+        body = gql(client, "{ predictions { nodes { id } } }", headers=auth_headers)
+    assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    assert count_rows(db_engine, "prediction") == 0
