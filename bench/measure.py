@@ -1,0 +1,188 @@
+"""Load runs: warm-up, interleaved rounds, the storage top-up, and what the servers used."""
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.contenders import Contender
+from bench.load import LoadResult, RequestSpec, run_wrk, write_script
+from bench.procs import peak_rss_mb, wait_idle
+from bench.stack import stored_counts
+
+WARMUP, SOAK = 0, -1  # round numbers of the runs that are not measured rounds
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How each load run drives its server."""
+
+    wrk: str
+    seconds: int
+    warmup_seconds: int
+    connections: int
+    batch_connections: int
+    threads: int
+    pause_s: float
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk run against one contender, with the server CPU it cost."""
+
+    key: str
+    round: int
+    load: LoadResult
+    cpu_s: float
+    rows_per_request: int
+    connections: int
+    db_cpu_s: float = 0.0
+
+    def cores(self) -> tuple[float, float, float]:
+        """Cores kept busy by the server, its database server and wrk during the run."""
+        seconds = self.load.duration_s or float("nan")
+        return self.cpu_s / seconds, self.db_cpu_s / seconds, self.load.client_cpu_s / seconds
+
+    @property
+    def units_per_second(self) -> float:
+        """Predictions (or requests, for one-row contenders) answered per second."""
+        return self.load.answered_ok * self.rows_per_request / self.load.duration_s
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Server CPU time per completed request."""
+        return self.cpu_s * 1000 / self.load.requests if self.load.requests else float("nan")
+
+
+class Driver:
+    """Runs wrk against contenders, keeping every run (measured or not) for the checks."""
+
+    def __init__(self, settings: LoadSettings, scripts: Path, log: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.scripts = scripts
+        self.log = log
+        self.runs: list[Run] = []
+        self._script_paths: dict[tuple[str, str], Path] = {}
+
+    def _script(self, contender: Contender, name: str, spec: RequestSpec) -> Path:
+        key = (contender.key, name)
+        if key not in self._script_paths:
+            path = self.scripts / f"{contender.key}-{name}.lua"
+            self._script_paths[key] = write_script(spec, path)
+        return self._script_paths[key]
+
+    def run(self, contender: Contender, round_no: int, seconds: int, batch: bool = False) -> Run:
+        """One load run; CPU is read from the server's process tree before and after."""
+        server = contender.server
+        assert server is not None
+        spec = contender.batch_request() if batch else contender.request()
+        script = self._script(contender, "batch" if batch else "main", spec)
+        settings = self.settings
+        connections = settings.connections
+        if batch or contender.rows_per_request > 1:
+            connections = settings.batch_connections
+        before, db_before = server.cpu_seconds(), contender.database_cpu()
+        load = run_wrk(settings.wrk, server.base_url, script, seconds=seconds,
+                       connections=connections, threads=settings.threads)  # fmt: skip
+        cpu = server.cpu_seconds() - before
+        db_after = contender.database_cpu()
+        db_cpu = sum(now - db_before.get(pid, 0.0) for pid, now in db_after.items())
+        rows = contender.batch_size if batch else contender.rows_per_request
+        run = Run(contender.key, round_no, load, cpu, rows, connections, db_cpu)
+        self.runs.append(run)
+        wait_idle(server)  # the server finishes what wrk left in flight before anyone goes on
+        time.sleep(settings.pause_s)
+        return run
+
+    def warm_up(self, contenders: Sequence[Contender]) -> None:
+        """A short unmeasured run per contender: pools, caches and pages get filled."""
+        for contender in contenders:
+            run = self.run(contender, WARMUP, self.settings.warmup_seconds)
+            self.log(f"  warm-up {contender.key}: {run.load.per_second:,.0f} req/s")
+
+    def rounds(self, contenders: Sequence[Contender], count: int) -> None:
+        """`count` rounds; each runs every contender once, starting one further each round."""
+        for index in range(count):
+            shift = index % len(contenders)
+            order = [*contenders[shift:], *contenders[:shift]]
+            for contender in order:
+                run = self.run(contender, index + 1, self.settings.seconds)
+                self.log(
+                    f"  round {index + 1} {contender.key}: {run.units_per_second:,.0f}/s, "
+                    f"p99 {run.load.p99_ms:.1f} ms, non-2xx {run.load.non_2xx}"
+                )
+
+    def top_up(self, contender: Contender, predictions: int, max_runs: int = 30) -> int:
+        """Send predictBatch requests until the database holds `predictions`; return the count."""
+        assert contender.stack is not None
+        stored = stored_counts(contender.stack.database_url)[1]
+        for _ in range(max_runs):
+            if stored >= predictions:
+                break
+            self.run(contender, SOAK, 5, batch=True)
+            stored = stored_counts(contender.stack.database_url)[1]
+        return stored
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Peak RSS of each worker of a server, and the predictions it had stored by then."""
+
+    key: str
+    workers_mb: list[float]
+    stored_predictions: int | None
+
+
+def memory_of(contender: Contender, stored: int | None) -> Memory:
+    """VmHWM of each serving process of a contender."""
+    assert contender.server is not None
+    peaks = [peak_rss_mb(pid) for pid in contender.server.workers()]
+    return Memory(contender.key, peaks, stored)
+
+
+@dataclass(frozen=True)
+class StorageCheck:
+    """Rows in the database against the answers the load generator received."""
+
+    key: str
+    audit_rows: int
+    answered: int
+    prediction_rows: int
+    predicted_ok: int
+    in_flight_bound: int  # requests wrk may have left in flight when it stopped
+    rows_per_in_flight: int
+
+    @property
+    def audit_extra(self) -> int:
+        """Audit rows beyond the answers received (requests cut off when wrk stopped)."""
+        return self.audit_rows - self.answered
+
+    @property
+    def prediction_extra(self) -> int:
+        """Prediction rows beyond the successful answers received."""
+        return self.prediction_rows - self.predicted_ok
+
+    @property
+    def ok(self) -> bool:
+        """Nothing answered is missing, and any surplus is explained by requests cut off."""
+        rows_bound = self.in_flight_bound * self.rows_per_in_flight
+        return 0 <= self.audit_extra <= self.in_flight_bound and (
+            0 <= self.prediction_extra <= rows_bound
+        )
+
+
+def check_storage(contender: Contender, runs: Sequence[Run]) -> StorageCheck:
+    """Compare the contender's stored rows with every answer its load runs received."""
+    assert contender.stack is not None
+    audit, predictions = stored_counts(contender.stack.database_url)
+    mine = [run for run in runs if run.key == contender.key]
+    cut = sum(run.connections + run.load.timeouts + run.load.socket_errors for run in mine)
+    return StorageCheck(
+        key=contender.key,
+        audit_rows=audit,
+        answered=sum(run.load.requests for run in mine),
+        prediction_rows=predictions,
+        predicted_ok=sum(run.load.answered_ok * run.rows_per_request for run in mine),
+        in_flight_bound=cut,
+        rows_per_in_flight=max((run.rows_per_request for run in mine), default=1),
+    )

@@ -1,0 +1,253 @@
+"""The Markdown report: the results table, the targets met or missed, memory and storage checks."""
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bench.contenders import Contender
+from bench.measure import Memory, Run, StorageCheck
+
+ROW_NUMBERS = {
+    "reference": "1", "floor": "2", "sqlite": "3", "postgres": "4", "batch-sqlite": "5a",
+    "batch-postgres": "5b", "rest": "6", "postgres-2w": "7",
+}  # fmt: skip
+SOAK_PREDICTIONS = 100_000
+RSS_LIMIT_MB = 250.0
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and range of a per-round measure."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        """The median over rounds."""
+        return statistics.median(self.values) if self.values else float("nan")
+
+    def show(self, fmt: str = "{:,.0f}") -> str:
+        """`median [min-max]`, or just the value for a single round."""
+        if not self.values:
+            return "-"
+        if len(self.values) == 1:
+            return fmt.format(self.values[0])
+        low, high = min(self.values), max(self.values)
+        return f"{fmt.format(self.median)} [{fmt.format(low)}-{fmt.format(high)}]"
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything the report is made from."""
+
+    contenders: Sequence[Contender]
+    runs: Sequence[Run]
+    memory: Sequence[Memory]
+    storage: Sequence[StorageCheck]
+    machine: Sequence[str]
+    method: str
+    notes: Sequence[str]
+    soak_predictions: int = SOAK_PREDICTIONS
+
+    def measured(self, key: str) -> list[Run]:
+        """The measured rounds of one contender, in round order."""
+        return sorted((r for r in self.runs if r.key == key and r.round > 0), key=lambda r: r.round)
+
+    def spread(self, key: str, measure: Callable[[Run], float]) -> Spread:
+        """A measure of a contender over its rounds."""
+        return Spread(tuple(measure(run) for run in self.measured(key)))
+
+    def ratio(self, key: str, base: str, measure: Callable[[Run], float]) -> Spread:
+        """Per-round ratio of a contender's measure to another's in the same round."""
+        mine = {run.round: measure(run) for run in self.measured(key)}
+        theirs = {run.round: measure(run) for run in self.measured(base)}
+        shared = sorted(set(mine) & set(theirs))
+        return Spread(tuple(mine[r] / theirs[r] for r in shared if theirs[r]))
+
+
+def _units(run: Run) -> float:
+    return run.units_per_second
+
+
+def _p99(run: Run) -> float:
+    return run.load.p99_ms
+
+
+def _cpu(contender: Contender, results: Results) -> str:
+    spread = results.spread(contender.key, lambda run: run.cpu_ms_per_request)
+    text = spread.show("{:.2f} ms")
+    if contender.rows_per_request > 1 and spread.values:
+        text += f" ({spread.median * 1000 / contender.rows_per_request:.1f} us/prediction)"
+    return text
+
+
+def _cores(key: str, results: Results) -> str:
+    runs = results.measured(key)
+    if not runs:
+        return "-"
+    server, db, wrk = (statistics.median(run.cores()[i] for run in runs) for i in range(3))
+    return f"{server:.2f} + {db:.2f} + {wrk:.2f}"
+
+
+def _storage_cell(check: StorageCheck | None) -> str:
+    if check is None:
+        return "n/a"
+    state = "yes" if check.ok else "**NO**"
+    return f"{state} (+{check.audit_extra} audit, +{check.prediction_extra} pred.)"
+
+
+def results_table(results: Results) -> list[str]:
+    """The main table: one row per contender."""
+    lines = [
+        "| # | contender | answered/s, median [min-max] | x reference | p50 ms | p99 ms "
+        "| server CPU / request | cores busy: server + DB + wrk | peak RSS MB | non-2xx "
+        "| stored = answered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    storage = {check.key: check for check in results.storage}
+    rss = {m.key: max(m.workers_mb, default=0.0) for m in results.memory}
+    for contender in results.contenders:
+        key = contender.key
+        unit = "predictions" if contender.rows_per_request > 1 else "requests"
+        runs = results.measured(key)
+        cells = [
+            ROW_NUMBERS.get(key, "?"),
+            contender.title,
+            f"{results.spread(key, _units).show()} {unit}",
+            results.ratio(key, "reference", _units).show("{:.2f}x"),
+            results.spread(key, lambda run: run.load.p50_ms).show("{:.1f}"),
+            results.spread(key, _p99).show("{:.1f}"),
+            _cpu(contender, results),
+            _cores(key, results),
+            f"{rss.get(key, 0.0):.0f}",
+            str(sum(run.load.non_2xx + run.load.socket_errors for run in runs)),
+            _storage_cell(storage.get(key)),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+@dataclass(frozen=True)
+class Target:
+    """One goal of the issue, and whether this run met it."""
+
+    goal: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def _at_least(results: Results, key: str, base: str, goal: float, text: str) -> Target:
+    spread = results.ratio(key, base, _units)
+    if not spread.values:
+        return Target(text, "not measured", None)
+    return Target(text, spread.show("{:.2f}x"), spread.median >= goal)
+
+
+def _batch(results: Results, key: str, text: str) -> Target:
+    spread = results.spread(key, _units)
+    if not spread.values:
+        return Target(text, "not measured", None)
+    return Target(text, f"{spread.show()} predictions/s", spread.median >= 50_000)
+
+
+def _p99_target(results: Results) -> Target:
+    text = "`predict` on SQLite: p99 <= the reference's p99"
+    mine, theirs = results.spread("sqlite", _p99), results.spread("reference", _p99)
+    if not mine.values or not theirs.values:
+        return Target(text, "not measured", None)
+    measured = f"{mine.median:.1f} ms vs {theirs.median:.1f} ms (medians)"
+    return Target(text, measured, mine.median <= theirs.median)
+
+
+def _rss_target(results: Results) -> Target:
+    text = f"peak RSS per worker <= {RSS_LIMIT_MB:.0f} MB after {SOAK_PREDICTIONS:,} predictions"
+    soaked = [m for m in results.memory if (m.stored_predictions or 0) >= SOAK_PREDICTIONS]
+    if not soaked:
+        return Target(text, "not measured", None)
+    worst = max(soaked, key=lambda m: max(m.workers_mb))
+    peak = max(worst.workers_mb)
+    return Target(text, f"{peak:.0f} MB (worst: {worst.key})", peak <= RSS_LIMIT_MB)
+
+
+def targets(results: Results) -> list[Target]:
+    """The issue's targets, in its order."""
+    return [
+        _at_least(results, "sqlite", "reference", 2.0, "`predict` on SQLite >= 2.0x reference"),
+        _p99_target(results),
+        _at_least(
+            results, "postgres", "reference", 1.5, "`predict` on PostgreSQL >= 1.5x reference"
+        ),
+        _batch(results, "batch-sqlite", "`predictBatch` x1,000 on SQLite >= 50,000 predictions/s"),
+        _batch(
+            results, "batch-postgres", "`predictBatch` x1,000 on PostgreSQL >= 50,000 predictions/s"
+        ),
+        _at_least(
+            results, "postgres-2w", "postgres", 1.7, "2 workers >= 1.7x 1 worker (PostgreSQL)"
+        ),
+        _rss_target(results),
+    ]
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "not measured"}[met]
+
+
+def targets_table(results: Results) -> list[str]:
+    """Each target with its measured value and verdict."""
+    lines = ["| target | measured (median [min-max]) | verdict |", "|---|---|---|"]
+    lines += [f"| {t.goal} | {t.measured} | {_verdict(t.met)} |" for t in targets(results)]
+    return lines
+
+
+def memory_table(results: Results) -> list[str]:
+    """Peak RSS of every worker, with the predictions its server had stored."""
+    lines = ["| contender | VmHWM per worker (MB) | predictions stored |", "|---|---|---|"]
+    for m in results.memory:
+        workers = ", ".join(f"{mb:.0f}" for mb in m.workers_mb)
+        stored = "-" if m.stored_predictions is None else f"{m.stored_predictions:,}"
+        lines.append(f"| {m.key} | {workers} | {stored} |")
+    return lines
+
+
+def storage_table(results: Results) -> list[str]:
+    """Database rows against the answers the load generator received."""
+    lines = [
+        "| contender | audit rows | answered | predictions stored | predictions answered 2xx "
+        "| surplus bound (in flight at wrk stops) | check |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in results.storage:
+        verdict = "ok" if c.ok else "**MISMATCH**"
+        lines.append(
+            f"| {c.key} | {c.audit_rows:,} | {c.answered:,} | {c.prediction_rows:,} "
+            f"| {c.predicted_ok:,} | {c.in_flight_bound:,} requests | {verdict} |"
+        )
+    return lines
+
+
+def render(results: Results) -> str:
+    """The whole report."""
+    parts = [
+        "# failcast benchmark",
+        "",
+        *(f"- {line}" for line in results.machine),
+        f"- method: {results.method}",
+        "",
+        *results_table(results),
+        "",
+        "## Targets (1 worker unless said, all ratios measured in this run)",
+        "",
+        *targets_table(results),
+        "",
+        f"## Memory (the batch and 2-worker servers topped up to >= {results.soak_predictions:,} "
+        "stored predictions with `predictBatch`; VmHWM is the peak over the process's life)",
+        "",
+        *memory_table(results),
+        "",
+        "## Storage guarantee: every answered request audited, every 2xx prediction stored",
+        "",
+        *storage_table(results),
+    ]
+    if results.notes:
+        parts += ["", "## Notes", "", *(f"- {note}" for note in results.notes)]
+    return "\n".join(parts) + "\n"

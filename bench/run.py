@@ -1,0 +1,203 @@
+"""One benchmark run: prepare every contender, start them, load them, check, report."""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.contenders import REPO_ROOT, Backend, Contender, Plan, select
+from bench.load import ensure_wrk, wrk_version
+from bench.machine import describe, ensure_extras
+from bench.measure import Driver, LoadSettings, Memory, check_storage, memory_of
+from bench.procs import stop_server
+from bench.report import Results, render
+from bench.stack import PostgresAdmin, active_model, copy_sqlite, new_stack
+
+REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "device_failure_subset.csv.gz"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What `python -m bench` was asked to do."""
+
+    seconds: int
+    rounds: int
+    connections: int
+    batch_connections: int
+    threads: int
+    warmup_seconds: int
+    pause_s: float
+    only: list[str] | None
+    batch_size: int
+    soak_predictions: int
+    real_data: bool
+    pg_url: str
+    output: Path
+
+
+def _template(backend: Backend, root: Path, admin: PostgresAdmin | None, data: Path | None) -> str:
+    """Migrate and train once per database kind; every contender then gets its own copy."""
+    workdir = root / f"template-{backend}"
+    workdir.mkdir()
+    if backend == "postgres":
+        assert admin is not None
+        url = admin.create("template")
+    else:
+        url = f"sqlite:///{workdir / 'failcast.db'}"
+    new_stack(f"template-{backend}", workdir, url).train(data)
+    return url
+
+
+def _deploy(contender: Contender, template: str, admin: PostgresAdmin | None) -> None:
+    """The contender's own database (a copy of the template), secret and token."""
+    if contender.plan.backend == "postgres":
+        assert admin is not None
+        url = admin.create(contender.key.replace("-", "_"), template=template)
+    else:
+        url = copy_sqlite(template, contender.workdir / "failcast.db")
+    stack = new_stack(contender.key, contender.workdir, url)
+    stack.cli("db", "upgrade")  # a no-op at head: checks the copy is complete
+    stack.mint_token()
+    contender.stack, contender.postgres = stack, admin
+
+
+def prepare(
+    plans: Sequence[Plan], root: Path, admin: PostgresAdmin | None, options: Options, log: Log
+) -> tuple[list[Contender], str]:
+    """Deploy every contender (database, migrations, model, token); say which model serves."""
+    data = REAL_DATA if options.real_data else None
+    if data is not None and not data.is_file():
+        raise RuntimeError(f"--real-data: {data} is missing")
+    contenders = []
+    for plan in plans:
+        (root / plan.key).mkdir()
+        contenders.append(Contender(plan, root / plan.key, options.batch_size))
+    backends: list[Backend] = [
+        b for b in ("sqlite", "postgres") if any(p.backend == b for p in plans)
+    ]
+    log(f"db upgrade + train --activate once per database: {', '.join(backends or ['sqlite'])}")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two CLI subprocesses at a time
+        urls = list(pool.map(lambda b: _template(b, root, admin, data), backends or ["sqlite"]))
+        templates = dict(zip(backends or ["sqlite"], urls, strict=True))
+        failcast = [c for c in contenders if c.plan.backend is not None]
+        log(f"deploying {len(failcast)} failcast contender(s): copy, db upgrade, token")
+        list(pool.map(lambda c: _deploy(c, templates[c.plan.backend], admin), failcast))
+    return contenders, _hand_model_to_reference(contenders, urls)
+
+
+def _hand_model_to_reference(contenders: Sequence[Contender], urls: Sequence[str]) -> str:
+    model = active_model(urls[0])
+    digests = {active_model(url).sha256 for url in urls}
+    for contender in contenders:
+        if contender.plan.kind == "reference":
+            path = contender.workdir / "model.joblib"
+            path.write_bytes(model.artifact)
+            contender.artifact = (path, model.sha256)
+    data = "synthetic data" if model.synthetic else "real data"
+    same = "the same artifact" if len(digests) == 1 else "ARTIFACTS DIFFER between databases"
+    return (
+        f"{model.version} ({model.algorithm}, {data}, sha256 {model.sha256[:12]}), trained once "
+        f"per database kind and copied to each contender's database: {same} everywhere"
+    )
+
+
+def _postgres(
+    plans: list[Plan], options: Options, notes: list[str], log: Log
+) -> PostgresAdmin | None:
+    if not any(plan.backend == "postgres" for plan in plans):
+        return None
+    admin = PostgresAdmin(options.pg_url)
+    problem = admin.available()
+    if problem is not None:
+        notes.append(f"PostgreSQL contenders skipped: the server did not answer ({problem})")
+        plans[:] = [plan for plan in plans if plan.backend != "postgres"]
+        return None
+    for name in admin.drop_leftovers():
+        log(f"dropped {name}, left behind by an earlier run that was killed")
+    return admin
+
+
+def _method(options: Options, wrk: str, model: str, pg: str | None) -> str:
+    return (
+        f"{wrk_version(wrk)}, {options.threads} thread, {options.connections} connections "
+        f"({options.batch_connections} for predictBatch: 1,000-row requests would only queue), "
+        f"{options.seconds} s per run, {options.rounds} interleaved round(s) (every contender "
+        f"once per round, the order rotated each round), {options.warmup_seconds} s warm-up "
+        f"each; medians [min-max] over rounds; ratios per round to row 1. Servers: uvicorn "
+        f"(uvloop, httptools) on 127.0.0.1, 1 worker unless said, log level warning (no access "
+        f"log); failcast with FAILCAST_ENV=production. Model: {model}. "
+        f"PostgreSQL: {pg or 'not used'}. CPU: utime+stime from /proc of the server's process "
+        "tree, of the PostgreSQL backends connected to the contender's database, and of wrk; "
+        "'cores busy' is each of those divided by the run's duration (the machine has "
+        f"{os.cpu_count()})"
+    )
+
+
+def run(options: Options, log: Log) -> str:
+    """Run the benchmark; return the Markdown report (also written to options.output)."""
+    wrk = ensure_wrk()
+    ensure_extras()
+    plans, notes = select(options.only), list[str]()
+    with ExitStack() as cleanup:
+        root = Path(tempfile.mkdtemp(prefix="failcast-bench-"))
+        cleanup.callback(shutil.rmtree, root, ignore_errors=True)
+        admin = _postgres(plans, options, notes, log)
+        if admin is not None:
+            cleanup.callback(admin.drop_all)
+        contenders, model = prepare(plans, root, admin, options, log)
+        log(f"starting {len(contenders)} servers")
+        for contender in contenders:
+            cleanup.callback(stop_server, contender.launch())
+        for contender in contenders:
+            contender.wait_ready()
+        settings = LoadSettings(
+            wrk=wrk,
+            seconds=options.seconds,
+            warmup_seconds=options.warmup_seconds,
+            connections=options.connections,
+            batch_connections=options.batch_connections,
+            threads=options.threads,
+            pause_s=options.pause_s,
+        )
+        driver = Driver(settings, root, log)
+        log("warm-up")
+        driver.warm_up(contenders)
+        log("rounds")
+        driver.rounds(contenders, options.rounds)
+        memory = _memory(driver, contenders, options.soak_predictions, log)
+        for contender in contenders:
+            assert contender.server is not None
+            stop_server(contender.server)  # a graceful stop commits whatever is queued
+        storage = [check_storage(c, driver.runs) for c in contenders if c.stores]
+        pg = admin.version() if admin else None
+    results = Results(
+        contenders, driver.runs, memory, storage,
+        describe({"load generator": wrk_version(wrk)}), _method(options, wrk, model, pg), notes,
+        options.soak_predictions,
+    )  # fmt: skip
+    report = render(results)
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(report, encoding="utf-8")
+    return report
+
+
+def _memory(driver: Driver, contenders: Sequence[Contender], soak: int, log: Log) -> list[Memory]:
+    found = []
+    for contender in contenders:
+        stored = None
+        if contender.stores:
+            # Batch servers are nearly there already; the 2-worker one is the deployment shape.
+            # Topping up the others too would cost minutes for the same code path.
+            if contender.rows_per_request > 1 or contender.plan.workers > 1:
+                log(f"topping {contender.key} up to {soak:,} stored predictions")
+                stored = driver.top_up(contender, soak)
+            else:
+                stored = driver.top_up(contender, 0)
+        found.append(memory_of(contender, stored))
+    return found
