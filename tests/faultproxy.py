@@ -104,6 +104,9 @@ class FaultProxy:
                 self._call(self._close())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=CONTROL_TIMEOUT_S)
+        elif self._reserved is not None:  # never started
+            self._reserved.close()
+            self._reserved = None
         if not self._thread.is_alive():
             self._loop.close()
 

@@ -62,7 +62,9 @@ class Server:
         deadline = time.monotonic() + timeout
         last: httpx.Response | str | None = None
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"uvicorn exited ({self.process.returncode})"
+            if self.process.poll() is not None:
+                tail = self.log()[-3000:]
+                raise AssertionError(f"uvicorn exited ({self.process.returncode})\n{tail}")
             with contextlib.suppress(httpx.HTTPError):
                 last = self.get(path, timeout=4)
                 if last.status_code == status:
@@ -157,6 +159,11 @@ class Outcome:
     request_id: str | None = None  # X-Request-ID: the audit row's id
     error: str | None = None  # the transport error, when there was no answer
     body: str = ""
+
+    @property
+    def finished(self) -> float:
+        """time.monotonic() when the answer (or the error) came."""
+        return self.started + self.elapsed
 
     @property
     def ok(self) -> bool:
@@ -329,8 +336,3 @@ def missing_from_store(outcomes: list[Outcome], engine: Engine) -> list[str]:
             elif str(row.audit_id) != outcome.request_id or row.device_id != device:
                 problems.append(f"{prediction_id} ({device}) stored under another request/device")
     return problems
-
-
-def signal_name(sig: int) -> str:
-    """SIGTERM, SIGKILL..."""
-    return signal.Signals(sig).name
