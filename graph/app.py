@@ -149,7 +149,14 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
-    middleware = [Middleware(AuditMiddleware, record=services.record, finished=services.finished)]
+    middleware = [
+        Middleware(
+            AuditMiddleware,
+            record=services.record,
+            finished=services.finished,
+            commit_timeout_s=settings.commit_timeout_seconds,
+        )
+    ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=_lifespan)
     app.state.services = services
     return app

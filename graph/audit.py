@@ -4,6 +4,7 @@ The middleware holds the response back until the recorder has committed the requ
 if that commit fails, the held response is dropped and the caller gets SERVICE_UNAVAILABLE.
 """
 
+import asyncio
 import logging
 import time
 import uuid
@@ -101,10 +102,13 @@ FinishedFn = Callable[[RequestAudit, RequestRecord, int], None]
 class AuditMiddleware:
     """Pure ASGI middleware: audit, hold the response, commit, then answer."""
 
-    def __init__(self, app: ASGIApp, record: RecordFn, finished: FinishedFn) -> None:
+    def __init__(
+        self, app: ASGIApp, record: RecordFn, finished: FinishedFn, commit_timeout_s: float = 3.0
+    ) -> None:
         self.app = app
         self.record = record
         self.finished = finished
+        self.commit_timeout_s = commit_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNAUDITED_PATHS:
@@ -126,10 +130,12 @@ class AuditMiddleware:
         status = int(held[0]["status"]) if held else 500
         record = audit.record(status)
         try:
-            await self.record(record)
-        except (PersistenceError, RuntimeError) as error:
-            log.error("audit record not written [request %s]: %s", audit.id, error)
+            await asyncio.wait_for(self.record(record), self.commit_timeout_s)
+        except (PersistenceError, RuntimeError, TimeoutError) as error:
+            log.error("audit record not written [request %s]: %r", audit.id, error)
             message = "the request could not be recorded; nothing was stored, retry later"
+            if isinstance(error, TimeoutError):  # the commit may still land: do not promise
+                message = "the database did not confirm the write in time; retry later"
             held = _json_messages(503, error_payload(UNAVAILABLE, message, audit.id))
             held[0]["headers"].append((b"retry-after", b"1"))
             audit.predictions.clear()

@@ -26,7 +26,7 @@ class ModelService:
         self.refresh_seconds = refresh_seconds
         self.holder = ModelHolder()
         self.last_error: str | None = None
-        self._refused: str | None = None  # sha256 of a version refused, not retried
+        self._refused: tuple[int, str] | None = None  # (id, sha256) refused: not retried
 
     @property
     def current(self) -> LoadedModel | None:
@@ -39,7 +39,7 @@ class ModelService:
             repo = ModelVersionRepository(session)
             ref = repo.active_ref()
             current = self.holder.current
-            if ref is None or (current and current.version_id == ref[0]) or ref[1] == self._refused:
+            if ref is None or (current and current.version_id == ref[0]) or ref == self._refused:
                 if ref is None:
                     self.last_error = "no active model version"
                 return current
@@ -51,7 +51,8 @@ class ModelService:
             predictor = load_artifact(row.artifact, row.artifact_sha256)
             _check_features(predictor.feature_names)
         except ModelError as error:
-            self._refused = row.artifact_sha256
+            assert row.id is not None
+            self._refused = (row.id, row.artifact_sha256)
             self.last_error = f"model version {row.version} refused: {error}"
             log.error("%s; the previous version keeps serving", self.last_error)
             self._record_refusal(row, str(error))
@@ -87,6 +88,8 @@ class ModelService:
             except PersistenceError as error:
                 self.last_error = f"registry unreachable: {error}"
                 log.warning("model refresh failed: %s", error)
+            except Exception:  # a bug must not end the polling: log it, keep serving, retry
+                log.exception("model refresh failed unexpectedly")
 
 
 def _check_features(names: tuple[str, ...]) -> None:

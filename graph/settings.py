@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     max_tokens: int = Field(default=2000, ge=10)
     max_query_cost: int = Field(default=10_000, ge=1)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
+    commit_timeout_seconds: float = Field(default=3.0, gt=0)
     rate_limits: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
             "predict": (1000.0, 2000.0),

@@ -43,7 +43,10 @@ def load_artifact(data: bytes, sha256: str) -> Predictor:
     # Unpickling runs code: bytes that differ from what the registry recorded never get that far.
     if not hmac.compare_digest(sha256_hex(data), sha256.lower()):
         raise ArtifactIntegrityError("artifact bytes do not match the registered sha256")
-    payload = joblib.load(io.BytesIO(data))
+    try:
+        payload = joblib.load(io.BytesIO(data))
+    except Exception as exc:  # truncated or foreign bytes whose digest was recorded as such
+        raise ArtifactFormatError(f"artifact does not unpickle: {type(exc).__name__}") from exc
     if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
         raise ArtifactFormatError(f"not a {ARTIFACT_FORMAT} artifact")
     try:

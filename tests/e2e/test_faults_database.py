@@ -169,17 +169,6 @@ def _first_ok_started_after(load: Load, since: float, timeout: float) -> float |
     return None
 
 
-STALL_BUG = (
-    "product bug: nothing bounds the wait for the audit commit. While the database accepts "
-    "bytes but does not answer (a frozen server, a partition behind a middlebox), the "
-    "recorder's write (graph/recorder.py, Recorder._commit -> write_records) blocks on the "
-    "socket with no client-side timeout (statement_timeout is enforced by the server, which "
-    "never sees the statement), and AuditMiddleware awaits it without a deadline: every API "
-    "request hangs until the client gives up, while /readyz answers 503 in 3 s"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALL_BUG)
 def test_database_that_stops_answering_gives_503s_within_seconds_not_hangs(
     proxy, proxied_url, db_engine, active_model, tmp_path: Path
 ):

@@ -81,19 +81,6 @@ def _same_bytes(artifact: bytes, demo_estimator: object) -> bytes:
     return artifact
 
 
-TRUNCATED_BUG = (
-    "product bug: joblib.load of a truncated artifact raises UnpicklingError/EOFError, which "
-    "ModelService._load (graph/models.py) does not catch (only ModelError) nor does keep_fresh "
-    "(only PersistenceError): the poller task dies silently and the process never follows "
-    "another activation"
-)
-SAME_DIGEST_BUG = (
-    "product bug: ModelService remembers a refusal by artifact sha256 (_refused), so a new "
-    "version carrying the same, intact artifact is skipped forever by the process that refused "
-    "the corrupted copy, while freshly started processes serve it"
-)
-
-
 @pytest.mark.parametrize(
     ("corrupt", "next_artifact"),
     [
@@ -102,13 +89,11 @@ SAME_DIGEST_BUG = (
             _truncated,
             _next_good,
             id="truncated-with-matching-digest",
-            marks=pytest.mark.xfail(strict=True, reason=TRUNCATED_BUG),
         ),
         pytest.param(
             _altered,
             _same_bytes,
             id="altered-bytes-then-intact-copy-registered",
-            marks=pytest.mark.xfail(strict=True, reason=SAME_DIGEST_BUG),
         ),
     ],
 )
@@ -134,7 +119,6 @@ def test_corrupted_model_activated_while_serving_is_refused_and_the_next_good_on
     assert serving == "fixed", f"still serving {serving} {FOLLOW_S} s after activation\n{log}"
 
 
-@pytest.mark.xfail(strict=True, reason=TRUNCATED_BUG + "; at start-up the lifespan fails instead")
 def test_server_started_with_a_truncated_active_model_starts_unready(
     sqlite_url, db_engine, demo_artifact, tmp_path: Path
 ):
