@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint schema bench clean
+.PHONY: install serve test lint schema bench loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ schema: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# The full-length load test (CI runs it for 5 s): 60 s, 32 clients, SQLite and PostgreSQL.
+loadtest: install
+	FAILCAST_LOAD_SECONDS=60 $(BIN)/pytest tests/e2e/test_load.py -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
