@@ -20,6 +20,12 @@ local headers = {
 }
 local prepared = {}
 local next_index = 0
+local threads = {}
+sent = 0  -- a global of each thread, read through thread:get in done()
+
+function setup(thread)
+  table.insert(threads, thread)
+end
 
 function init(args)
   for i, body in ipairs(bodies) do
@@ -28,18 +34,24 @@ function init(args)
 end
 
 function request()
+  sent = sent + 1
   next_index = next_index %% #prepared + 1
   return prepared[next_index]
 end
 
 function done(summary, latency, _)
   local e = summary.errors
+  -- wrk calls request() once in thread 0 to check the script: that one is never sent.
+  local total_sent = -1
+  for _, thread in ipairs(threads) do
+    total_sent = total_sent + thread:get("sent")
+  end
   io.write(string.format(
-    '%(mark)s{"requests":%%d,"duration_us":%%d,"status_errors":%%d,"connect_errors":%%d,' ..
-    '"read_errors":%%d,"write_errors":%%d,"timeouts":%%d,"p50_us":%%d,"p99_us":%%d,' ..
-    '"mean_us":%%.1f,"max_us":%%d}\\n',
-    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.mean, latency.max))
+    '%(mark)s{"requests":%%d,"sent":%%d,"duration_us":%%d,"status_errors":%%d,' ..
+    '"connect_errors":%%d,"read_errors":%%d,"write_errors":%%d,"timeouts":%%d,' ..
+    '"p50_us":%%d,"p99_us":%%d,"mean_us":%%.1f,"max_us":%%d}\\n',
+    summary.requests, total_sent, summary.duration, e.status, e.connect, e.read, e.write,
+    e.timeout, latency:percentile(50), latency:percentile(99), latency.mean, latency.max))
 end
 """
 
@@ -59,6 +71,7 @@ class LoadResult:
     """What wrk saw in one run."""
 
     requests: int
+    sent: int  # requests written; those never answered were in flight when wrk stopped
     duration_s: float
     non_2xx: int  # wrk counts statuses above 399
     socket_errors: int
@@ -161,6 +174,7 @@ def _children_cpu() -> float:
 def _result(raw: dict[str, float], client_cpu_s: float) -> LoadResult:
     return LoadResult(
         requests=int(raw["requests"]),
+        sent=int(raw["sent"]),
         duration_s=raw["duration_us"] / 1e6,
         non_2xx=int(raw["status_errors"]),
         socket_errors=int(raw["connect_errors"] + raw["read_errors"] + raw["write_errors"]),

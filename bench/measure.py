@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.contenders import Contender
 from bench.load import LoadResult, RequestSpec, run_wrk, write_script
-from bench.procs import peak_rss_mb, wait_idle
+from bench.procs import cpu_seconds, machine_busy_seconds, peak_rss_mb, wait_idle
 from bench.stack import stored_counts
 
 WARMUP, SOAK = 0, -1  # round numbers of the runs that are not measured rounds
@@ -37,11 +37,20 @@ class Run:
     rows_per_request: int
     connections: int
     db_cpu_s: float = 0.0
+    worker_cpu_s: tuple[float, ...] = ()  # per worker process, when there are several
+    machine_cpu_s: float = 0.0  # every process of the machine (other tenants included)
 
-    def cores(self) -> tuple[float, float, float]:
-        """Cores kept busy by the server, its database server and wrk during the run."""
+    def cores(self) -> tuple[float, float, float, float]:
+        """Cores kept busy during the run by the server, its database, wrk, and the rest."""
         seconds = self.load.duration_s or float("nan")
-        return self.cpu_s / seconds, self.db_cpu_s / seconds, self.load.client_cpu_s / seconds
+        mine = self.cpu_s + self.db_cpu_s + self.load.client_cpu_s
+        rest = max(0.0, self.machine_cpu_s - mine)
+        return (
+            self.cpu_s / seconds,
+            self.db_cpu_s / seconds,
+            self.load.client_cpu_s / seconds,
+            rest / seconds,
+        )
 
     @property
     def units_per_second(self) -> float:
@@ -81,14 +90,21 @@ class Driver:
         connections = settings.connections
         if batch or contender.rows_per_request > 1:
             connections = settings.batch_connections
+        workers = server.workers() if contender.plan.workers > 1 else []
         before, db_before = server.cpu_seconds(), contender.database_cpu()
+        workers_before = [cpu_seconds(pid) for pid in workers]
+        machine_before = machine_busy_seconds()
         load = run_wrk(settings.wrk, server.base_url, script, seconds=seconds,
                        connections=connections, threads=settings.threads)  # fmt: skip
+        machine = machine_busy_seconds() - machine_before
         cpu = server.cpu_seconds() - before
+        split = tuple(
+            cpu_seconds(pid) - was for pid, was in zip(workers, workers_before, strict=True)
+        )
         db_after = contender.database_cpu()
         db_cpu = sum(now - db_before.get(pid, 0.0) for pid, now in db_after.items())
         rows = contender.batch_size if batch else contender.rows_per_request
-        run = Run(contender.key, round_no, load, cpu, rows, connections, db_cpu)
+        run = Run(contender.key, round_no, load, cpu, rows, connections, db_cpu, split, machine)
         self.runs.append(run)
         wait_idle(server)  # the server finishes what wrk left in flight before anyone goes on
         time.sleep(settings.pause_s)
@@ -149,8 +165,8 @@ class StorageCheck:
     answered: int
     prediction_rows: int
     predicted_ok: int
-    in_flight_bound: int  # requests wrk may have left in flight when it stopped
-    rows_per_in_flight: int
+    in_flight: int  # requests wrk had sent but not seen answered when it stopped
+    in_flight_rows: int  # the predictions those requests ask for
 
     @property
     def audit_extra(self) -> int:
@@ -165,10 +181,14 @@ class StorageCheck:
     @property
     def ok(self) -> bool:
         """Nothing answered is missing, and any surplus is explained by requests cut off."""
-        rows_bound = self.in_flight_bound * self.rows_per_in_flight
-        return 0 <= self.audit_extra <= self.in_flight_bound and (
-            0 <= self.prediction_extra <= rows_bound
+        return 0 <= self.audit_extra <= self.in_flight and (
+            0 <= self.prediction_extra <= self.in_flight_rows
         )
+
+    @property
+    def exact(self) -> bool:
+        """Every request sent left its rows: the surplus is exactly the requests cut off."""
+        return self.audit_extra == self.in_flight and self.prediction_extra == self.in_flight_rows
 
 
 def check_storage(contender: Contender, runs: Sequence[Run]) -> StorageCheck:
@@ -176,13 +196,14 @@ def check_storage(contender: Contender, runs: Sequence[Run]) -> StorageCheck:
     assert contender.stack is not None
     audit, predictions = stored_counts(contender.stack.database_url)
     mine = [run for run in runs if run.key == contender.key]
-    cut = sum(run.connections + run.load.timeouts + run.load.socket_errors for run in mine)
     return StorageCheck(
         key=contender.key,
         audit_rows=audit,
         answered=sum(run.load.requests for run in mine),
         prediction_rows=predictions,
         predicted_ok=sum(run.load.answered_ok * run.rows_per_request for run in mine),
-        in_flight_bound=cut,
-        rows_per_in_flight=max((run.rows_per_request for run in mine), default=1),
+        in_flight=sum(run.load.sent - run.load.requests for run in mine),
+        in_flight_rows=sum(
+            (run.load.sent - run.load.requests) * run.rows_per_request for run in mine
+        ),
     )

@@ -54,6 +54,13 @@ def own_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all processes of the machine have used (and the hypervisor stole), summed."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its live descendants."""
     return sum(own_cpu_seconds(member) for member in process_tree(pid))

@@ -85,14 +85,14 @@ def _cores(key: str, results: Results) -> str:
     runs = results.measured(key)
     if not runs:
         return "-"
-    server, db, wrk = (statistics.median(run.cores()[i] for run in runs) for i in range(3))
-    return f"{server:.2f} + {db:.2f} + {wrk:.2f}"
+    server, db, wrk, rest = (statistics.median(run.cores()[i] for run in runs) for i in range(4))
+    return f"{server:.2f} + {db:.2f} + {wrk:.2f} + {rest:.2f}"
 
 
 def _storage_cell(check: StorageCheck | None) -> str:
     if check is None:
         return "n/a"
-    state = "yes" if check.ok else "**NO**"
+    state = "yes, exactly" if check.exact else "yes" if check.ok else "**NO**"
     return f"{state} (+{check.audit_extra} audit, +{check.prediction_extra} pred.)"
 
 
@@ -100,7 +100,8 @@ def results_table(results: Results) -> list[str]:
     """The main table: one row per contender."""
     lines = [
         "| # | contender | answered/s, median [min-max] | x reference | p50 ms | p99 ms "
-        "| server CPU / request | cores busy: server + DB + wrk | peak RSS MB | non-2xx "
+        "| server CPU / request | cores busy: server + DB + wrk + rest of machine | peak RSS MB "
+        "| non-2xx "
         "| stored = answered |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -213,16 +214,31 @@ def storage_table(results: Results) -> list[str]:
     """Database rows against the answers the load generator received."""
     lines = [
         "| contender | audit rows | answered | predictions stored | predictions answered 2xx "
-        "| surplus bound (in flight at wrk stops) | check |",
+        "| in flight when wrk stopped: requests (predictions) | check |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in results.storage:
-        verdict = "ok" if c.ok else "**MISMATCH**"
+        verdict = "exact" if c.exact else "ok (<= in flight)" if c.ok else "**MISMATCH**"
         lines.append(
             f"| {c.key} | {c.audit_rows:,} | {c.answered:,} | {c.prediction_rows:,} "
-            f"| {c.predicted_ok:,} | {c.in_flight_bound:,} requests | {verdict} |"
+            f"| {c.predicted_ok:,} | {c.in_flight:,} ({c.in_flight_rows:,}) | {verdict} |"
         )
     return lines
+
+
+def worker_notes(results: Results) -> list[str]:
+    """How the work of multi-worker servers was shared between their processes."""
+    notes = []
+    for contender in results.contenders:
+        runs = [run for run in results.measured(contender.key) if run.worker_cpu_s]
+        if runs:
+            shares = "; ".join(
+                f"round {run.round}: "
+                + " / ".join(f"{s / run.load.duration_s:.2f}" for s in run.worker_cpu_s)
+                for run in runs
+            )
+            notes.append(f"{contender.key}: cores busy per worker process, {shares}")
+    return notes
 
 
 def render(results: Results) -> str:
@@ -247,7 +263,12 @@ def render(results: Results) -> str:
         "## Storage guarantee: every answered request audited, every 2xx prediction stored",
         "",
         *storage_table(results),
+        "",
+        "Rows beyond the answers received must be the requests wrk had sent but not seen "
+        "answered when it stopped (the server still finishes and records them): 'exact' when "
+        "the surplus equals them, row for row.",
     ]
-    if results.notes:
-        parts += ["", "## Notes", "", *(f"- {note}" for note in results.notes)]
+    notes = [*results.notes, *worker_notes(results)]
+    if notes:
+        parts += ["", "## Notes", "", *(f"- {note}" for note in notes)]
     return "\n".join(parts) + "\n"

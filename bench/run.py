@@ -134,8 +134,9 @@ def _method(options: Options, wrk: str, model: str, pg: str | None) -> str:
         f"log); failcast with FAILCAST_ENV=production. Model: {model}. "
         f"PostgreSQL: {pg or 'not used'}. CPU: utime+stime from /proc of the server's process "
         "tree, of the PostgreSQL backends connected to the contender's database, and of wrk; "
-        "'cores busy' is each of those divided by the run's duration (the machine has "
-        f"{os.cpu_count()})"
+        "'cores busy' is each of those divided by the run's duration, and 'rest of machine' "
+        f"is what every other process used meanwhile (from /proc/stat; the machine has "
+        f"{os.cpu_count()} cores: more than 0 means the measurement shared them)"
     )
 
 
