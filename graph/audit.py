@@ -17,7 +17,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.errors import INTERNAL, UNAVAILABLE, error_payload, outcome_of
-from persistence import PersistenceError, RequestRecord, new_id
+from persistence import RequestRecord, new_id
 
 log = logging.getLogger("failcast.audit")
 
@@ -131,7 +131,7 @@ class AuditMiddleware:
         record = audit.record(status)
         try:
             await asyncio.wait_for(self.record(record), self.commit_timeout_s)
-        except (PersistenceError, RuntimeError, TimeoutError) as error:
+        except Exception as error:  # whatever stopped the commit, the answer must not leave
             log.error("audit record not written [request %s]: %r", audit.id, error)
             message = "the request could not be recorded; nothing was stored, retry later"
             if isinstance(error, TimeoutError):  # the commit may still land: do not promise
