@@ -83,9 +83,12 @@ def main() -> int:
 
     try:
         report = run(options, log)
-    except ValueError as error:
+    except ValueError as error:  # bad options (contender names, a non-loopback database)
         print(f"bench: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # a server or command failed; the message carries its output
+        print(f"bench: {error}", file=sys.stderr)
+        return 1
     print(report)
     log(f"report written to {options.output}")
     return 0

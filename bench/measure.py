@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.contenders import Contender
-from bench.load import LoadResult, RequestSpec, run_wrk, write_script
+from bench.load import LoadResult, run_wrk, write_script
 from bench.procs import cpu_seconds, machine_busy_seconds, peak_rss_mb, wait_idle
 from bench.stack import stored_counts
 
@@ -73,10 +73,11 @@ class Driver:
         self.runs: list[Run] = []
         self._script_paths: dict[tuple[str, str], Path] = {}
 
-    def _script(self, contender: Contender, name: str, spec: RequestSpec) -> Path:
-        key = (contender.key, name)
+    def _script(self, contender: Contender, batch: bool) -> Path:
+        key = (contender.key, "batch" if batch else "main")
         if key not in self._script_paths:
-            path = self.scripts / f"{contender.key}-{name}.lua"
+            spec = contender.batch_request() if batch else contender.request()
+            path = self.scripts / f"{key[0]}-{key[1]}.lua"
             self._script_paths[key] = write_script(spec, path)
         return self._script_paths[key]
 
@@ -84,8 +85,7 @@ class Driver:
         """One load run; CPU is read from the server's process tree before and after."""
         server = contender.server
         assert server is not None
-        spec = contender.batch_request() if batch else contender.request()
-        script = self._script(contender, "batch" if batch else "main", spec)
+        script = self._script(contender, batch)
         settings = self.settings
         connections = settings.connections
         if batch or contender.rows_per_request > 1:

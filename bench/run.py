@@ -1,18 +1,19 @@
 """One benchmark run: prepare every contender, start them, load them, check, report."""
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.contenders import REPO_ROOT, Backend, Contender, Plan, select
 from bench.load import ensure_wrk, wrk_version
 from bench.machine import describe, ensure_extras
-from bench.measure import Driver, LoadSettings, Memory, check_storage, memory_of
+from bench.measure import Driver, LoadSettings, Memory, StorageCheck, check_storage, memory_of
 from bench.procs import stop_server
 from bench.report import Results, render
 from bench.stack import PostgresAdmin, active_model, copy_sqlite, new_stack
@@ -157,34 +158,55 @@ def run(options: Options, log: Log) -> str:
             cleanup.callback(stop_server, contender.launch())
         for contender in contenders:
             contender.wait_ready()
-        settings = LoadSettings(
-            wrk=wrk,
-            seconds=options.seconds,
-            warmup_seconds=options.warmup_seconds,
-            connections=options.connections,
-            batch_connections=options.batch_connections,
-            threads=options.threads,
-            pause_s=options.pause_s,
-        )
-        driver = Driver(settings, root, log)
-        log("warm-up")
-        driver.warm_up(contenders)
-        log("rounds")
-        driver.rounds(contenders, options.rounds)
-        memory = _memory(driver, contenders, options.soak_predictions, log)
-        for contender in contenders:
-            assert contender.server is not None
-            stop_server(contender.server)  # a graceful stop commits whatever is queued
-        storage = [check_storage(c, driver.runs) for c in contenders if c.stores]
+        driver = Driver(_load_settings(options, wrk), root, log)
+        memory, storage = _measure(driver, contenders, options, log)
         pg = admin.version() if admin else None
     results = Results(
         contenders, driver.runs, memory, storage,
         describe({"load generator": wrk_version(wrk)}), _method(options, wrk, model, pg), notes,
         options.soak_predictions,
     )  # fmt: skip
+    return _write(results, options.output)
+
+
+def _load_settings(options: Options, wrk: str) -> LoadSettings:
+    return LoadSettings(
+        wrk=wrk,
+        seconds=options.seconds,
+        warmup_seconds=options.warmup_seconds,
+        connections=options.connections,
+        batch_connections=options.batch_connections,
+        threads=options.threads,
+        pause_s=options.pause_s,
+    )
+
+
+def _measure(
+    driver: Driver, contenders: Sequence[Contender], options: Options, log: Log
+) -> tuple[list[Memory], list[StorageCheck]]:
+    """Warm up, run the rounds, top up and read memory, stop the servers, check storage."""
+    log("warm-up")
+    driver.warm_up(contenders)
+    log("rounds")
+    driver.rounds(contenders, options.rounds)
+    memory = _memory(driver, contenders, options.soak_predictions, log)
+    for contender in contenders:
+        assert contender.server is not None
+        stop_server(contender.server)  # a graceful stop commits whatever is queued
+    return memory, [check_storage(c, driver.runs) for c in contenders if c.stores]
+
+
+def _write(results: Results, output: Path) -> str:
+    """Write the Markdown report and the raw measurements beside it (.json); return the report."""
     report = render(results)
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(report, encoding="utf-8")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report, encoding="utf-8")
+    raw = {
+        "runs": [asdict(run) for run in results.runs],
+        "memory": [asdict(item) for item in results.memory],
+        "storage": [asdict(check) for check in results.storage],
+    }
+    output.with_suffix(".json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
     return report
 
 
