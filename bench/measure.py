@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.contenders import Contender
 from bench.load import LoadResult, run_wrk, write_script
-from bench.procs import cpu_seconds, machine_busy_seconds, peak_rss_mb, wait_idle
+from bench.procs import cpu_seconds, machine_busy_seconds, peak_rss_mb, rss_mb, wait_idle
 from bench.stack import stored_counts
 
 WARMUP, SOAK = 0, -1  # round numbers of the runs that are not measured rounds
@@ -145,15 +145,17 @@ class Memory:
     """Peak RSS of each worker of a server, and the predictions it had stored by then."""
 
     key: str
-    workers_mb: list[float]
+    workers_mb: list[float]  # peak (VmHWM)
     stored_predictions: int | None
+    workers_now_mb: list[float]  # resident now (VmRSS): below the peak when it was transient
 
 
 def memory_of(contender: Contender, stored: int | None) -> Memory:
     """VmHWM of each serving process of a contender."""
     assert contender.server is not None
-    peaks = [peak_rss_mb(pid) for pid in contender.server.workers()]
-    return Memory(contender.key, peaks, stored)
+    workers = contender.server.workers()
+    peaks, now = [peak_rss_mb(pid) for pid in workers], [rss_mb(pid) for pid in workers]
+    return Memory(contender.key, peaks, stored, now)
 
 
 @dataclass(frozen=True)

@@ -66,15 +66,24 @@ def cpu_seconds(pid: int) -> float:
     return sum(own_cpu_seconds(member) for member in process_tree(pid))
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of one process, in MB (10^6 bytes)."""
+def _status_mb(pid: int, field: str) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024 / 1e6
     except OSError:
         pass
     return 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of one process, in MB (10^6 bytes)."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS (resident set now) of one process, in MB."""
+    return _status_mb(pid, "VmRSS")
 
 
 @dataclass

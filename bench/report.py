@@ -216,11 +216,16 @@ def targets_table(results: Results) -> list[str]:
 
 def memory_table(results: Results) -> list[str]:
     """Peak RSS of every worker, with the predictions its server had stored."""
-    lines = ["| contender | VmHWM per worker (MB) | predictions stored |", "|---|---|---|"]
+    lines = [
+        "| contender | peak RSS (VmHWM) per worker, MB | RSS now (VmRSS), MB | predictions stored "
+        "|",
+        "|---|---|---|---|",
+    ]
     for m in results.memory:
-        workers = ", ".join(f"{mb:.0f}" for mb in m.workers_mb)
+        peaks = ", ".join(f"{mb:.0f}" for mb in m.workers_mb)
+        now = ", ".join(f"{mb:.0f}" for mb in m.workers_now_mb)
         stored = "-" if m.stored_predictions is None else f"{m.stored_predictions:,}"
-        lines.append(f"| {m.key} | {workers} | {stored} |")
+        lines.append(f"| {m.key} | {peaks} | {now} | {stored} |")
     return lines
 
 
