@@ -1,9 +1,11 @@
-"""Plain-numpy evaluators of fitted scikit-learn models, free of sklearn's per-call overhead.
+"""Plain-numpy evaluators of fitted scikit-learn models, free of sklearn at serving time.
 
 sklearn's `predict_proba` validates its input on every call (about 165 us for one row); the
-arrays below give the same numbers (to 1e-12) in a few microseconds. Only the shapes failcast
-trains are compiled; `compile_estimator` returns None for anything else and the caller falls
-back to `predict_proba`.
+arrays below give the same numbers (to 1e-12) in a few microseconds. A model is compiled once,
+at training time, into a spec of plain arrays that the artifact carries, so serving needs
+neither sklearn's per-call overhead nor sklearn itself in memory. Only the shapes failcast
+trains are compiled; `compile_spec` returns None for anything else and the caller falls back
+to `predict_proba`.
 """
 
 from collections.abc import Callable
@@ -14,20 +16,20 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 Evaluator = Callable[[FloatArray], FloatArray]
+Spec = dict[str, Any]
 
 
 class TreeEvaluator:
-    """Walks a fitted decision tree's node arrays, vectorised over rows."""
+    """Walks a decision tree's node arrays, vectorised over rows."""
 
-    def __init__(self, tree: Any, positive_index: int) -> None:
-        self.left = np.asarray(tree.children_left, dtype=np.int64)
-        self.right = np.asarray(tree.children_right, dtype=np.int64)
-        self.feature = np.maximum(np.asarray(tree.feature, dtype=np.int64), 0)
-        self.threshold = np.asarray(tree.threshold, dtype=np.float64)
-        values = np.asarray(tree.value, dtype=np.float64)[:, 0, :]
-        self.leaf_proba = values[:, positive_index] / values.sum(axis=1)
+    def __init__(self, spec: Spec) -> None:
+        self.left = np.asarray(spec["left"], dtype=np.int64)
+        self.right = np.asarray(spec["right"], dtype=np.int64)
+        self.feature = np.asarray(spec["feature"], dtype=np.int64)
+        self.threshold = np.asarray(spec["threshold"], dtype=np.float64)
+        self.leaf_proba = np.asarray(spec["leaf_proba"], dtype=np.float64)
         self.is_leaf = self.left < 0
-        self.depth = int(tree.max_depth)
+        self.depth = int(spec["depth"])
         # Lists make the one-row walk several times faster than numpy scalar indexing.
         self._lists = (
             self.left.tolist(),
@@ -59,14 +61,12 @@ class TreeEvaluator:
 
 
 class LinearEvaluator:
-    """Affine input transforms followed by a binary logistic regression."""
+    """Input transforms (log1p, standard scaling) then a binary logistic regression."""
 
-    def __init__(
-        self, steps: list[Callable[[FloatArray], FloatArray]], coef: FloatArray, bias: float
-    ) -> None:
-        self.steps = steps
-        self.coef = coef
-        self.bias = bias
+    def __init__(self, spec: Spec) -> None:
+        self.steps: list[Callable[[FloatArray], FloatArray]] = [_step(s) for s in spec["steps"]]
+        self.coef = np.asarray(spec["coef"], dtype=np.float64)
+        self.bias = float(spec["bias"])
 
     def __call__(self, matrix: FloatArray) -> FloatArray:
         values = matrix
@@ -76,47 +76,82 @@ class LinearEvaluator:
         return np.asarray(1.0 / (1.0 + np.exp(-margin)), dtype=np.float64)
 
 
+def _step(spec: Spec) -> Callable[[FloatArray], FloatArray]:
+    if spec["kind"] == "log1p":
+        return np.log1p
+    mean = np.asarray(spec["mean"], dtype=np.float64)
+    scale = np.asarray(spec["scale"], dtype=np.float64)
+    return lambda x: (x - mean) / scale
+
+
+def evaluator(spec: Spec) -> Evaluator:
+    """The evaluator a spec describes."""
+    kinds: dict[str, Callable[[Spec], Evaluator]] = {
+        "tree": TreeEvaluator,
+        "linear": LinearEvaluator,
+    }
+    return kinds[spec["kind"]](spec)
+
+
 def _positive_index(estimator: Any) -> int | None:
     classes = [int(c) for c in getattr(estimator, "classes_", [])]
-    return classes.index(1) if classes == [0, 1] or classes == [1, 0] else None
+    return classes.index(1) if sorted(classes) == [0, 1] else None
 
 
-def _compile_transform(step: Any) -> Callable[[FloatArray], FloatArray] | None:
+def _transform_spec(step: Any) -> Spec | None:
     name = type(step).__name__
     if name == "FunctionTransformer":
         plain = step.kw_args is None and step.inverse_func is None
-        return np.log1p if step.func is np.log1p and plain else None
+        return {"kind": "log1p"} if step.func is np.log1p and plain else None
     if name == "StandardScaler":
-        mean = step.mean_ if step.with_mean else 0.0
-        scale = step.scale_ if step.with_std else 1.0
-        return lambda x: (x - mean) / scale
+        features = len(step.mean_) if step.mean_ is not None else len(step.scale_)
+        mean = step.mean_ if step.with_mean else np.zeros(features)
+        scale = step.scale_ if step.with_std else np.ones(features)
+        return {"kind": "scale", "mean": np.array(mean), "scale": np.array(scale)}
     return None
 
 
-def _compile_final(
-    estimator: Any, steps: list[Callable[[FloatArray], FloatArray]]
-) -> Evaluator | None:
+def _tree_spec(estimator: Any, positive: int) -> Spec:
+    tree = estimator.tree_
+    values = np.asarray(tree.value, dtype=np.float64)[:, 0, :]
+    return {
+        "kind": "tree",
+        "left": np.array(tree.children_left),
+        "right": np.array(tree.children_right),
+        "feature": np.maximum(np.array(tree.feature), 0),
+        "threshold": np.array(tree.threshold, dtype=np.float64),
+        "leaf_proba": values[:, positive] / values.sum(axis=1),
+        "depth": int(tree.max_depth),
+    }
+
+
+def _final_spec(estimator: Any, steps: list[Spec]) -> Spec | None:
     positive = _positive_index(estimator)
     name = type(estimator).__name__
     if positive is None:
         return None
     if name == "DecisionTreeClassifier" and not steps:
-        return TreeEvaluator(estimator.tree_, positive)
+        return _tree_spec(estimator, positive)
     if name == "LogisticRegression" and estimator.coef_.shape[0] == 1:
         sign = 1.0 if positive == 1 else -1.0
         coef = sign * np.asarray(estimator.coef_[0], dtype=np.float64)
-        return LinearEvaluator(steps, coef, sign * float(estimator.intercept_[0]))
+        return {
+            "kind": "linear",
+            "steps": steps,
+            "coef": coef,
+            "bias": sign * float(estimator.intercept_[0]),
+        }
     return None
 
 
-def compile_estimator(estimator: Any) -> Evaluator | None:
-    """Return a fast evaluator of P(failure) for a known model shape, else None."""
+def compile_spec(estimator: Any) -> Spec | None:
+    """Plain arrays that evaluate P(failure) like the estimator, or None for unknown shapes."""
     if type(estimator).__name__ != "Pipeline":
-        return _compile_final(estimator, [])
+        return _final_spec(estimator, [])
     steps = []
     for _, step in estimator.steps[:-1]:
-        compiled = _compile_transform(step)
-        if compiled is None:
+        spec = _transform_spec(step)
+        if spec is None:
             return None
-        steps.append(compiled)
-    return _compile_final(estimator.steps[-1][1], steps)
+        steps.append(spec)
+    return _final_spec(estimator.steps[-1][1], steps)

@@ -1,12 +1,12 @@
 """A loaded model: features in, failure probabilities out, one row or many through one path."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from model.compiled import Evaluator, compile_estimator
+from model.compiled import Evaluator
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -15,19 +15,31 @@ class Predictor:
     """Predicts P(failure) for rows of features in `feature_names` order."""
 
     def __init__(
-        self, estimator: Any, feature_names: Sequence[str], threshold: float, algorithm: str
+        self,
+        feature_names: Sequence[str],
+        threshold: float,
+        algorithm: str,
+        fast: Evaluator | None,
+        load_estimator: Callable[[], Any],
     ) -> None:
-        self.estimator = estimator
         self.feature_names = tuple(feature_names)
         self.threshold = float(threshold)
         self.algorithm = algorithm
-        self._fast: Evaluator | None = compile_estimator(estimator)
-        self._positive = list(getattr(estimator, "classes_", [0, 1])).index(1)
+        self._fast = fast
+        self._load_estimator = load_estimator
+        self._estimator: Any = None
 
     @property
     def compiled(self) -> bool:
-        """Whether predictions bypass scikit-learn's per-call overhead."""
+        """Whether predictions bypass scikit-learn entirely."""
         return self._fast is not None
+
+    @property
+    def estimator(self) -> Any:
+        """The scikit-learn estimator, unpickled (and sklearn imported) on first use only."""
+        if self._estimator is None:
+            self._estimator = self._load_estimator()
+        return self._estimator
 
     def predict_proba(self, matrix: FloatArray) -> FloatArray:
         """Return P(failure) for each row of an (n, features) float64 array."""
@@ -39,8 +51,9 @@ class Predictor:
 
     def reference_proba(self, matrix: FloatArray) -> FloatArray:
         """P(failure) through scikit-learn's own predict_proba (the slow, reference path)."""
-        proba = self.estimator.predict_proba(matrix)
-        return np.asarray(proba[:, self._positive], dtype=np.float64)
+        estimator = self.estimator
+        positive = [int(c) for c in estimator.classes_].index(1)
+        return np.asarray(estimator.predict_proba(matrix)[:, positive], dtype=np.float64)
 
     def is_failure(self, probabilities: FloatArray) -> npt.NDArray[np.bool_]:
         """Apply the decision threshold chosen at training time."""

@@ -62,3 +62,68 @@ def test_artifact_of_another_format_is_refused():
     data = buffer.getvalue()
     with pytest.raises(ArtifactFormatError):
         load_artifact(data, sha256_hex(data))
+
+
+def test_serving_a_compiled_artifact_never_imports_sklearn(demo_artifact, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "model.joblib"
+    path.write_bytes(demo_artifact)
+    script = (
+        "import sys, numpy as np\n"
+        "from model import load_artifact, sha256_hex\n"
+        f"data = open({str(path)!r}, 'rb').read()\n"
+        "p = load_artifact(data, sha256_hex(data))\n"
+        "p.predict_proba(np.zeros((3, 8)))\n"
+        "print('sklearn' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_format_1_artifacts_still_load(demo_estimator, fleet):
+    import io
+
+    import joblib
+
+    payload = {
+        "format": "failcast-model/1",
+        "estimator": demo_estimator,
+        "algorithm": "decision_tree",
+        "feature_names": list(DEVICE_FEATURES),
+        "threshold": 0.5,
+        "params": {},
+    }
+    buffer = io.BytesIO()
+    joblib.dump(payload, buffer)
+    data = buffer.getvalue()
+    predictor = load_artifact(data, sha256_hex(data))
+    assert predictor.compiled
+    assert (
+        np.abs(predictor.predict_proba(fleet.X) - demo_estimator.predict_proba(fleet.X)[:, 1]).max()
+        <= 1e-12
+    )
+
+
+def test_an_estimator_that_cannot_be_compiled_is_served_by_sklearn(fleet):
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(
+        fleet.X, fleet.y
+    )
+    data = dump_artifact(forest, ArtifactMetadata("random_forest", DEVICE_FEATURES, 0.5))
+    predictor = load_artifact(data, sha256_hex(data))
+    assert not predictor.compiled
+    assert np.array_equal(
+        predictor.predict_proba(fleet.X[:50]), forest.predict_proba(fleet.X[:50])[:, 1]
+    )
+
+
+def test_truncated_artifact_with_a_matching_digest_is_refused(demo_artifact):
+    truncated = demo_artifact[: len(demo_artifact) // 2]
+    with pytest.raises(ArtifactFormatError):
+        load_artifact(truncated, sha256_hex(truncated))
