@@ -4,6 +4,7 @@ import strawberry
 
 from graph.services import TelemetryRow
 from graph.types import FailureClassEnum
+from model import DEVICE_FEATURES
 
 
 @strawberry.input(name="PredictInput", description="Telemetry of one device on one day.")
@@ -22,17 +23,7 @@ class PredictInput:
 
     def row(self) -> TelemetryRow:
         """The telemetry row a use case takes."""
-        metrics = {
-            "metric1": self.metric1,
-            "metric2": self.metric2,
-            "metric3": self.metric3,
-            "metric4": self.metric4,
-            "metric5": self.metric5,
-            "metric6": self.metric6,
-            "metric7": self.metric7,
-            "metric9": self.metric9,
-        }
-        return TelemetryRow(metrics=metrics, device_id=self.device_id)
+        return TelemetryRow({name: getattr(self, name) for name in DEVICE_FEATURES}, self.device_id)
 
 
 @strawberry.input(name="PredictionFilter", description="Narrow the prediction history.")
