@@ -16,6 +16,7 @@ from auth import TokenVerifier
 from graph.audit import AuditMiddleware, RequestAudit
 from graph.health import healthz, metrics_route, readyz
 from graph.http import graphql_endpoint
+from graph.limits import Limits
 from graph.logs import configure_logging
 from graph.metrics import Metrics
 from graph.models import ModelService
@@ -48,6 +49,7 @@ class AppServices:
     recorder: Recorder
     limiter: RateLimiter
     metrics: Metrics
+    limits: Limits
     tasks: list["asyncio.Task[None]"] = field(default_factory=list)
 
     async def record(self, record: RequestRecord) -> None:
@@ -98,6 +100,7 @@ def build_services(settings: Settings) -> AppServices:
         recorder=Recorder(partial(_write, engine)),
         limiter=limiter,
         metrics=metrics,
+        limits=settings.limits,
     )
 
 

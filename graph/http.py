@@ -114,7 +114,7 @@ async def graphql_endpoint(request: Request) -> Response:
     except RequestRefused as error:
         return refusal(audit, error)
     principal, auth_error = authenticate(request, audit)
-    limits = services.settings.limits
+    limits = services.limits
     try:
         cost = _checked_cost(query, name, variables, limits)
     except LimitExceeded as error:

@@ -6,7 +6,14 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
-from model import DEVICE_FEATURES, LoadedModel, ModelError, ModelHolder, load_artifact
+from model import (
+    DEVICE_FEATURES,
+    ArtifactFormatError,
+    LoadedModel,
+    ModelError,
+    ModelHolder,
+    load_artifact,
+)
 from persistence import ModelVersion, ModelVersionRepository, PersistenceError, session_scope
 
 log = logging.getLogger("failcast.models")
@@ -95,6 +102,4 @@ class ModelService:
 def _check_features(names: tuple[str, ...]) -> None:
     unknown = [name for name in names if name not in DEVICE_FEATURES]
     if unknown:
-        from model import ArtifactFormatError
-
         raise ArtifactFormatError(f"features the API cannot supply: {', '.join(unknown)}")

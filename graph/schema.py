@@ -190,9 +190,8 @@ class Query:
 
     @strawberry.field(description="One model version by name.", extensions=requires("modelVersion"))
     async def model_version(self, info: Info, version: str) -> ModelVersionType | None:
-        rows = await services.model_versions(info.context.services.engine)
-        found = [row for row in rows if row.version == version]
-        return ModelVersionType.from_row(found[0]) if found else None
+        row = await services.model_version(info.context.services.engine, version)
+        return None if row is None else ModelVersionType.from_row(row)
 
     @strawberry.field(
         description="The version serving predictions, if any.", extensions=requires("activeModel")

@@ -18,6 +18,7 @@ from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
 from persistence import (
     ModelVersion,
     ModelVersionRepository,
+    NotFound,
     Prediction,
     PredictionRepository,
     new_id,
@@ -150,6 +151,19 @@ def _versions_sync(engine: Engine, ids: Sequence[int] | None) -> list[ModelVersi
 async def model_versions(engine: Engine, ids: Sequence[int] | None = None) -> list[ModelVersion]:
     """Registry rows (without artifacts): all of them, or those with the given ids."""
     return await asyncio.to_thread(_versions_sync, engine, ids)
+
+
+def _version_sync(engine: Engine, version: str) -> ModelVersion | None:
+    with session_scope(engine) as session:
+        try:
+            return ModelVersionRepository(session).get(version)
+        except NotFound:
+            return None
+
+
+async def model_version(engine: Engine, version: str) -> ModelVersion | None:
+    """One registry row by version name (without artifact), or None."""
+    return await asyncio.to_thread(_version_sync, engine, version)
 
 
 def _active_sync(engine: Engine) -> ModelVersion | None:

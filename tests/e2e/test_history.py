@@ -80,3 +80,10 @@ def test_model_versions_expose_metrics_and_lineage(client, auth_headers, active_
     assert version["metrics"]["test"]["pr_auc"] == 0.5
     assert version["trainingData"]["rows"] == active_model.data_rows
     assert data["activeModel"]["version"] == active_model.version
+
+
+def test_model_version_by_name_and_unknown_name(client, auth_headers, active_model):
+    query = "query V($v: String!) { modelVersion(version: $v) { version isActive } }"
+    found = gql(client, query, {"v": active_model.version}, auth_headers)["data"]["modelVersion"]
+    assert found == {"version": active_model.version, "isActive": True}
+    assert gql(client, query, {"v": "no-such-version"}, auth_headers)["data"]["modelVersion"] is None
