@@ -75,7 +75,7 @@ class AppServices:
             "status": status,
             "duration_ms": row["duration_ms"],
             "error_codes": row["error_codes"],
-            "predictions": len(record.predictions),
+            "predictions": record.prediction_count,
         }
         request_log.info("request", extra=fields)
 

@@ -17,7 +17,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.errors import INTERNAL, UNAVAILABLE, error_payload, outcome_of
-from persistence import RequestRecord, new_id
+from persistence import PredictionBlock, RequestRecord, new_id
 
 log = logging.getLogger("failcast.audit")
 
@@ -40,7 +40,7 @@ class RequestAudit:
     operation_name: str | None = None
     query_sha256: str | None = None
     error_codes: list[str] = field(default_factory=list)
-    predictions: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[PredictionBlock] = field(default_factory=list)
 
     @classmethod
     def begin(cls, scope: Scope) -> "RequestAudit":
@@ -83,9 +83,11 @@ class RequestAudit:
             "query_sha256": self.query_sha256,
             "outcome": outcome_of(self.error_codes, status),
             "error_codes": list(self.error_codes),
-            "predictions_created": len(self.predictions),
+            "predictions_created": 0,
         }
-        return RequestRecord(audit=audit, predictions=self.predictions)
+        record = RequestRecord(audit=audit, predictions=list(self.predictions))
+        audit["predictions_created"] = record.prediction_count
+        return record
 
 
 def request_audit(scope: Scope) -> RequestAudit | None:

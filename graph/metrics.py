@@ -1,12 +1,14 @@
 """Prometheus metrics of one server process (each app has its own registry)."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
+
+from persistence import PredictionBlock
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 PROBABILITY_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -77,15 +79,16 @@ class Metrics:
         self.requests.labels(operation, outcome).inc()
         self.latency.labels(operation, outcome).observe(seconds)
 
-    def observe_predictions(self, version: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def observe_predictions(self, version: str, blocks: Sequence[PredictionBlock]) -> None:
         """Count stored predictions by label, and their probabilities."""
-        failures = sum(1 for row in rows if row["is_failure"])
-        if failures:
-            self.predictions.labels("FAILURE", version).inc(failures)
-        if len(rows) - failures:
-            self.predictions.labels("NON_FAILURE", version).inc(len(rows) - failures)
-        for row in rows:
-            self.probability.observe(row["failure_probability"])
+        for block in blocks:
+            failures = sum(block.is_failure)
+            if failures:
+                self.predictions.labels("FAILURE", version).inc(failures)
+            if len(block) - failures:
+                self.predictions.labels("NON_FAILURE", version).inc(len(block) - failures)
+            for probability in block.failure_probability:
+                self.probability.observe(probability)
 
     def serving(self, version: str | None) -> None:
         """Mark the version that serves now (and only it)."""

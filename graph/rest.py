@@ -15,6 +15,7 @@ from graph.errors import ServiceError, error_payload, public_error
 from graph.http import RequestRefused, _read_body, authenticate, json_response, refusal
 from graph.permissions import check_rate
 from model import DEVICE_FEATURES
+from persistence import PredictionBlock
 
 NUMBER = (int, float)
 
@@ -32,18 +33,16 @@ def _row(body: dict[str, Any]) -> services.TelemetryRow:
     return services.TelemetryRow(metrics=metrics, device_id=device)
 
 
-def _original_format(record: dict[str, Any]) -> dict[str, Any]:
-    label = "Failure" if record["is_failure"] else "Non-Failure"
+def _original_format(block: PredictionBlock) -> dict[str, Any]:
+    failure, probability = block.is_failure[0], block.failure_probability[0]
     # The original reported the probability of the predicted class, as a percentage.
-    proba = (
-        record["failure_probability"] if record["is_failure"] else 1 - record["failure_probability"]
-    )
+    proba = probability if failure else 1 - probability
     return {
         "timestamp": datetime.now(UTC).isoformat(),
-        "class": label,
+        "class": "Failure" if failure else "Non-Failure",
         "probability": f"{proba * 100:.1f}%",
-        "failureProbability": record["failure_probability"],
-        "predictionId": str(record["id"]),
+        "failureProbability": probability,
+        "predictionId": str(block.ids[0]),
     }
 
 
@@ -66,14 +65,14 @@ async def predict_route(request: Request) -> Response:
         return refused
     try:
         row = _row(await _read_body(request))
-        record = services.predict(request.app.state.services.models, audit, [row])[0]
+        block = services.predict(request.app.state.services.models, audit, [row])
     except RequestRefused as error:
         return refusal(audit, error)
     except ServiceError as error:
         code, message, _ = public_error(error) or (error.code, str(error), {})
         status = 400 if code == "BAD_USER_INPUT" else 503
         return _fail(audit, status, code, message)
-    return Response(orjson.dumps(_original_format(record)), media_type="application/json")
+    return Response(orjson.dumps(_original_format(block)), media_type="application/json")
 
 
 def _fail(audit: Any, status: int, code: str, message: str) -> Response:

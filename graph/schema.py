@@ -38,16 +38,17 @@ from persistence import (
     OUTCOMES,
     AuditFilter,
     AuditRepository,
+    PredictionBlock,
     PredictionFilter,
     PredictionRepository,
 )
 
 
-def _predicted(info: Info, rows: list[dict[str, Any]]) -> list[PredictionType]:
+def _predicted(info: Info, block: PredictionBlock) -> list[PredictionType]:
     loaded = info.context.services.models.current
     if loaded is not None:
         info.context.versions.prime(loaded.version_id, loaded.info)
-    return [PredictionType.from_values(row) for row in rows]
+    return PredictionType.from_block(block)
 
 
 @strawberry.type

@@ -14,14 +14,15 @@ from sqlmodel import Session
 from graph.audit import RequestAudit
 from graph.errors import ServiceError, bad_input
 from graph.models import ModelService
-from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
+from model import DEVICE_FEATURES, find_invalid_values
 from persistence import (
     ModelVersion,
     ModelVersionRepository,
     NotFound,
     Prediction,
+    PredictionBlock,
     PredictionRepository,
-    new_id,
+    new_ids,
     session_scope,
 )
 
@@ -46,58 +47,48 @@ def _check_device_id(device_id: str | None, path: str) -> None:
         raise bad_input("deviceId must not contain control characters", f"{path}.deviceId")
 
 
-def _validated_matrix(rows: Sequence[TelemetryRow], batch: bool) -> np.ndarray:
-    for index, row in enumerate(rows):
-        _check_device_id(row.device_id, f"inputs.{index}" if batch else "input")
+def predict(
+    models: ModelService, audit: RequestAudit, rows: Sequence[TelemetryRow], batch: bool = False
+) -> PredictionBlock:
+    """Validate, predict and queue the rows for storage with the request's audit record."""
     matrix = np.array([[row.metrics[f] for f in DEVICE_FEATURES] for row in rows], dtype=float)
+    return predict_matrix(models, audit, matrix, [row.device_id for row in rows], batch)
+
+
+def predict_matrix(
+    models: ModelService,
+    audit: RequestAudit,
+    matrix: np.ndarray,
+    device_ids: Sequence[str | None],
+    batch: bool = False,
+) -> PredictionBlock:
+    """`predict` for telemetry already in columns: one row of DEVICE_FEATURES per device."""
+    for index, device_id in enumerate(device_ids):
+        _check_device_id(device_id, f"inputs.{index}" if batch else "input")
     problems = find_invalid_values(matrix, DEVICE_FEATURES, limit=1)
     if problems:
         first = problems[0]
         where = f"inputs.{first.row}.{first.field}" if batch else f"input.{first.field}"
         raise bad_input(f"{where} {first.reason}", where)
-    return matrix
-
-
-def predict(
-    models: ModelService, audit: RequestAudit, rows: Sequence[TelemetryRow], batch: bool = False
-) -> list[dict[str, Any]]:
-    """Validate, predict and queue the rows for storage with the request's audit record."""
-    matrix = _validated_matrix(rows, batch)
     loaded = models.current
     if loaded is None:
         raise ServiceError("no model is available to serve predictions", "MODEL_UNAVAILABLE")
     columns = [DEVICE_FEATURES.index(name) for name in loaded.predictor.feature_names]
     probabilities = loaded.predictor.predict_proba(matrix[:, columns])
-    records = _prediction_rows(loaded, audit.id, rows, matrix, probabilities)
-    audit.predictions.extend(records)
-    return records
-
-
-def _prediction_rows(
-    loaded: LoadedModel,
-    audit_id: uuid.UUID,
-    rows: Sequence[TelemetryRow],
-    matrix: np.ndarray,
-    probabilities: np.ndarray,
-) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
     threshold = loaded.predictor.threshold
-    values = matrix.tolist()
-    out = []
-    for row, metrics, proba in zip(rows, values, probabilities.tolist(), strict=True):
-        record = dict(zip(DEVICE_FEATURES, metrics, strict=True))
-        record.update(
-            id=new_id(),
-            created_at=now,
-            audit_event_id=audit_id,
-            model_version_id=loaded.version_id,
-            device_id=row.device_id,
-            failure_probability=proba,
-            threshold=threshold,
-            is_failure=proba >= threshold,
-        )
-        out.append(record)
-    return out
+    block = PredictionBlock(
+        audit_event_id=audit.id,
+        model_version_id=loaded.version_id,
+        threshold=threshold,
+        created_at=datetime.now(UTC),
+        ids=new_ids(len(device_ids)),
+        device_ids=list(device_ids),
+        metrics={name: matrix[:, i].tolist() for i, name in enumerate(DEVICE_FEATURES)},
+        failure_probability=probabilities.tolist(),
+        is_failure=(probabilities >= threshold).tolist(),
+    )
+    audit.predictions.append(block)
+    return block
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,17 @@
 
 import base64
 import uuid
-from collections.abc import Callable
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, cast
+from typing import cast
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from graph.errors import bad_input
-from persistence import ModelVersion, Prediction
+from model import DEVICE_FEATURES
+from persistence import ModelVersion, Prediction, PredictionBlock
 
 
 @strawberry.enum(name="FailureClass", description="The predicted class of a device.")
@@ -106,25 +106,39 @@ class PredictionType:
         return ModelVersionType.from_row(row)
 
     @classmethod
-    def from_values(cls, values: dict[str, Any] | Prediction) -> "PredictionType":
-        """Build from a stored row or the row dict a predict call queued."""
-        get: Callable[[str], Any] = (
-            values.__getitem__ if isinstance(values, dict) else values.__getattribute__
-        )
-        metrics = MetricsType(**{name: get(name) for name in _METRIC_FIELDS})
+    def from_values(cls, values: Prediction) -> "PredictionType":
+        """Build from a stored row."""
+        metrics = MetricsType(**{name: getattr(values, name) for name in DEVICE_FEATURES})
         return cls(
-            id=strawberry.ID(str(get("id"))),
-            created_at=get("created_at"),
-            device_id=get("device_id"),
-            label=FailureClassEnum.FAILURE if get("is_failure") else FailureClassEnum.NON_FAILURE,
-            failure_probability=get("failure_probability"),
-            threshold=get("threshold"),
+            id=strawberry.ID(str(values.id)),
+            created_at=values.created_at,
+            device_id=values.device_id,
+            label=FailureClassEnum.FAILURE if values.is_failure else FailureClassEnum.NON_FAILURE,
+            failure_probability=values.failure_probability,
+            threshold=values.threshold,
             input=metrics,
-            model_version_id=get("model_version_id"),
+            model_version_id=values.model_version_id,
         )
 
-
-_METRIC_FIELDS = [f"metric{i}" for i in (1, 2, 3, 4, 5, 6, 7, 9)]
+    @classmethod
+    def from_block(cls, block: PredictionBlock) -> list["PredictionType"]:
+        """Build one per prediction of a block a predict call made."""
+        rows = zip(*(block.metrics[name] for name in DEVICE_FEATURES), strict=True)
+        metrics = [MetricsType(**dict(zip(DEVICE_FEATURES, row, strict=True))) for row in rows]
+        labels = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}
+        return [
+            cls(
+                id=strawberry.ID(str(block.ids[i])),
+                created_at=block.created_at,
+                device_id=block.device_ids[i],
+                label=labels[bool(block.is_failure[i])],
+                failure_probability=block.failure_probability[i],
+                threshold=block.threshold,
+                input=metrics[i],
+                model_version_id=block.model_version_id,
+            )
+            for i in range(len(block))
+        ]
 
 
 @strawberry.type(name="PageInfo", description="Where a page sits in its connection.")

@@ -2,9 +2,9 @@
 
 from persistence.engine import create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
-from persistence.ids import id_floor, id_time_ms, new_id
+from persistence.ids import id_floor, id_time_ms, new_id, new_ids
 from persistence.instances import heartbeat, leave
-from persistence.records import RequestRecord, write_records
+from persistence.records import METRIC_COLUMNS, PredictionBlock, RequestRecord, write_records
 from persistence.repositories import (
     AuditFilter,
     AuditRepository,
@@ -27,6 +27,7 @@ from persistence.tables import (
 metadata = AuditEvent.metadata
 
 __all__ = [
+    "METRIC_COLUMNS",
     "OUTCOMES",
     "AuditEvent",
     "AuditFilter",
@@ -40,6 +41,7 @@ __all__ = [
     "NotFound",
     "PersistenceError",
     "Prediction",
+    "PredictionBlock",
     "PredictionFilter",
     "PredictionRepository",
     "RequestRecord",
@@ -53,6 +55,7 @@ __all__ = [
     "leave",
     "metadata",
     "new_id",
+    "new_ids",
     "ping",
     "seal_pending",
     "sealed_count",

@@ -16,19 +16,28 @@ _counter = 0
 
 def new_id() -> uuid.UUID:
     """A UUIDv7, strictly increasing within this process."""
+    return new_ids(1)[0]
+
+
+def new_ids(count: int) -> list[uuid.UUID]:
+    """`count` UUIDv7s, strictly increasing within this process (one lock for the whole run)."""
     global _last_ms, _counter
     with _lock:
         now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
-            _last_ms, _counter = now_ms, int.from_bytes(os.urandom(2), "big") & 0x3FF
-        else:
+            _last_ms, _counter = now_ms, (int.from_bytes(os.urandom(2), "big") & 0x3FF) - 1
+        stamps = []
+        for _ in range(count):
             _counter += 1
             if _counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
                 _last_ms, _counter = _last_ms + 1, 0
-        ms, counter = _last_ms, _counter
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    return uuid.UUID(int=value)
+            stamps.append((_last_ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62))
+    noise = os.urandom(8 * count)
+    mask = (1 << 62) - 1
+    return [
+        uuid.UUID(int=stamp | (int.from_bytes(noise[8 * i : 8 * i + 8], "big") & mask))
+        for i, stamp in enumerate(stamps)
+    ]
 
 
 def id_floor(epoch_ms: int) -> uuid.UUID:

@@ -1,13 +1,17 @@
 """Writing what one or more requests produced: audit rows and their predictions, together.
 
-Predictions are the bulk of the writes (a batch request stores up to 1,000), so they bypass
-SQLAlchemy's per-statement machinery: values go through the column types' own bind processors
-(the same conversions SQLAlchemy applies), then to the driver's fastest bulk path, COPY on
+Predictions are the bulk of the writes (a batch request stores up to 1,000), so they travel
+column by column (`PredictionBlock`) and bypass SQLAlchemy's per-statement machinery: values go
+through the column types' own bind processors (the same conversions SQLAlchemy applies; values
+shared by a whole block are converted once), then to the driver's fastest bulk path, COPY on
 PostgreSQL and executemany on SQLite, inside the same transaction as the audit rows.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +24,54 @@ from persistence.tables import AuditEvent, Prediction
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _PREDICTION: sa.Table = Prediction.__table__  # type: ignore[attr-defined]
 _COLUMNS = [column.name for column in _PREDICTION.columns]
+_SHARED = frozenset({"created_at", "audit_event_id", "model_version_id", "threshold"})
+METRIC_COLUMNS = tuple(name for name in _COLUMNS if name.startswith("metric"))
+
+
+@dataclass(frozen=True)
+class PredictionBlock:
+    """The predictions one call made, column by column: row i of each sequence is prediction i.
+
+    `metrics` maps each metric column (METRIC_COLUMNS) to its values; the four leading fields
+    are shared by every prediction of the block.
+    """
+
+    audit_event_id: uuid.UUID
+    model_version_id: int
+    threshold: float
+    created_at: datetime
+    ids: Sequence[uuid.UUID]
+    device_ids: Sequence[str | None]
+    metrics: Mapping[str, Sequence[float]]
+    failure_probability: Sequence[float]
+    is_failure: Sequence[bool]
+
+    def __post_init__(self) -> None:
+        if set(self.metrics) != set(METRIC_COLUMNS):
+            raise ValueError(f"metrics must have exactly the columns {METRIC_COLUMNS}")
+        columns = [self.device_ids, self.failure_probability, self.is_failure]
+        if any(len(c) != len(self.ids) for c in [*columns, *self.metrics.values()]):
+            raise ValueError("every column of a prediction block must have one value per id")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def column(self, name: str) -> Sequence[Any]:
+        """The values of one `prediction` column, one per prediction."""
+        if name in _SHARED:
+            return [getattr(self, name)] * len(self)
+        if name in self.metrics:
+            return self.metrics[name]
+        if name == "id":
+            return self.ids
+        if name == "device_id":
+            return self.device_ids
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per prediction, keyed by column name."""
+        columns = [self.column(name) for name in _COLUMNS]
+        return [dict(zip(_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 @dataclass
@@ -27,25 +79,30 @@ class RequestRecord:
     """The rows one request must leave behind: its audit event and any predictions."""
 
     audit: Mapping[str, Any]
-    predictions: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    predictions: Sequence[PredictionBlock] = field(default_factory=list)
+
+    @property
+    def prediction_count(self) -> int:
+        """How many predictions the request made."""
+        return sum(len(block) for block in self.predictions)
 
 
 def write_records(engine: Engine, records: Sequence[RequestRecord]) -> None:
     """Write the records of several requests in one transaction (all or nothing)."""
-    predictions = [p for r in records for p in r.predictions]
+    blocks = [block for r in records for block in r.predictions if len(block)]
     with session_scope(engine) as session:
         connection = session.connection()
         connection.execute(_AUDIT.insert(), [r.audit for r in records])
-        if predictions:
-            _insert_predictions(connection, predictions)
+        if blocks:
+            _insert_predictions(connection, blocks)
 
 
-def _insert_predictions(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock]) -> None:
     dialect = connection.dialect
     if dialect.name not in ("sqlite", "postgresql"):
-        connection.execute(_PREDICTION.insert(), list(rows))
+        connection.execute(_PREDICTION.insert(), [row for b in blocks for row in b.rows()])
         return
-    values = _bound_tuples(dialect, rows)
+    values = bound_tuples(dialect, blocks)
     driver = connection.connection.driver_connection
     try:
         if dialect.name == "sqlite":
@@ -64,9 +121,20 @@ def _insert_predictions(connection: Connection, rows: Sequence[Mapping[str, Any]
         raise DatabaseUnavailable("the database is unavailable") from error
 
 
-def _bound_tuples(dialect: sa.Dialect, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+def bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> list[tuple[Any, ...]]:
+    """The driver-level rows of the blocks, in `prediction` column order."""
     processors: list[Callable[[Any], Any] | None] = [
         _PREDICTION.c[name].type._cached_bind_processor(dialect) for name in _COLUMNS
     ]
-    pairs = list(zip(_COLUMNS, processors, strict=True))
-    return [tuple(p(row[n]) if p else row[n] for n, p in pairs) for row in rows]
+    out: list[tuple[Any, ...]] = []
+    for block in blocks:
+        columns: list[Iterable[Any]] = []
+        for name, process in zip(_COLUMNS, processors, strict=True):
+            if name in _SHARED:
+                value = getattr(block, name)
+                columns.append(repeat(process(value) if process else value, len(block)))
+            else:
+                values = block.column(name)
+                columns.append(map(process, values) if process else values)
+        out.extend(zip(*columns))  # noqa: B905 (repeat() has no len; every column has len(block))
+    return out

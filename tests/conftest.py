@@ -20,7 +20,14 @@ from persistence import ModelVersion, create_db_engine
 if os.environ.get("FAILCAST_REQUIRE_POSTGRES") and not PG_URL:
     raise RuntimeError("FAILCAST_REQUIRE_POSTGRES is set but FAILCAST_TEST_DATABASE_URL is not")
 
-TABLES_CHILD_FIRST = ("model_refusal", "server_instance", "audit_seal", "prediction", "audit_event", "model_version")
+TABLES_CHILD_FIRST = (
+    "model_refusal",
+    "server_instance",
+    "audit_seal",
+    "prediction",
+    "audit_event",
+    "model_version",
+)
 
 
 def reset_postgres(url: str) -> None:

@@ -86,4 +86,6 @@ def test_model_version_by_name_and_unknown_name(client, auth_headers, active_mod
     query = "query V($v: String!) { modelVersion(version: $v) { version isActive } }"
     found = gql(client, query, {"v": active_model.version}, auth_headers)["data"]["modelVersion"]
     assert found == {"version": active_model.version, "isActive": True}
-    assert gql(client, query, {"v": "no-such-version"}, auth_headers)["data"]["modelVersion"] is None
+    assert (
+        gql(client, query, {"v": "no-such-version"}, auth_headers)["data"]["modelVersion"] is None
+    )
