@@ -20,6 +20,7 @@ from graph.limits import Limits
 from graph.logs import configure_logging
 from graph.metrics import Metrics
 from graph.models import ModelService
+from graph.plans import PlanCache
 from graph.ratelimit import Rate, RateLimiter, keep_share
 from graph.recorder import Recorder
 from graph.rest import predict_route
@@ -50,6 +51,7 @@ class AppServices:
     limiter: RateLimiter
     metrics: Metrics
     limits: Limits
+    plans: PlanCache
     tasks: list["asyncio.Task[None]"] = field(default_factory=list)
 
     async def record(self, record: RequestRecord) -> None:
@@ -91,16 +93,18 @@ def build_services(settings: Settings) -> AppServices:
     metrics = Metrics(engine)
     limiter = RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()})
     limiter.on_refusal = lambda scope: metrics.rate_limited.labels(scope).inc()
+    schema = build_schema(introspection=settings.introspection)
     return AppServices(
         settings=settings,
         engine=engine,
         verifier=TokenVerifier(settings.auth_config()),
-        schema=build_schema(introspection=settings.introspection),
+        schema=schema,
         models=ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving),
         recorder=Recorder(partial(_write, engine)),
         limiter=limiter,
         metrics=metrics,
         limits=settings.limits,
+        plans=PlanCache(schema._schema, enabled=settings.compiled_plans),
     )
 
 

@@ -28,8 +28,14 @@ def _tag(errors: list[GraphQLError] | None, code: str) -> None:
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def _parsed(query: str) -> DocumentNode:
+def parsed(query: str) -> DocumentNode:
+    """The document of a query text (cached); raises GraphQLSyntaxError."""
     return parse(query)
+
+
+def query_sha256(query: str) -> str:
+    """The fingerprint of a query text the audit trail keeps."""
+    return hashlib.sha256(query.encode()).hexdigest()
 
 
 class _ValidationCache:
@@ -62,9 +68,9 @@ class RequestExtension(SchemaExtension):
         if context.query is not None:
             audit = getattr(context.context, "audit", None)
             if audit is not None:
-                audit.query_sha256 = hashlib.sha256(context.query.encode()).hexdigest()
+                audit.query_sha256 = query_sha256(context.query)
             # Syntax errors propagate; graph.errors gives them GRAPHQL_PARSE_FAILED.
-            context.graphql_document = _parsed(context.query)
+            context.graphql_document = parsed(context.query)
         yield
 
     def on_validate(self) -> Iterator[None]:

@@ -32,7 +32,12 @@ class ScopeRequired(BasePermission):
         self.scope = scope
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        context = info.context
+        cost = len(kwargs.get("inputs") or ()) or 1  # a batch costs one per input
+        self.check(info.context, cost)
+        return True
+
+    def check(self, context: Any, cost: int = 1) -> None:
+        """Raise UNAUTHENTICATED, FORBIDDEN or RATE_LIMITED unless the caller may go on."""
         if context.principal is None:
             reason = context.auth_error
             message = str(reason) if reason else "a bearer token is required"
@@ -41,9 +46,7 @@ class ScopeRequired(BasePermission):
             message = f"the token lacks the '{self.scope.value}' scope"
             raise GraphQLError(message, extensions={"code": "FORBIDDEN"})
         if self.scope is not None:
-            cost = len(kwargs.get("inputs") or ()) or 1  # a batch costs one per input
             check_rate(context.services.limiter, context.principal.subject, self.scope, cost)
-        return True
 
 
 def check_rate(limiter: RateLimiter, subject: str, scope: Scope, cost: int = 1) -> None:

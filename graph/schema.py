@@ -71,9 +71,8 @@ class Mutation:
 def _predict_rows(info: Any, rows: list[TelemetryRow], batch: bool) -> list[PredictionType]:
     """The one implementation behind predict and predictBatch, whichever resolver calls it."""
     context = info.context
-    limit = context.services.settings.max_batch_size
-    if batch and not 1 <= len(rows) <= limit:
-        raise bad_input(f"inputs must hold 1..{limit} items, got {len(rows)}", "inputs")
+    if batch:
+        services.check_batch_size(len(rows), context.services.settings.max_batch_size)
     return _predicted(info, services.predict(context.services.models, context.audit, rows, batch))
 
 

@@ -47,6 +47,12 @@ def _check_device_id(device_id: str | None, path: str) -> None:
         raise bad_input("deviceId must not contain control characters", f"{path}.deviceId")
 
 
+def check_batch_size(count: int, limit: int) -> None:
+    """BAD_USER_INPUT unless a batch holds 1..limit rows."""
+    if not 1 <= count <= limit:
+        raise bad_input(f"inputs must hold 1..{limit} items, got {count}", "inputs")
+
+
 def predict(
     models: ModelService, audit: RequestAudit, rows: Sequence[TelemetryRow], batch: bool = False
 ) -> PredictionBlock:

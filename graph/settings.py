@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = Field(default=5.0, gt=0)
     db_pool_size: int = Field(default=8, ge=1, le=100)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    compiled_plans: bool = True  # predict documents answered by graph/plans.py, not the executor
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
     max_query_depth: int = Field(default=10, ge=1)

@@ -81,7 +81,7 @@ def test_unexpected_errors_are_logged_with_the_request_id_and_masked(
     def broken(*args, **kwargs):
         raise ZeroDivisionError("secret internals /srv/path")
 
-    monkeypatch.setattr(services, "predict", broken)  # a bug in a use case, not a mock of a part
+    monkeypatch.setattr(services, "predict_matrix", broken)  # a bug in the use case, not a mock
     with caplog.at_level(logging.ERROR):
         body = gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, auth_headers)
     error = body["errors"][0]

@@ -1,0 +1,216 @@
+"""Compiled plans (graph/plans.py) answer exactly as the GraphQL executor does.
+
+Two apps share one database: one with plans, one without (`compiled_plans=False`). Every case is
+sent to both; the bodies, statuses and the audit rows must be the same, apart from the values
+that are new on every call (ids, times, request ids), whose form is checked instead.
+"""
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from starlette.testclient import TestClient
+from support import ORIGINAL_EXAMPLE
+
+from auth import Scope
+from graph.app import create_app
+from graph.settings import Settings
+from persistence import AuditRepository, session_scope
+
+ROW = {**ORIGINAL_EXAMPLE, "deviceId": "D-1"}
+ROWS = [
+    ROW,
+    {**ORIGINAL_EXAMPLE, "metric4": 900.5, "metric2": 100000, "deviceId": None},
+    {**{k: float(v) for k, v in ORIGINAL_EXAMPLE.items()}, "metric7": 80},
+]
+
+FULL = """mutation Full($rows: [PredictInput!]!) { predictBatch(inputs: $rows) {
+  __typename key: id id createdAt deviceId label failureProbability threshold
+  input { __typename metric1 metric2 metric3 metric4 metric5 metric6 metric7 metric9 } } }"""
+ALIASED = """mutation A($rows: [PredictInput!]!) {
+  scored: predictBatch(inputs: $rows) { p: failureProbability label m: input { metric9 x: metric1 } } }"""
+SINGLE = """mutation S($one: PredictInput!) {
+  predict(input: $one) { id label failureProbability threshold deviceId input { metric1 metric7 } } }"""
+ANONYMOUS = "mutation($one: PredictInput!) { predict(input: $one) { label } }"
+MULTI = """query Q { me { subject } }
+mutation M($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { label deviceId } }"""
+PLANNED = [(FULL, None), (ALIASED, None), (SINGLE, None), (ANONYMOUS, None), (MULTI, "M")]
+
+FRAGMENT = """mutation F($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { ...P } }
+fragment P on Prediction { label failureProbability }"""
+MODEL = (
+    "mutation V($one: PredictInput!) { predict(input: $one) { label modelVersion { version } } }"
+)
+DIRECTIVE = """mutation D($one: PredictInput!, $x: Boolean!) {
+  predict(input: $one) { label deviceId @include(if: $x) } }"""
+LITERAL = (
+    "mutation L { predict(input: {metric1: 1, metric2: 0, metric3: 0, metric4: 0, metric5: 1,"
+    " metric6: 5, metric7: 0, metric9: 0}) { label } }"
+)
+TWO = "mutation T($one: PredictInput!) { a: predict(input: $one) { label } b: predict(input: $one) { id } }"
+NOT_PLANNED = [(FRAGMENT, None), (MODEL, None), (DIRECTIVE, None), (LITERAL, None), (TWO, None)]
+NOT_PLANNED += [(MULTI, "Q"), (MULTI, None)]  # a query; no operation chosen
+
+BAD_BATCHES = [
+    [ROW, {**ROW, "metric3": -1}],  # the use case refuses it: the plan answers
+    [{**ROW, "deviceId": "\x07"}],
+    [{**ROW, "deviceId": "d" * 65}],
+    [{**ROW, "metric5": 10**40}],  # finite, beyond float32
+    [{**ROW, "metric5": 1e308}],
+    [ROW] * 1001,
+    [],  # the executor answers the rest
+    [{**ROW, "metric1": "5"}],
+    [{**ROW, "metric1": True}],
+    [{**ROW, "metric1": None}],
+    [{k: v for k, v in ROW.items() if k != "metric9"}],
+    [{**ROW, "metric8": 0}],
+    [{**ROW, "deviceId": 7}],
+    [[ROW]],
+    ROW,  # one object where a list is declared: coerced to a list of one
+    "rows",
+    None,
+]
+BAD_SINGLES = [{**ROW, "metric2": -0.5}, {**ROW, "metric2": "1"}, [ROW], None, {}]
+
+
+@pytest.fixture
+def pair(settings: Settings, db_engine: Engine, active_model: Any) -> Iterator[tuple[Any, Any]]:
+    """(client with plans, client without), on the same database and model."""
+    # Two live apps share the deployment's rate: make it one neither can reach.
+    roomy = settings.model_copy(update={"rate_limits": {"predict": (1e6, 1e6)}})
+    without = roomy.model_copy(update={"compiled_plans": False})
+    with TestClient(create_app(roomy)) as planned, TestClient(create_app(without)) as plain:
+        yield planned, plain
+
+
+def _post(client: TestClient, query: str, variables: Any, name: str | None, headers: dict) -> Any:
+    payload = {"query": query, "variables": variables, "operationName": name}
+    return client.post("/graphql", json=payload, headers=headers)
+
+
+_FRESH = {"id", "key", "createdAt", "requestId"}
+
+
+def _normal(value: Any, key: str | None = None) -> Any:
+    """The body with every per-call value replaced by its kind, after checking its form."""
+    if isinstance(value, dict):
+        return {k: _normal(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    if key in _FRESH and isinstance(value, str):
+        if key == "createdAt":
+            assert datetime.fromisoformat(value).tzinfo is not None
+        else:
+            uuid.UUID(value)
+        return f"<{key}>"
+    return value
+
+
+AUDIT_FIELDS = (
+    "http_status", "operation_type", "operation_name", "query_sha256", "outcome", "error_codes",
+    "predictions_created", "subject",
+)  # fmt: skip
+
+
+def _audit(engine: Engine, request_id: str) -> dict[str, Any]:
+    with session_scope(engine) as session:
+        event = AuditRepository(session).get(uuid.UUID(request_id))
+        assert event is not None, f"no audit row for request {request_id}"
+        return {name: getattr(event, name) for name in AUDIT_FIELDS}
+
+
+def _answer(
+    client: TestClient, engine: Engine, query: str, variables: Any, name: Any, headers: dict
+):
+    """(status, normalised body, audit row) of one request."""
+    response = _post(client, query, variables, name, headers)
+    audit = _audit(engine, response.headers["x-request-id"])
+    return response.status_code, _normal(response.json()), audit
+
+
+def _both(pair: Any, engine: Engine, query: str, variables: Any, name: str | None, headers: dict):
+    return [_answer(client, engine, query, variables, name, headers) for client in pair]
+
+
+def test_plans_serve_the_usual_shapes_and_decline_the_rest(pair):
+    plans = pair[0].app.state.services.plans
+    assert all(plans.get(query, name) is not None for query, name in PLANNED)
+    assert all(plans.get(query, name) is None for query, name in NOT_PLANNED)
+    assert pair[1].app.state.services.plans.get(FULL, None) is None  # switched off
+
+
+def test_planned_answers_never_reach_the_executor(pair, auth_headers, monkeypatch):
+    services = pair[0].app.state.services
+
+    async def executor_called(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the executor ran for a planned document")
+
+    monkeypatch.setattr(services.schema, "execute", executor_called)
+    response = _post(pair[0], FULL, {"rows": ROWS}, None, auth_headers)
+    assert response.status_code == 200 and len(response.json()["data"]["predictBatch"]) == 3
+
+
+def _variables(query: str, value: Any) -> dict[str, Any]:
+    name = "rows" if "$rows" in query else "one"
+    extra = {"x": True} if "$x" in query else {}
+    return {name: value, **extra}
+
+
+@pytest.mark.parametrize(("query", "name"), PLANNED + NOT_PLANNED[:5])
+def test_same_answers_for_good_input(pair, db_engine, auth_headers, query, name):
+    value = ROWS if "$rows" in query else ROW
+    planned, plain = _both(pair, db_engine, query, _variables(query, value), name, auth_headers)
+    assert planned == plain
+    assert planned[0] == 200 and "errors" not in planned[1] and planned[2]["outcome"] == "ok"
+
+
+@pytest.mark.parametrize("rows", BAD_BATCHES, ids=range(len(BAD_BATCHES)))
+def test_same_answers_for_bad_batches(pair, db_engine, auth_headers, rows):
+    for query, name in [(FULL, None), (MULTI, "M")]:
+        planned, plain = _both(pair, db_engine, query, {"rows": rows}, name, auth_headers)
+        assert planned == plain
+        if rows is not ROW:  # a single object is a valid list of one
+            assert planned[1]["data"] is None and planned[2]["predictions_created"] == 0
+
+
+@pytest.mark.parametrize("row", BAD_SINGLES, ids=range(len(BAD_SINGLES)))
+def test_same_answers_for_bad_single_inputs(pair, db_engine, auth_headers, row):
+    planned, plain = _both(pair, db_engine, SINGLE, {"one": row}, None, auth_headers)
+    assert planned == plain
+    assert planned[1]["data"] is None and planned[2]["outcome"] == "invalid"
+
+
+def test_same_answers_without_a_token_or_the_scope(pair, db_engine, make_token):
+    reader = {"Authorization": f"Bearer {make_token(Scope.PREDICTIONS_READ)}"}
+    for headers, code in [({}, "UNAUTHENTICATED"), (reader, "FORBIDDEN")]:
+        for query in (FULL, SINGLE):
+            value = ROWS if query is FULL else ROW
+            planned, plain = _both(pair, db_engine, query, _variables(query, value), None, headers)
+            assert planned == plain
+            assert [e["extensions"]["code"] for e in planned[1]["errors"]] == [code]
+
+
+def test_same_answers_when_rate_limited(settings, db_engine, active_model, auth_headers):
+    tight = settings.model_copy(update={"rate_limits": {"predict": (0.001, 5.0)}})
+    runs = []
+    for plans in (True, False):  # one app at a time: each then has the whole rate
+        with TestClient(create_app(tight.model_copy(update={"compiled_plans": plans}))) as client:
+            runs.append(
+                [
+                    _answer(client, db_engine, FULL, {"rows": rows}, None, auth_headers)
+                    for rows in (ROWS, ROWS, ROWS[:1])  # 3 + 3 > 5: the second is refused
+                ]
+            )
+    assert runs[0] == runs[1]
+    assert [status for status, _, _ in runs[0]] == [200, 429, 200]
+
+
+def test_same_answers_with_no_model_to_serve(settings, db_engine, auth_headers):
+    without = settings.model_copy(update={"compiled_plans": False})
+    with TestClient(create_app(settings)) as planned, TestClient(create_app(without)) as plain:
+        answer = _both((planned, plain), db_engine, FULL, {"rows": ROWS}, None, auth_headers)
+    assert answer[0] == answer[1]
+    assert answer[0][1]["errors"][0]["extensions"]["code"] == "MODEL_UNAVAILABLE"

@@ -1,0 +1,84 @@
+"""Prediction blocks: written by the driver's bulk path, read back exactly, on both databases."""
+
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from support import register_version
+
+from persistence import (
+    METRIC_COLUMNS,
+    PredictionBlock,
+    PredictionRepository,
+    RequestRecord,
+    new_id,
+    new_ids,
+    session_scope,
+    write_records,
+)
+
+
+def _audit(event_id) -> dict:
+    now = datetime.now(UTC)
+    return {
+        "id": event_id, "received_at": now, "finished_at": now, "duration_ms": 1.0,
+        "http_method": "POST", "http_path": "/graphql", "http_status": 200, "outcome": "ok",
+        "error_codes": [], "predictions_created": 3,
+    }  # fmt: skip
+
+
+def _block(event_id, version_id: int, count: int = 3) -> PredictionBlock:
+    awkward = [0.0, 1e-300, sys.float_info.max / 1e10, 123456789.125, 0.1 + 0.2]
+    return PredictionBlock(
+        audit_event_id=event_id,
+        model_version_id=version_id,
+        threshold=0.3333333333333333,
+        created_at=datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC),
+        ids=new_ids(count),
+        device_ids=["dev-é-1", None, "x" * 64][:count],
+        metrics={
+            m: [awkward[(i + j) % 5] for j in range(count)] for i, m in enumerate(METRIC_COLUMNS)
+        },
+        failure_probability=[0.1 + 0.2, 1e-17, 0.9999999999999999][:count],
+        is_failure=[False, False, True][:count],
+    )
+
+
+def test_a_block_is_stored_value_for_value(db_engine, demo_artifact):
+    version = register_version(db_engine, demo_artifact)
+    event_id = new_id()
+    block = _block(event_id, version.id)
+    write_records(db_engine, [RequestRecord(audit=_audit(event_id), predictions=[block])])
+    with session_scope(db_engine) as session:
+        repo = PredictionRepository(session)
+        for expected in block.rows():
+            stored = repo.get(expected["id"])
+            assert stored is not None
+            assert {name: getattr(stored, name) for name in expected} == expected
+
+
+def test_several_requests_share_one_transaction(db_engine, demo_artifact):
+    version = register_version(db_engine, demo_artifact)
+    events = [new_id() for _ in range(3)]
+    records = [
+        RequestRecord(audit=_audit(e), predictions=[_block(e, version.id, n)])
+        for e, n in zip(events, (1, 2, 3), strict=True)
+    ]
+    write_records(db_engine, records)
+    with session_scope(db_engine) as session:
+        stored = PredictionRepository(session).page(10, None, None)
+    assert len(stored) == 6 == sum(r.prediction_count for r in records)
+
+
+def test_a_block_with_ragged_columns_is_refused():
+    block = _block(new_id(), 1)
+    with pytest.raises(ValueError, match="one value per id"):
+        PredictionBlock(**{**block.__dict__, "device_ids": ["only-one"]})
+    with pytest.raises(ValueError, match="exactly the columns"):
+        PredictionBlock(**{**block.__dict__, "metrics": {"metric1": [1.0, 2.0, 3.0]}})
+
+
+def test_ids_increase_even_past_4096_in_one_millisecond():
+    ids = [*new_ids(10_000), new_id(), *new_ids(3)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {i.version for i in ids} == {7} and {i.variant for i in ids} == {"specified in RFC 4122"}
