@@ -100,7 +100,7 @@ def build_services(settings: Settings) -> AppServices:
         verifier=TokenVerifier(settings.auth_config()),
         schema=schema,
         models=ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving),
-        recorder=Recorder(partial(_write, engine)),
+        recorder=Recorder(partial(_write, engine), writers=settings.writers),
         limiter=limiter,
         metrics=metrics,
         limits=settings.limits,

@@ -1,9 +1,10 @@
 """Group commit: the records of concurrent requests share one transaction.
 
 Each request hands its audit row and predictions to the recorder and waits for the commit that
-carries them. While one commit runs in a worker thread, new records queue up and go together in
-the next one, so a burst of N requests costs about one commit instead of N. A failed batch is
-retried record by record, so one bad record never takes its neighbours down with it.
+carries them. While the commits in flight run in worker threads, new records queue up and go
+together in the next one, so a burst of N requests costs about one commit instead of N. Up to
+`writers` commits run at once (PostgreSQL runs them in parallel; SQLite has one writer, so 1).
+A failed batch is retried record by record, so one bad record never takes its neighbours down.
 """
 
 import asyncio
@@ -22,11 +23,15 @@ _Item = tuple[RequestRecord, asyncio.Future[None]]
 class Recorder:
     """Queues request records and commits them in batches, in order of arrival."""
 
-    def __init__(self, write: Writer, max_batch: int = 256) -> None:
+    def __init__(self, write: Writer, max_batch: int = 256, writers: int = 1) -> None:
+        if writers < 1:
+            raise ValueError("a recorder needs at least one writer")
         self._write = write
         self._max_batch = max_batch
+        self._writers = writers
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._commits: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Start the committing task on the running loop."""
@@ -52,15 +57,24 @@ class Recorder:
         await future
 
     async def _run(self) -> None:
+        free = asyncio.Semaphore(self._writers)
         while True:
-            batch = [await self._queue.get()]
+            first = await self._queue.get()
+            await free.acquire()  # while every writer is busy, more records join this batch
+            batch = [first]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._commit(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            commit = asyncio.create_task(self._commit_batch(batch, free))
+            self._commits.add(commit)
+            commit.add_done_callback(self._commits.discard)
+
+    async def _commit_batch(self, batch: list[_Item], free: asyncio.Semaphore) -> None:
+        try:
+            await self._commit(batch)
+        finally:
+            free.release()
+            for _ in batch:
+                self._queue.task_done()
 
     async def _commit(self, batch: list[_Item]) -> None:
         try:

@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth import AuthConfig, check_production_ready, parse_scopes_strict
 from graph.limits import Limits
+from persistence import is_sqlite
 
 DEV_SECRET_FILE = Path(".failcast/dev-jwt-secret")
 
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = Field(default=5.0, gt=0)
     db_pool_size: int = Field(default=8, ge=1, le=100)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    db_writers: int | None = Field(default=None, ge=1, le=16)  # default: 1 SQLite, 2 PostgreSQL
     compiled_plans: bool = True  # predict documents answered by graph/plans.py, not the executor
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
@@ -77,6 +79,13 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         """The abuse limits every GraphQL document is checked against."""
         return Limits(self.max_tokens, self.max_query_depth, self.max_aliases, self.max_query_cost)
+
+    @property
+    def writers(self) -> int:
+        """How many group commits may run at once (SQLite serialises writers: 1)."""
+        if self.db_writers is not None:
+            return 1 if is_sqlite(self.database_url) else self.db_writers
+        return 1 if is_sqlite(self.database_url) else 2
 
     @property
     def json_logs(self) -> bool:

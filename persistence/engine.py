@@ -6,6 +6,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Checkpoint the WAL every 8,192 pages (32 MiB) rather than 1,000: a 1,000-row batch dirties
+# hundreds of pages of the device index, and a checkpoint (with its fsync) on every commit
+# tripled the commit time. A page cache of 16 MiB per connection (default 2 MiB) keeps the hot
+# index pages in memory.
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 8192
+SQLITE_CACHE_KIB = 16 * 1024
 
 
 def is_sqlite(url: str | sa.URL) -> bool:
@@ -21,6 +27,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

@@ -2,9 +2,10 @@
 
 Predictions are the bulk of the writes (a batch request stores up to 1,000), so they travel
 column by column (`PredictionBlock`) and bypass SQLAlchemy's per-statement machinery: values go
-through the column types' own bind processors (the same conversions SQLAlchemy applies; values
-shared by a whole block are converted once), then to the driver's fastest bulk path, COPY on
-PostgreSQL and executemany on SQLite, inside the same transaction as the audit rows.
+through the driver's fastest bulk path inside the same transaction as the audit rows: binary COPY
+on PostgreSQL (persistence/pgcopy.py), multi-row INSERTs on SQLite with the values put through
+the column types' own bind processors (the conversions SQLAlchemy applies; values shared by a
+whole block are converted once).
 """
 
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from persistence import pgcopy
 from persistence.errors import Conflict, DatabaseUnavailable
 from persistence.session import session_scope
 from persistence.tables import AuditEvent, Prediction
@@ -24,6 +26,7 @@ from persistence.tables import AuditEvent, Prediction
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _PREDICTION: sa.Table = Prediction.__table__  # type: ignore[attr-defined]
 _COLUMNS = [column.name for column in _PREDICTION.columns]
+_BINARY = pgcopy.BinaryCopy(_PREDICTION)
 _SHARED = frozenset({"created_at", "audit_event_id", "model_version_id", "threshold"})
 METRIC_COLUMNS = tuple(name for name in _COLUMNS if name.startswith("metric"))
 
@@ -102,17 +105,16 @@ def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock
     if dialect.name not in ("sqlite", "postgresql"):
         connection.execute(_PREDICTION.insert(), [row for b in blocks for row in b.rows()])
         return
-    values = bound_tuples(dialect, blocks)
     driver = connection.connection.driver_connection
     try:
         if dialect.name == "sqlite":
-            _insert_sqlite(driver, values)
+            _insert_sqlite(driver, bound_tuples(dialect, blocks))
         else:
-            with driver.cursor() as cursor:  # type: ignore[union-attr]
-                copy_sql = f"COPY prediction ({', '.join(_COLUMNS)}) FROM STDIN"
-                with cursor.copy(copy_sql) as copy:
-                    for value in values:
-                        copy.write_row(value)
+            with driver.cursor() as cursor, cursor.copy(_BINARY.statement()) as copy:  # type: ignore[union-attr]
+                copy.write(pgcopy.HEADER)
+                for block in blocks:
+                    copy.write(_BINARY.encode(len(block), block.column))
+                copy.write(pgcopy.TRAILER)
     except dialect.loaded_dbapi.IntegrityError as error:
         raise Conflict("the write conflicts with stored data") from error
     except dialect.loaded_dbapi.Error as error:
