@@ -29,7 +29,9 @@ from graph.settings import Settings
 from persistence import (
     PersistenceError,
     RequestRecord,
+    checkpoint,
     create_db_engine,
+    is_sqlite,
     seal_pending,
     write_records,
 )
@@ -123,6 +125,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         log.warning("no model loaded at start-up: %s", error)
     services.tasks.append(asyncio.create_task(services.models.keep_fresh()))
     services.tasks.append(asyncio.create_task(_keep_sealing(services)))
+    if is_sqlite(services.settings.database_url):
+        services.tasks.append(asyncio.create_task(_keep_checkpointing(services)))
     beat = services.settings.heartbeat_seconds
     services.tasks.append(asyncio.create_task(keep_share(services.limiter, services.engine, beat)))
     try:
@@ -133,6 +137,16 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*services.tasks, return_exceptions=True)
         await services.recorder.stop()
         services.engine.dispose()
+
+
+async def _keep_checkpointing(services: AppServices, interval_s: float = 0.5) -> None:
+    """Keep SQLite's WAL short off the request path (requests never wait for a checkpoint)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(checkpoint, services.engine)
+        except PersistenceError as error:
+            log.warning("WAL checkpoint skipped: %s", error)
 
 
 async def _keep_sealing(services: AppServices) -> None:

@@ -1,11 +1,14 @@
 """Prometheus metrics of one server process (each app has its own registry)."""
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy.engine import Engine
 
 from persistence import PredictionBlock
@@ -32,6 +35,40 @@ class _PoolCollector(Collector):
         yield family
 
 
+class BulkHistogram(Collector):
+    """A label-less histogram that takes a whole array of observations in one call.
+
+    prometheus_client's Histogram.observe costs about 1 us per value, a millisecond per
+    1,000-row batch on the event loop; here a batch is one numpy bucketing under a lock.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = np.asarray(sorted(buckets), dtype=float)
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: Sequence[float]) -> None:
+        """Count every value in its bucket (le: value <= bound) and add it to the sum."""
+        array = np.asarray(values, dtype=float)
+        counts = np.bincount(
+            np.searchsorted(self.bounds, array, side="left"), minlength=len(self._counts)
+        )
+        with self._lock:
+            self._counts += counts
+            self._sum += float(array.sum())
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        bounds = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], list(zip(bounds, cumulative, strict=True)), total)
+        yield family
+
+
 class Metrics:
     """The service's metrics, registered in a registry of their own."""
 
@@ -54,12 +91,10 @@ class Metrics:
             ["label", "model_version"],
             registry=r,
         )
-        self.probability = Histogram(
-            "failcast_failure_probability",
-            "Predicted P(failure)",
-            buckets=PROBABILITY_BUCKETS,
-            registry=r,
+        self.probability = BulkHistogram(
+            "failcast_failure_probability", "Predicted P(failure)", PROBABILITY_BUCKETS
         )
+        r.register(self.probability)
         self.active_model = Gauge(
             "failcast_active_model_info",
             "The model version serving (value 1)",
@@ -87,8 +122,7 @@ class Metrics:
                 self.predictions.labels("FAILURE", version).inc(failures)
             if len(block) - failures:
                 self.predictions.labels("NON_FAILURE", version).inc(len(block) - failures)
-            for probability in block.failure_probability:
-                self.probability.observe(probability)
+            self.probability.observe_many(block.failure_probability)
 
     def serving(self, version: str | None) -> None:
         """Mark the version that serves now (and only it)."""

@@ -1,6 +1,6 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
-from persistence.engine import create_db_engine, is_sqlite, ping
+from persistence.engine import checkpoint, create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
 from persistence.instances import heartbeat, leave
@@ -47,6 +47,7 @@ __all__ = [
     "RequestRecord",
     "SealReport",
     "ServerInstance",
+    "checkpoint",
     "create_db_engine",
     "heartbeat",
     "id_floor",
