@@ -66,10 +66,17 @@ class Run:
 class Driver:
     """Runs wrk against contenders, keeping every run (measured or not) for the checks."""
 
-    def __init__(self, settings: LoadSettings, scripts: Path, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: LoadSettings,
+        scripts: Path,
+        log: Callable[[str], None],
+        settle: Callable[[], None] = lambda: None,
+    ) -> None:
         self.settings = settings
         self.scripts = scripts
         self.log = log
+        self.settle = settle  # flushes what a run wrote, so the next run does not pay for it
         self.runs: list[Run] = []
         self._script_paths: dict[tuple[str, str], Path] = {}
 
@@ -107,6 +114,7 @@ class Driver:
         run = Run(contender.key, round_no, load, cpu, rows, connections, db_cpu, split, machine)
         self.runs.append(run)
         wait_idle(server)  # the server finishes what wrk left in flight before anyone goes on
+        self.settle()
         time.sleep(settings.pause_s)
         return run
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.contenders import REPO_ROOT, Backend, Contender, Plan, select
@@ -130,7 +131,9 @@ def _method(options: Options, wrk: str, model: str, pg: str | None) -> str:
         f"({options.batch_connections} for predictBatch: 1,000-row requests would only queue), "
         f"{options.seconds} s per run, {options.rounds} interleaved round(s) (every contender "
         f"once per round, the order rotated each round), {options.warmup_seconds} s warm-up "
-        f"each; medians [min-max] over rounds; ratios per round to row 1. Servers: uvicorn "
+        f"each; medians [min-max] over rounds; ratios per round to row 1; after every run its "
+        f"writes are flushed (sync, and CHECKPOINT on PostgreSQL) so that the next run does not "
+        f"pay for them. Servers: uvicorn "
         f"(uvloop, httptools) on 127.0.0.1, 1 worker unless said, log level warning (no access "
         f"log); failcast with FAILCAST_ENV=production. Model: {model}. "
         f"PostgreSQL: {pg or 'not used'}. CPU: utime+stime from /proc of the server's process "
@@ -158,7 +161,7 @@ def run(options: Options, log: Log) -> str:
             cleanup.callback(stop_server, contender.launch())
         for contender in contenders:
             contender.wait_ready()
-        driver = Driver(_load_settings(options, wrk), root, log)
+        driver = Driver(_load_settings(options, wrk), root, log, partial(_settle, admin))
         memory, storage = _measure(driver, contenders, options, log)
         pg = admin.version() if admin else None
     results = Results(
@@ -167,6 +170,15 @@ def run(options: Options, log: Log) -> str:
         options.soak_predictions,
     )  # fmt: skip
     return _write(results, options.output)
+
+
+def _settle(admin: PostgresAdmin | None) -> None:
+    # A batch run leaves hundreds of MB of dirty pages behind (SQLite's in the OS cache,
+    # PostgreSQL's in shared buffers); flushed during the next contender's run, they would be
+    # measured as that contender's slowness.
+    os.sync()
+    if admin is not None:
+        admin.checkpoint()
 
 
 def _load_settings(options: Options, wrk: str) -> LoadSettings:

@@ -84,6 +84,10 @@ class PostgresAdmin:
         finally:
             engine.dispose()
 
+    def checkpoint(self) -> None:
+        """Write every dirty buffer out now (CHECKPOINT), as pgbench does between runs."""
+        self._execute("CHECKPOINT")
+
     def drop_all(self) -> None:
         """Drop every database this admin created."""
         while self.created:
