@@ -139,7 +139,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         services.engine.dispose()
 
 
-async def _keep_checkpointing(services: AppServices, interval_s: float = 0.5) -> None:
+async def _keep_checkpointing(services: AppServices, interval_s: float = 2.0) -> None:
     """Keep SQLite's WAL short off the request path (requests never wait for a checkpoint)."""
     while True:
         await asyncio.sleep(interval_s)

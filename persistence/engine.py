@@ -9,7 +9,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A 1,000-row batch dirties hundreds of pages of the device index, so the WAL passes SQLite's
 # default checkpoint mark (1,000 pages) on almost every commit, and the committing request paid
 # for the checkpoint and its fsync. A server checkpoints in the background instead
-# (`checkpoint`, PASSIVE: writers go on meanwhile); the automatic checkpoint at 32 MiB stays as
+# (`checkpoint`, PASSIVE, every 2 s: writers go on meanwhile); the automatic one at 32 MiB stays as
 # a backstop. A page cache of 16 MiB per connection (default 2 MiB) keeps hot index pages.
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 8192
 SQLITE_CACHE_KIB = 16 * 1024
