@@ -2,8 +2,9 @@
 
 graphql-core spends most of a 1,000-row `predictBatch` coercing 8,000 input floats one call at
 a time and completing 1,000 result objects field by field. A document of a known shape (one
-`predict` or `predictBatch` field fed by a variable, selecting leaf fields of `Prediction` and
-of its `input`) gets a plan, compiled once per query text, that does the same work in bulk:
+`predict` or `predictBatch` field fed by a variable, selecting fields of `Prediction`, of its
+`input` and of its `modelVersion`) gets a plan, compiled once per query text, that does the
+same work in bulk:
 
 - the variable is type-checked as a whole; a value the plan cannot prove well typed is left to
   the executor, which gives the standard coercion error, so no error message is re-implemented;
@@ -25,7 +26,13 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     FieldNode,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
@@ -40,9 +47,9 @@ from graph import services
 from graph.context import GraphContext
 from graph.extensions import parsed, query_sha256
 from graph.permissions import FIELD_SCOPES, ScopeRequired
-from graph.types import FailureClassEnum
+from graph.types import FailureClassEnum, ModelVersionType
 from model import DEVICE_FEATURES
-from persistence import PredictionBlock
+from persistence import ModelVersion, PredictionBlock
 
 CACHE_SIZE = 1024
 _INPUT_KEYS = frozenset({"deviceId", *DEVICE_FEATURES})
@@ -50,33 +57,41 @@ _NUMBER_TYPES = frozenset({int, float})
 _DEVICE_ID_TYPES = frozenset({str, type(None)})
 _LABELS = (FailureClassEnum.NON_FAILURE.value, FailureClassEnum.FAILURE.value)
 
-Column = Callable[[PredictionBlock], Sequence[Any]]
+
+@dataclass(frozen=True)
+class _Source:
+    """What a plan renders: the block a call made, and the registry row of the model that did."""
+
+    block: PredictionBlock
+    version: ModelVersion
+
+
+Column = Callable[[_Source], Sequence[Any]]
 
 
 def _constant(value: Any) -> Column:
-    return lambda block: [value] * len(block)
+    return lambda source: [value] * len(source.block)
 
 
 def _metric(name: str) -> Column:
-    return lambda block: block.metrics[name]
+    return lambda source: source.block.metrics[name]
 
 
 # Each leaf of `Prediction` and `Metrics` a plan can serve, as one column of a block, already in
 # the form graphql-core's serializers give (ID -> str, DateTime -> isoformat, enum -> its name).
 _PREDICTION_LEAVES: dict[str, Column] = {
     "__typename": _constant("Prediction"),
-    "id": lambda block: [str(i) for i in block.ids],
-    "createdAt": lambda block: [block.created_at.isoformat()] * len(block),
-    "deviceId": lambda block: block.device_ids,
-    "label": lambda block: [_LABELS[bool(f)] for f in block.is_failure],
-    "failureProbability": lambda block: block.failure_probability,
-    "threshold": lambda block: [block.threshold] * len(block),
+    "id": lambda source: [str(i) for i in source.block.ids],
+    "createdAt": lambda source: [source.block.created_at.isoformat()] * len(source.block),
+    "deviceId": lambda source: source.block.device_ids,
+    "label": lambda source: [_LABELS[bool(f)] for f in source.block.is_failure],
+    "failureProbability": lambda source: source.block.failure_probability,
+    "threshold": lambda source: [source.block.threshold] * len(source.block),
 }
 _METRICS_LEAVES: dict[str, Column] = {
     "__typename": _constant("Metrics"),
     **{name: _metric(name) for name in DEVICE_FEATURES},
 }
-_OBJECTS: dict[str, dict[str, Column]] = {"input": _METRICS_LEAVES}  # object fields of Prediction
 
 
 class _Declined(Exception):
@@ -88,32 +103,105 @@ class _Selection:
     keys: tuple[str, ...]
     columns: "tuple[Column | _Selection, ...]"
 
-    def render(self, block: PredictionBlock) -> list[dict[str, Any]]:
-        columns = [c.render(block) if isinstance(c, _Selection) else c(block) for c in self.columns]
+    def render(self, source: _Source) -> list[dict[str, Any]]:
+        columns = [
+            c.render(source) if isinstance(c, _Selection) else c(source) for c in self.columns
+        ]
         keys = self.keys
         return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
-def _selection(selection_set: SelectionSetNode | None, leaves: dict[str, Column]) -> _Selection:
+def _fields(selection_set: SelectionSetNode | None) -> list[tuple[str, FieldNode]]:
+    """(response key, node) of plain fields: no fragments, directives, arguments or merging."""
     if selection_set is None:
         raise _Declined
-    keys: list[str] = []
-    columns: list[Column | _Selection] = []
+    found: list[tuple[str, FieldNode]] = []
     for node in selection_set.selections:
         if not isinstance(node, FieldNode) or node.directives or node.arguments:
             raise _Declined
         key = node.alias.value if node.alias else node.name.value
-        if key in keys:
+        if key in (k for k, _ in found):
             raise _Declined  # merged fields: leave them to the executor
+        found.append((key, node))
+    return found
+
+
+def _selection(
+    schema: GraphQLSchema, selection_set: SelectionSetNode | None, leaves: dict[str, Column]
+) -> _Selection:
+    keys: list[str] = []
+    columns: list[Column | _Selection] = []
+    for key, node in _fields(selection_set):
         name = node.name.value
         if name in leaves and node.selection_set is None:
             columns.append(leaves[name])
-        elif leaves is _PREDICTION_LEAVES and name in _OBJECTS:
-            columns.append(_selection(node.selection_set, _OBJECTS[name]))
+        elif leaves is _PREDICTION_LEAVES and name == "input":
+            columns.append(_selection(schema, node.selection_set, _METRICS_LEAVES))
+        elif leaves is _PREDICTION_LEAVES and name == "modelVersion":
+            version_type = schema.type_map["ModelVersion"]
+            assert isinstance(version_type, GraphQLObjectType)
+            columns.append(_model_version(_object(version_type, node.selection_set)))
         else:
             raise _Declined
         keys.append(key)
     return _Selection(tuple(keys), tuple(columns))
+
+
+def _model_version(serialize: Callable[[Any], Any]) -> Column:
+    # The same for every prediction of a block: serialized once, as the executor would each time.
+    def column(source: _Source) -> Sequence[Any]:
+        return [serialize(ModelVersionType.from_row(source.version))] * len(source.block)
+
+    return column
+
+
+def _object(object_type: GraphQLObjectType, selection_set: SelectionSetNode | None) -> Any:
+    """A serializer of an object whose selected fields are plain attributes (no resolvers)."""
+    parts: list[tuple[str, str | None, Callable[[Any], Any]]] = []
+    for key, node in _fields(selection_set):
+        name = node.name.value
+        if name == "__typename":
+            parts.append((key, None, _typename(object_type.name)))
+            continue
+        field = object_type.fields.get(name)
+        definition = (field.extensions or {}).get("strawberry-definition") if field else None
+        if field is None or definition is None or definition.base_resolver is not None:
+            raise _Declined
+        parts.append((key, definition.python_name, _value(field.type, node.selection_set)))
+
+    def serialize(value: Any) -> dict[str, Any]:
+        return {
+            key: convert(getattr(value, attr) if attr else None) for key, attr, convert in parts
+        }
+
+    return serialize
+
+
+def _typename(name: str) -> Callable[[Any], str]:
+    return lambda _: name
+
+
+def _value(kind: GraphQLOutputType, selection_set: SelectionSetNode | None) -> Any:
+    """graphql-core's completion of one value of this type, for plain (resolver-less) data."""
+    if isinstance(kind, GraphQLNonNull):
+        inner = _value(kind.of_type, selection_set)
+
+        def non_null(value: Any) -> Any:
+            if value is None:
+                raise TypeError("a non-null field of the model registry holds null")
+            return inner(value)
+
+        return non_null
+    if isinstance(kind, GraphQLList):
+        item = _value(kind.of_type, selection_set)
+        return lambda value: None if value is None else [item(v) for v in value]
+    if isinstance(kind, GraphQLScalarType | GraphQLEnumType):
+        leaf = kind.serialize
+        return lambda value: None if value is None else leaf(value)
+    if isinstance(kind, GraphQLObjectType):
+        nested = _object(kind, selection_set)
+        return lambda value: None if value is None else nested(value)
+    raise _Declined  # interfaces and unions
 
 
 _ROOT_FIELDS = {
@@ -160,7 +248,10 @@ class PredictPlan:
         except Exception as error:  # the executor's treatment of a failing non-null root field
             located = located_error(error, [self.field_node], [self.response_key])
             return ExecutionResult(data=None, errors=[located])
-        rows = self.selection.render(block)
+        loaded = context.services.models.current  # the model predict_matrix used: no await since
+        if loaded is None or loaded.version_id != block.model_version_id:
+            raise RuntimeError("the serving model changed during a synchronous call")
+        rows = self.selection.render(_Source(block, loaded.info))
         return ExecutionResult(data={self.response_key: rows if self.batch else rows[0]})
 
     def _typed(self, variables: dict[str, Any] | None) -> tuple[np.ndarray, list[str | None]]:
@@ -224,7 +315,7 @@ def compile_plan(
         operation_name=operation.name.value if operation.name else None,
         variable=variable,
         batch=batch,
-        selection=_selection(node.selection_set, _PREDICTION_LEAVES),
+        selection=_selection(schema, node.selection_set, _PREDICTION_LEAVES),
     )
 
 

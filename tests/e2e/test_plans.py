@@ -37,13 +37,21 @@ SINGLE = """mutation S($one: PredictInput!) {
 ANONYMOUS = "mutation($one: PredictInput!) { predict(input: $one) { label } }"
 MULTI = """query Q { me { subject } }
 mutation M($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { label deviceId } }"""
-PLANNED = [(FULL, None), (ALIASED, None), (SINGLE, None), (ANONYMOUS, None), (MULTI, "M")]
-
-FRAGMENT = """mutation F($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { ...P } }
-fragment P on Prediction { label failureProbability }"""
 MODEL = (
     "mutation V($one: PredictInput!) { predict(input: $one) { label modelVersion { version } } }"
 )
+VERSIONED = """mutation W($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { id
+  modelVersion { __typename version algorithm isActive createdAt activatedAt threshold metrics
+    trainedOnSyntheticData artifactSha256 featureNames params lineage
+    data: trainingData { __typename sha256 rows failures dateFrom dateTo source } }
+  again: modelVersion { v: version } } }"""
+PLANNED = [(FULL, None), (ALIASED, None), (SINGLE, None), (ANONYMOUS, None), (MULTI, "M")]
+PLANNED += [(MODEL, None), (VERSIONED, None)]
+
+FRAGMENT = """mutation F($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { ...P } }
+fragment P on Prediction { label failureProbability }"""
+IN_FRAGMENT = """mutation G($one: PredictInput!) { predict(input: $one) { modelVersion { ...V } } }
+fragment V on ModelVersion { version }"""
 DIRECTIVE = """mutation D($one: PredictInput!, $x: Boolean!) {
   predict(input: $one) { label deviceId @include(if: $x) } }"""
 LITERAL = (
@@ -51,7 +59,8 @@ LITERAL = (
     " metric6: 5, metric7: 0, metric9: 0}) { label } }"
 )
 TWO = "mutation T($one: PredictInput!) { a: predict(input: $one) { label } b: predict(input: $one) { id } }"
-NOT_PLANNED = [(FRAGMENT, None), (MODEL, None), (DIRECTIVE, None), (LITERAL, None), (TWO, None)]
+NOT_PLANNED = [(FRAGMENT, None), (IN_FRAGMENT, None), (DIRECTIVE, None), (LITERAL, None)]
+NOT_PLANNED += [(TWO, None)]
 NOT_PLANNED += [(MULTI, "Q"), (MULTI, None)]  # a query; no operation chosen
 
 BAD_BATCHES = [
