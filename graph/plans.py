@@ -242,16 +242,13 @@ class PredictPlan:
             ScopeRequired(FIELD_SCOPES[self.field]).check(context, len(device_ids))
             if self.batch:
                 services.check_batch_size(len(device_ids), context.services.settings.max_batch_size)
-            block = services.predict_matrix(
+            predicted = services.predict_matrix(
                 context.services.models, audit, matrix, device_ids, self.batch
             )
         except Exception as error:  # the executor's treatment of a failing non-null root field
             located = located_error(error, [self.field_node], [self.response_key])
             return ExecutionResult(data=None, errors=[located])
-        loaded = context.services.models.current  # the model predict_matrix used: no await since
-        if loaded is None or loaded.version_id != block.model_version_id:
-            raise RuntimeError("the serving model changed during a synchronous call")
-        rows = self.selection.render(_Source(block, loaded.info))
+        rows = self.selection.render(_Source(predicted.block, predicted.model.info))
         return ExecutionResult(data={self.response_key: rows if self.batch else rows[0]})
 
     def _typed(self, variables: dict[str, Any] | None) -> tuple[np.ndarray, list[str | None]]:

@@ -65,7 +65,7 @@ async def predict_route(request: Request) -> Response:
         return refused
     try:
         row = _row(await _read_body(request))
-        block = services.predict(request.app.state.services.models, audit, [row])
+        block = services.predict(request.app.state.services.models, audit, [row]).block
     except RequestRefused as error:
         return refusal(audit, error)
     except ServiceError as error:

@@ -38,17 +38,14 @@ from persistence import (
     OUTCOMES,
     AuditFilter,
     AuditRepository,
-    PredictionBlock,
     PredictionFilter,
     PredictionRepository,
 )
 
 
-def _predicted(info: Info, block: PredictionBlock) -> list[PredictionType]:
-    loaded = info.context.services.models.current
-    if loaded is not None:
-        info.context.versions.prime(loaded.version_id, loaded.info)
-    return PredictionType.from_block(block)
+def _predicted(info: Info, predicted: services.Predicted) -> list[PredictionType]:
+    info.context.versions.prime(predicted.model.version_id, predicted.model.info)
+    return PredictionType.from_block(predicted.block)
 
 
 @strawberry.type

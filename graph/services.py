@@ -14,7 +14,7 @@ from sqlmodel import Session
 from graph.audit import RequestAudit
 from graph.errors import ServiceError, bad_input
 from graph.models import ModelService
-from model import DEVICE_FEATURES, find_invalid_values
+from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
 from persistence import (
     ModelVersion,
     ModelVersionRepository,
@@ -47,6 +47,14 @@ def _check_device_id(device_id: str | None, path: str) -> None:
         raise bad_input("deviceId must not contain control characters", f"{path}.deviceId")
 
 
+@dataclass(frozen=True, slots=True)
+class Predicted:
+    """What one predict call made, and the model that made it."""
+
+    block: PredictionBlock
+    model: LoadedModel
+
+
 def check_batch_size(count: int, limit: int) -> None:
     """BAD_USER_INPUT unless a batch holds 1..limit rows."""
     if not 1 <= count <= limit:
@@ -55,7 +63,7 @@ def check_batch_size(count: int, limit: int) -> None:
 
 def predict(
     models: ModelService, audit: RequestAudit, rows: Sequence[TelemetryRow], batch: bool = False
-) -> PredictionBlock:
+) -> Predicted:
     """Validate, predict and queue the rows for storage with the request's audit record."""
     matrix = np.array([[row.metrics[f] for f in DEVICE_FEATURES] for row in rows], dtype=float)
     return predict_matrix(models, audit, matrix, [row.device_id for row in rows], batch)
@@ -67,7 +75,7 @@ def predict_matrix(
     matrix: np.ndarray,
     device_ids: Sequence[str | None],
     batch: bool = False,
-) -> PredictionBlock:
+) -> Predicted:
     """`predict` for telemetry already in columns: one row of DEVICE_FEATURES per device."""
     for index, device_id in enumerate(device_ids):
         _check_device_id(device_id, f"inputs.{index}" if batch else "input")
@@ -94,7 +102,7 @@ def predict_matrix(
         is_failure=(probabilities >= threshold).tolist(),
     )
     audit.predictions.append(block)
-    return block
+    return Predicted(block, loaded)
 
 
 @dataclass(frozen=True)
