@@ -6,12 +6,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-# A 1,000-row batch dirties hundreds of pages of the device index, so the WAL passes SQLite's
+# A 1,000-row batch dirties hundreds of pages of the device index, so the WAL passed SQLite's
 # default checkpoint mark (1,000 pages) on almost every commit, and the committing request paid
-# for the checkpoint and its fsync. A server checkpoints in the background instead
-# (`checkpoint`, PASSIVE, every 2 s: writers go on meanwhile); the automatic one at 32 MiB stays as
-# a backstop. A page cache of 16 MiB per connection (default 2 MiB) keeps hot index pages.
-SQLITE_WAL_AUTOCHECKPOINT_PAGES = 8192
+# for the checkpoint and its fsync. A server checkpoints in the background instead (`checkpoint`,
+# PASSIVE, every 2 s: writers go on), and the automatic checkpoint stays as a backstop at 256 MiB:
+# between two checkpoints a page the batches keep dirtying is copied once, not once per batch.
+# A page cache of 16 MiB per connection (default 2 MiB) keeps hot index pages.
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 65536
+SQLITE_WAL_KEEP_BYTES = 64 * 1024 * 1024  # a WAL file past this is truncated once checkpointed
 SQLITE_CACHE_KIB = 16 * 1024
 
 
@@ -29,6 +31,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_KEEP_BYTES}")
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
