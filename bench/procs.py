@@ -123,6 +123,8 @@ def _is_python_worker(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return False
+    if b"failcast.workers" in cmdline:  # failcast serve --workers N (a socket per worker)
+        return True
     return b"multiprocessing.spawn" in cmdline and b"resource_tracker" not in cmdline
 
 

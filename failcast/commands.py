@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session
 
 from auth import ALL_SCOPES, AuthError, generate_secret, mint_token, parse_scopes_strict, parse_ttl
+from failcast import workers
 from graph.settings import DEV_SECRET_FILE, Settings, SettingsError
 from model import ModelError
 from persistence import (
@@ -65,17 +67,18 @@ def serve(args: argparse.Namespace) -> int:
     if not settings.production and settings.secret():
         token = mint_token(settings.auth_config(), "developer", ALL_SCOPES, timedelta(hours=12))
         print(f"Development token (every scope, 12 h):\n  {token}\n", file=sys.stderr)
-    uvicorn.run(
-        "graph.app:create_app_from_env",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=args.workers,
-        log_level=settings.log_level,
-        log_config=None,  # graph.logs configures logging in each worker
-        access_log=False,  # failcast.request logs one line per request instead
-        proxy_headers=False,
-    )
+    host, port = args.host or settings.host, args.port or settings.port
+    options: dict[str, Any] = {
+        "app": "graph.app:create_app_from_env",
+        "factory": True,
+        "log_level": settings.log_level,
+        "log_config": None,  # graph.logs configures logging in each worker
+        "access_log": False,  # failcast.request logs one line per request instead
+        "proxy_headers": False,
+    }
+    if args.workers > 1 and workers.reuse_port_available():
+        return workers.supervise(host, port, args.workers, options)  # a socket per worker
+    uvicorn.run(host=host, port=port, workers=args.workers, **options)
     return 0
 
 
