@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -124,9 +124,16 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         services.models.last_error = f"registry unreachable: {error}"
         log.warning("no model loaded at start-up: %s", error)
     services.tasks.append(asyncio.create_task(services.models.keep_fresh()))
-    services.tasks.append(asyncio.create_task(_keep_sealing(services)))
-    if is_sqlite(services.settings.database_url):
-        services.tasks.append(asyncio.create_task(_keep_checkpointing(services)))
+    settings, engine = services.settings, services.engine
+    # Sealing: other processes may seal too, safely. Checkpoints keep SQLite's WAL short off the
+    # request path (no request waits for one).
+    seal = partial(seal_pending, engine, settings.audit_seal_lag_seconds)
+    services.tasks.append(
+        asyncio.create_task(_every(settings.audit_seal_interval_seconds, "audit sealing", seal))
+    )
+    if is_sqlite(settings.database_url):
+        wal = partial(checkpoint, engine)
+        services.tasks.append(asyncio.create_task(_every(2.0, "WAL checkpoint", wal)))
     beat = services.settings.heartbeat_seconds
     services.tasks.append(asyncio.create_task(keep_share(services.limiter, services.engine, beat)))
     try:
@@ -139,25 +146,14 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         services.engine.dispose()
 
 
-async def _keep_checkpointing(services: AppServices, interval_s: float = 2.0) -> None:
-    """Keep SQLite's WAL short off the request path (requests never wait for a checkpoint)."""
+async def _every(seconds: float, what: str, work: Callable[[], object]) -> None:
+    """Run blocking database `work` off the loop every `seconds`; a failure only skips a turn."""
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(seconds)
         try:
-            await asyncio.to_thread(checkpoint, services.engine)
+            await asyncio.to_thread(work)
         except PersistenceError as error:
-            log.warning("WAL checkpoint skipped: %s", error)
-
-
-async def _keep_sealing(services: AppServices) -> None:
-    """Seal the audit trail in the background; other processes may seal too, safely."""
-    settings = services.settings
-    while True:
-        await asyncio.sleep(settings.audit_seal_interval_seconds)
-        try:
-            await asyncio.to_thread(seal_pending, services.engine, settings.audit_seal_lag_seconds)
-        except PersistenceError as error:
-            log.warning("audit sealing skipped: %s", error)
+            log.warning("%s skipped: %s", what, error)
 
 
 def create_app(settings: Settings) -> Starlette:

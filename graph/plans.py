@@ -344,6 +344,9 @@ class PlanCache:
             document = parsed(query)
         except GraphQLError:
             return None
+        # Not graph.extensions' validation cache: it is keyed by query text for strawberry's own
+        # rules, and an entry made here with the standard rules would be handed back to it.
+        # This runs once per query text (the plan is cached), off every later request.
         if validate(self.schema, document):
             return None
         try:

@@ -108,7 +108,7 @@ def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock
     driver = connection.connection.driver_connection
     try:
         if dialect.name == "sqlite":
-            _insert_sqlite(driver, bound_tuples(dialect, blocks))
+            _insert_sqlite(driver, _bound_tuples(dialect, blocks))
         else:
             with driver.cursor() as cursor, cursor.copy(_BINARY.statement()) as copy:  # type: ignore[union-attr]
                 copy.write(pgcopy.HEADER)
@@ -135,7 +135,7 @@ def _insert_sqlite(driver: Any, values: Sequence[tuple[Any, ...]]) -> None:
         driver.execute(head + ", ".join([row] * len(part)), [v for r in part for v in r])
 
 
-def bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> list[tuple[Any, ...]]:
+def _bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> list[tuple[Any, ...]]:
     """The driver-level rows of the blocks, in `prediction` column order."""
     processors: list[Callable[[Any], Any] | None] = [
         _PREDICTION.c[name].type._cached_bind_processor(dialect) for name in _COLUMNS
