@@ -18,6 +18,7 @@ class Scope(StrEnum):
     MODELS_WRITE = "models:write"
     OUTCOMES_WRITE = "outcomes:write"
     AUDIT_READ = "audit:read"
+    METRICS_READ = "metrics:read"
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)

@@ -27,10 +27,14 @@ from graphql import parse, validate
 from auth import TokenVerifier
 from bench import payloads, reference_service
 from bench.stack import UNREACHABLE_RATE, prepare_stack
-from graph.app import AppServices, build_services, create_app
-from graph.audit import RequestAudit
-from graph.context import GraphContext
-from graph.services import TelemetryRow, predict
+from graph.app import build_runtime, create_app
+from graph.runtime import Runtime
+from graph.runtime.audit import RequestAudit
+from graph.runtime.telemetry import Telemetry, decode_telemetry
+from graph.runtime.usecases import predict
+from graph.schema import build_schema
+from graph.schema.context import GraphContext
+from graph.schema.execution import GraphQLExecutor, OperationRequest
 from graph.settings import Settings
 from persistence import ModelVersionRepository, session_scope, write_records
 
@@ -114,8 +118,9 @@ async def asgi_call(app: Any, path: str, body: bytes, token: str | None) -> None
 class Profile:
     """The parts of the predict path, prepared once and timed one by one."""
 
-    def __init__(self, services: AppServices, token: str, budget_s: float) -> None:
+    def __init__(self, services: Runtime, token: str, budget_s: float) -> None:
         self.services, self.token, self.budget = services, token, budget_s
+        self.executor = GraphQLExecutor(build_schema(), services.settings)
         assert services.models.current is not None, "no model loaded"
         self.predictor = services.models.current.predictor
         names = self.predictor.feature_names
@@ -126,12 +131,12 @@ class Profile:
     def sync_parts(self) -> list[Timing]:
         """Everything that runs without an event loop."""
         estimator, features = self.predictor.estimator, list(self.predictor.feature_names)
-        row, schema, doc = self.row, self.services.schema._schema, payloads.PREDICT_DOCUMENT
+        row, schema, doc = self.row, self.executor.graphql_schema, payloads.PREDICT_DOCUMENT
         cached_parse = functools.lru_cache(maxsize=16)(parse)
         cached_validate = functools.lru_cache(maxsize=16)(lambda d: validate(schema, d))
         uncached = TokenVerifier(self.services.settings.auth_config(), cache_size=0)
-        audit = RequestAudit.begin(_scope("/graphql", None))
-        one_row = [TelemetryRow(self.row, "B0000001")]
+        audit = _audit()
+        one_row = self._telemetry(1)
         parts: list[tuple[str, Callable[[], object], int]] = [
             ("BASELINE reference: one-row DataFrame + sklearn predict_proba",
              lambda: estimator.predict_proba(pd.DataFrame([row], columns=features)), 1),
@@ -147,7 +152,7 @@ class Profile:
              lambda: self.predictor.predict_proba(self.many), BATCH),
             ("sklearn predict_proba on numpy, 1,000 rows",
              lambda: self.predictor.reference_proba(self.many), BATCH),
-            ("use case services.predict (validate, predict, rows), 1 row",
+            ("use case usecases.predict (check, predict, rows), 1 row",
              lambda: predict(self.services.models, audit, one_row), 1),
             ("build + commit 1 audit + 1 prediction, own transaction (SQLite)",
              lambda: self._commit(1, 1), 1),
@@ -159,34 +164,27 @@ class Profile:
         timings = []
         for name, fn, rows in parts:  # rows < 0: one call serves -rows requests of one row
             micros = time_sync(fn, self.budget)
-            audit.predictions.clear()
+            audit = _audit()
             timings.append(Timing(name, micros / max(1, -rows), max(1, rows)))
         return timings
 
     def _commit(self, requests: int, rows: int) -> None:
         records = []
         for _ in range(requests):
-            audit = RequestAudit.begin(_scope("/graphql", None))
-            telemetry = [TelemetryRow(self.row, "B0000001")] * rows
-            predict(self.services.models, audit, telemetry, batch=rows > 1)
+            audit = _audit()
+            predict(self.services.models, audit, self._telemetry(rows), batch=rows > 1)
             records.append(audit.record(200))
         write_records(self.services.engine, records)
 
-    def _plan(self, document: str, variables: dict[str, Any]) -> None:
-        principal = self.services.verifier.verify(self.token)
-        context = GraphContext(self.services, RequestAudit.begin(SCOPE), principal)
-        plan = self.services.plans.get(document, None)
-        assert plan is not None, "the document has no compiled plan"
-        result = plan.execute(context, document, variables)
-        assert result is not None and not result.errors, result
+    def _telemetry(self, rows: int) -> Telemetry:
+        return decode_telemetry([{**self.row, "deviceId": "B0000001"}] * rows)
 
-    async def _execute(self, document: str, variables: dict[str, Any]) -> None:
+    async def _run(self, document: str, variables: dict[str, Any], plans: bool) -> None:
         principal = self.services.verifier.verify(self.token)
-        context = GraphContext(self.services, RequestAudit.begin(SCOPE), principal)
-        result = await self.services.schema.execute(
-            document, variable_values=variables, context_value=context
-        )
-        assert not result.errors, result.errors
+        context = GraphContext(self.services, _audit(), principal)
+        self.executor.plans_enabled = plans
+        executed = await self.executor.execute(OperationRequest(document, variables), context, True)
+        assert not executed.result.errors, executed.result.errors
 
     async def async_parts(self, reference_app: Any) -> list[Timing]:
         """schema.execute with a prepared context, and whole apps through ASGI in-process."""
@@ -195,12 +193,14 @@ class Profile:
         rest = payloads.rest_bodies(1)[0].encode()
         body, batch_body = payloads.predict_bodies(1)[0], payloads.batch_bodies(1, BATCH)[0]
         parts: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
-            ("schema.execute(predict), prepared context",
-             lambda: self._execute(payloads.PREDICT_DOCUMENT, one), 1),
-            ("schema.execute(predictBatch, 1,000 rows), prepared context",
-             lambda: self._execute(payloads.BATCH_DOCUMENT, many), BATCH),
-            ("compiled plan (graph/plans.py): predictBatch, 1,000 rows, prepared context",
-             _awaitable(lambda: self._plan(payloads.BATCH_DOCUMENT, many)), BATCH),
+            ("executor: predict, prepared context",
+             lambda: self._run(payloads.PREDICT_DOCUMENT, one, plans=False), 1),
+            ("executor: predictBatch, 1,000 rows, prepared context",
+             lambda: self._run(payloads.BATCH_DOCUMENT, many, plans=False), BATCH),
+            ("compiled plan: predict, prepared context",
+             lambda: self._run(payloads.PREDICT_DOCUMENT, one, plans=True), 1),
+            ("compiled plan: predictBatch, 1,000 rows, prepared context",
+             lambda: self._run(payloads.BATCH_DOCUMENT, many, plans=True), BATCH),
             ("reference FastAPI app via ASGI, in-process",
              lambda: asgi_call(reference_app, "/predict", rest, None), 1),
         ]  # fmt: skip
@@ -221,11 +221,8 @@ class Profile:
         return timings
 
 
-def _awaitable(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:
-    async def call() -> object:
-        return fn()
-
-    return call
+def _audit() -> RequestAudit:
+    return RequestAudit.begin("POST", "/graphql", "127.0.0.1", "profile")
 
 
 def render(timings: list[Timing]) -> str:
@@ -242,7 +239,7 @@ def render(timings: list[Timing]) -> str:
     return "\n".join(lines)
 
 
-def _reference_app(services: AppServices, tmp: Path) -> Any:
+def _reference_app(services: Runtime, tmp: Path) -> Any:
     """The reference FastAPI app, serving the same artifact (handed over as the bench does)."""
     path = tmp / "model.joblib"
     with session_scope(services.engine) as session:
@@ -272,7 +269,7 @@ def main() -> int:
             env="production",
             rate_limits={"predict": (UNREACHABLE_RATE, UNREACHABLE_RATE)},
         )
-        services = build_services(settings)
+        services = build_runtime(settings)
         services.models.refresh_sync()
         profile = Profile(services, stack.token, args.budget)
         timings = profile.sync_parts()

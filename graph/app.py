@@ -1,34 +1,42 @@
-"""The application factory: builds and wires every part from one Settings object."""
+"""The composition root: builds every part from one Settings object and wires them together.
+
+Nothing here runs on a request: `create_app` builds the runtime (graph.runtime), the GraphQL
+executor (graph.schema) and the HTTP edge (graph.edge), hands each its parts explicitly, and the
+lifespan starts and stops the background work (model refresh, recorder, sealing, heartbeats).
+"""
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
-from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from auth import TokenVerifier
-from graph.audit import AuditMiddleware, RequestAudit
-from graph.health import healthz, metrics_route, readyz
-from graph.http import graphql_endpoint
-from graph.limits import Limits
-from graph.logs import configure_logging
-from graph.metrics import Metrics
-from graph.models import ModelService
-from graph.plans import PlanCache
-from graph.ratelimit import Rate, RateLimiter, keep_share
-from graph.recorder import Recorder
-from graph.rest import predict_route
-from graph.schema import FailcastSchema, build_schema
+from graph.edge.audit import AuditMiddleware, request_state
+from graph.edge.graphql import GraphQLEndpoint
+from graph.edge.health import HealthEndpoints
+from graph.edge.responses import error_response
+from graph.edge.rest import PredictEndpoint
+from graph.errors import ErrorCode, FailcastError
+from graph.runtime import Runtime
+from graph.runtime.logs import configure_logging
+from graph.runtime.metrics import Metrics
+from graph.runtime.models import ModelService
+from graph.runtime.ratelimit import Rate, RateLimiter, keep_share
+from graph.runtime.recorder import Recorder
+from graph.runtime.tally import RefusalTally
+from graph.schema import build_schema
+from graph.schema.execution import GraphQLExecutor
 from graph.settings import Settings
 from persistence import (
     PersistenceError,
-    RequestRecord,
     checkpoint,
     create_db_engine,
     is_sqlite,
@@ -37,54 +45,9 @@ from persistence import (
 )
 
 log = logging.getLogger("failcast.app")
-request_log = logging.getLogger("failcast.request")
 
 
-@dataclass
-class AppServices:
-    """Everything a request handler needs, built once per application."""
-
-    settings: Settings
-    engine: Engine
-    verifier: TokenVerifier
-    schema: FailcastSchema
-    models: ModelService
-    recorder: Recorder
-    limiter: RateLimiter
-    metrics: Metrics
-    limits: Limits
-    plans: PlanCache
-    tasks: list["asyncio.Task[None]"] = field(default_factory=list)
-
-    async def record(self, record: RequestRecord) -> None:
-        """Commit a request's rows (through the group-commit recorder)."""
-        await self.recorder.record(record)
-
-    def finished(self, audit: RequestAudit, record: RequestRecord, status: int) -> None:
-        """Log the request's line and update the metrics, once its fate is known."""
-        row = record.audit
-        operation = audit.operation_type or "none"
-        self.metrics.observe_request(operation, row["outcome"], row["duration_ms"] / 1000)
-        loaded = self.models.current
-        if record.predictions and loaded is not None:
-            self.metrics.observe_predictions(loaded.version, record.predictions)
-        fields = {
-            "request_id": str(audit.id),
-            "subject": audit.subject,
-            "method": audit.method,
-            "path": audit.path,
-            "operation": operation,
-            "operation_name": audit.operation_name,
-            "outcome": row["outcome"],
-            "status": status,
-            "duration_ms": row["duration_ms"],
-            "error_codes": row["error_codes"],
-            "predictions": record.prediction_count,
-        }
-        request_log.info("request", extra=fields)
-
-
-def build_services(settings: Settings) -> AppServices:
+def build_runtime(settings: Settings) -> Runtime:
     """Construct (not start) the parts of the service."""
     settings.check_startable()
     engine = create_db_engine(
@@ -95,55 +58,103 @@ def build_services(settings: Settings) -> AppServices:
     metrics = Metrics(engine)
     limiter = RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()})
     limiter.on_refusal = lambda scope: metrics.rate_limited.labels(scope).inc()
-    schema = build_schema(introspection=settings.introspection)
-    return AppServices(
+    anonymous = RateLimiter({"anonymous": Rate(*settings.anonymous_rate_limit)})
+    return Runtime(
         settings=settings,
         engine=engine,
         verifier=TokenVerifier(settings.auth_config()),
-        schema=schema,
         models=ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving),
-        recorder=Recorder(partial(_write, engine), writers=settings.writers),
+        recorder=Recorder(partial(write_records, engine), writers=settings.writers),
         limiter=limiter,
+        anonymous=anonymous,
+        tally=RefusalTally(settings.refusal_tally_max_addresses),
         metrics=metrics,
-        limits=settings.limits,
-        plans=PlanCache(schema._schema, enabled=settings.compiled_plans),
     )
 
 
-def _write(engine: Engine, records: Sequence[RequestRecord]) -> None:
-    write_records(engine, records)
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI application for these settings."""
+    runtime = build_runtime(settings)
+    executor = GraphQLExecutor(build_schema(), settings)
+    graphql = GraphQLEndpoint(runtime, executor)
+    health = HealthEndpoints(runtime)
+    routes = [
+        Route("/graphql", graphql.handle),  # every method: the endpoint answers 405 itself
+        Route("/predict", PredictEndpoint(runtime).handle, methods=["POST"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(AuditMiddleware, runtime=runtime)],
+        exception_handlers={HTTPException: _http_exception},
+        lifespan=partial(_lifespan, runtime, executor),
+    )
+    app.state.runtime = runtime  # for tests and tools; request handlers get theirs explicitly
+    app.state.executor = executor
+    return app
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405, as JSON errors with codes (and audited like any answer)."""
+    assert isinstance(exc, HTTPException)
+    code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.METHOD_NOT_ALLOWED
+    if exc.status_code not in (404, 405):
+        code = ErrorCode.BAD_REQUEST
+    error = FailcastError(code, str(exc.detail))
+    audit, _ = request_state(request.scope)
+    audit.answered_with([code])
+    response = error_response(error, audit.id)
+    response.status_code = exc.status_code
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
 
 
 @contextlib.asynccontextmanager
-async def _lifespan(app: Starlette) -> AsyncIterator[None]:
-    services: AppServices = app.state.services
-    services.recorder.start()
+async def _lifespan(
+    runtime: Runtime, executor: GraphQLExecutor, app: Starlette
+) -> AsyncIterator[None]:
+    runtime.recorder.start()
     try:
-        await services.models.refresh()
+        await runtime.models.refresh()
     except PersistenceError as error:  # start anyway: /readyz reports it, the poller retries
-        services.models.last_error = f"registry unreachable: {error}"
+        runtime.models.last_error = f"registry unreachable: {error}"
         log.warning("no model loaded at start-up: %s", error)
-    services.tasks.append(asyncio.create_task(services.models.keep_fresh()))
-    settings, engine = services.settings, services.engine
-    # Sealing: other processes may seal too, safely. Checkpoints keep SQLite's WAL short off the
-    # request path (no request waits for one).
-    seal = partial(seal_pending, engine, settings.audit_seal_lag_seconds)
-    services.tasks.append(
-        asyncio.create_task(_every(settings.audit_seal_interval_seconds, "audit sealing", seal))
-    )
-    if is_sqlite(settings.database_url):
-        wal = partial(checkpoint, engine)
-        services.tasks.append(asyncio.create_task(_every(2.0, "WAL checkpoint", wal)))
-    beat = services.settings.heartbeat_seconds
-    services.tasks.append(asyncio.create_task(keep_share(services.limiter, services.engine, beat)))
+    tasks = _background(runtime)
     try:
         yield
     finally:
-        for task in services.tasks:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*services.tasks, return_exceptions=True)
-        await services.recorder.stop()
-        services.engine.dispose()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runtime.recorder.stop()
+        await asyncio.to_thread(_flush_tally, runtime)
+        executor.close()
+        runtime.engine.dispose()
+
+
+def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
+    """Model refresh, audit sealing, SQLite checkpoints, refusal tallies and heartbeats."""
+    settings, engine = runtime.settings, runtime.engine
+    seal = partial(seal_pending, engine, settings.audit_seal_lag_seconds)
+    work = [
+        runtime.models.keep_fresh(),
+        _every(settings.audit_seal_interval_seconds, "audit sealing", seal),
+        _every(settings.refusal_tally_seconds, "refusal tally", partial(_flush_tally, runtime)),
+        keep_share([runtime.limiter, runtime.anonymous], engine, settings.heartbeat_seconds),
+    ]
+    if is_sqlite(settings.database_url):  # keeps SQLite's WAL short off the request path
+        work.append(_every(2.0, "WAL checkpoint", partial(checkpoint, engine)))
+    return [asyncio.create_task(coroutine) for coroutine in work]
+
+
+def _flush_tally(runtime: Runtime) -> None:
+    try:
+        runtime.tally.flush(runtime.engine)
+    except PersistenceError as error:  # kept in memory for the next turn
+        log.warning("refusal tally not written: %s", error)
 
 
 async def _every(seconds: float, what: str, work: Callable[[], object]) -> None:
@@ -154,29 +165,6 @@ async def _every(seconds: float, what: str, work: Callable[[], object]) -> None:
             await asyncio.to_thread(work)
         except PersistenceError as error:
             log.warning("%s skipped: %s", what, error)
-
-
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI application for these settings."""
-    services = build_services(settings)
-    routes = [
-        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-        Route("/predict", predict_route, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_route, methods=["GET"]),
-    ]
-    middleware = [
-        Middleware(
-            AuditMiddleware,
-            record=services.record,
-            finished=services.finished,
-            commit_timeout_s=settings.commit_timeout_seconds,
-        )
-    ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=_lifespan)
-    app.state.services = services
-    return app
 
 
 def create_app_from_env() -> Starlette:

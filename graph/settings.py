@@ -1,14 +1,35 @@
 """Service settings: one object, read from FAILCAST_* variables, validated at start-up."""
 
+import ipaddress
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from auth import AuthConfig, check_production_ready, parse_scopes_strict
-from graph.limits import Limits
 from persistence import is_sqlite
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The ceilings every document must stay under (each a FAILCAST_MAX_* setting)."""
+
+    max_query_bytes: int = 65_536
+    max_tokens: int = 2000
+    max_depth: int = 10
+    max_aliases: int = 15
+    max_cost: int = 10_000
+    max_fragment_spreads: int = 100
+    max_fields: int = 5000
+    max_repeats: int = 16
+    check_budget_ms: float = 50.0
+
+
+# Lists are comma-separated in the environment (JSON arrays are accepted too).
+CommaList = Annotated[list[str], NoDecode]
 
 DEV_SECRET_FILE = Path(".failcast/dev-jwt-secret")
 
@@ -35,7 +56,7 @@ class Settings(BaseSettings):
     jwt_secret_file: Path | None = None
     jwt_public_key: str | None = None
     jwt_jwks_url: str | None = None
-    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    jwt_algorithms: CommaList = Field(default_factory=lambda: ["HS256"])
     jwt_issuer: str = "failcast"
     jwt_audience: str = "failcast-api"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -54,8 +75,22 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=15, ge=0)
     max_tokens: int = Field(default=2000, ge=10)
     max_query_cost: int = Field(default=10_000, ge=1)
+    max_query_bytes: int = Field(default=65_536, ge=1024)
+    max_fragment_spreads: int = Field(default=100, ge=0)
+    max_fields: int = Field(default=5000, ge=10)
+    max_repeated_fields: int = Field(default=16, ge=1)
+    max_check_ms: float = Field(default=50.0, gt=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    document_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
     commit_timeout_seconds: float = Field(default=3.0, gt=0)
+    anonymous_rate_limit: tuple[float, float] = (20.0, 40.0)  # per client address: (per s, burst)
+    trusted_proxies: CommaList = Field(default_factory=list)  # addresses or networks
+    refusal_tally_seconds: float = Field(default=10.0, gt=0)
+    refusal_tally_max_addresses: int = Field(default=1000, ge=1)
+    metrics_require_token: bool | None = None  # default: required in production
     rate_limits: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
             "predict": (1000.0, 2000.0),
@@ -68,17 +103,41 @@ class Settings(BaseSettings):
     audit_seal_interval_seconds: float = Field(default=30.0, gt=0)
     audit_seal_lag_seconds: float = Field(default=120.0, ge=0)
 
-    @field_validator("jwt_algorithms", mode="before")
+    @field_validator("jwt_algorithms", "trusted_proxies", mode="before")
     @classmethod
-    def _split_algorithms(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return value
 
     @property
     def limits(self) -> Limits:
         """The abuse limits every GraphQL document is checked against."""
-        return Limits(self.max_tokens, self.max_query_depth, self.max_aliases, self.max_query_cost)
+        return Limits(
+            max_query_bytes=self.max_query_bytes,
+            max_tokens=self.max_tokens,
+            max_depth=self.max_query_depth,
+            max_aliases=self.max_aliases,
+            max_cost=self.max_query_cost,
+            max_fragment_spreads=self.max_fragment_spreads,
+            max_fields=self.max_fields,
+            max_repeats=self.max_repeated_fields,
+            check_budget_ms=self.max_check_ms,
+        )
+
+    @property
+    def metrics_token(self) -> bool:
+        """Whether /metrics needs a bearer token with the metrics:read scope."""
+        return self.production if self.metrics_require_token is None else self.metrics_require_token
 
     @property
     def writers(self) -> int:

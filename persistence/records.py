@@ -17,10 +17,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
 
 from persistence import pgcopy
 from persistence.errors import Conflict, DatabaseUnavailable
-from persistence.session import session_scope
+from persistence.session import translate_errors
 from persistence.tables import AuditEvent, Prediction
 
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
@@ -90,14 +91,26 @@ class RequestRecord:
         return sum(len(block) for block in self.predictions)
 
 
-def write_records(engine: Engine, records: Sequence[RequestRecord]) -> None:
-    """Write the records of several requests in one transaction (all or nothing)."""
+def write_records(
+    engine: Engine, records: Sequence[RequestRecord], confirm: Callable[[], bool] | None = None
+) -> bool:
+    """Write the records of several requests in one transaction (all or nothing).
+
+    `confirm` is asked right before COMMIT, once every row is written: when it answers False the
+    transaction is rolled back instead (the caller changed its mind, e.g. a request stopped
+    waiting) and False is returned; True means committed.
+    """
     blocks = [block for r in records for block in r.predictions if len(block)]
-    with session_scope(engine) as session:
+    with translate_errors(), Session(engine, expire_on_commit=False) as session:
         connection = session.connection()
         connection.execute(_AUDIT.insert(), [r.audit for r in records])
         if blocks:
             _insert_predictions(connection, blocks)
+        if confirm is not None and not confirm():
+            session.rollback()
+            return False
+        session.commit()
+    return True
 
 
 def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock]) -> None:

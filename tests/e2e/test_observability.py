@@ -6,7 +6,7 @@ import logging
 from support import ORIGINAL_EXAMPLE, gql
 
 from auth import Scope
-from graph.logs import JsonFormatter
+from graph.runtime.logs import JsonFormatter
 
 PREDICT = "mutation P($i: PredictInput!) { predict(input: $i) { id } }"
 
@@ -76,12 +76,12 @@ def test_one_log_line_per_request_with_its_fields_and_no_token(client, auth_head
 def test_unexpected_errors_are_logged_with_the_request_id_and_masked(
     client, auth_headers, caplog, monkeypatch
 ):
-    from graph import services
+    from graph.runtime import usecases
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("secret internals /srv/path")
 
-    monkeypatch.setattr(services, "predict_matrix", broken)  # a bug in the use case, not a mock
+    monkeypatch.setattr(usecases, "predict", broken)  # a bug in the use case, not a mock
     with caplog.at_level(logging.ERROR):
         body = gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, auth_headers)
     error = body["errors"][0]

@@ -1,8 +1,10 @@
-"""Compiled plans (graph/plans.py) answer exactly as the GraphQL executor does.
+"""Compiled plans (graph/schema/plans.py) answer exactly as the GraphQL executor does.
 
 Two apps share one database: one with plans, one without (`compiled_plans=False`). Every case is
 sent to both; the bodies, statuses and the audit rows must be the same, apart from the values
-that are new on every call (ids, times, request ids), whose form is checked instead.
+that are new on every call (ids, times, request ids), whose form is checked instead. The widest
+document is generated from the schema's own types, so a field added to `Prediction`, `Metrics`
+or `ModelVersion` is either served by the plan or fails these tests.
 """
 
 import uuid
@@ -17,6 +19,8 @@ from support import ORIGINAL_EXAMPLE
 
 from auth import Scope
 from graph.app import create_app
+from graph.schema import build_schema
+from graph.schema.plans import compile_plan
 from graph.settings import Settings
 from persistence import AuditRepository, session_scope
 
@@ -40,11 +44,28 @@ mutation M($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { label device
 MODEL = (
     "mutation V($one: PredictInput!) { predict(input: $one) { label modelVersion { version } } }"
 )
-VERSIONED = """mutation W($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { id
-  modelVersion { __typename version algorithm isActive createdAt activatedAt threshold metrics
-    trainedOnSyntheticData artifactSha256 featureNames params lineage
-    data: trainingData { __typename sha256 rows failures dateFrom dateTo source } }
-  again: modelVersion { v: version } } }"""
+
+
+def _selection(type_: Any, depth: int = 0) -> str:
+    """Every field of an object type, recursively: the widest selection the schema allows."""
+    from graphql import GraphQLObjectType, get_named_type
+
+    parts = ["__typename"]
+    for name, field in type_.fields.items():
+        inner = get_named_type(field.type)
+        if isinstance(inner, GraphQLObjectType):
+            parts.append(f"{name} {{ {_selection(inner, depth + 1)} }}")
+        else:
+            parts.append(name)
+    return " ".join(parts)
+
+
+_PREDICTION = build_schema()._schema.type_map["Prediction"]
+VERSIONED = (
+    "mutation W($rows: [PredictInput!]!) { predictBatch(inputs: $rows) { "
+    + _selection(_PREDICTION)
+    + " again: modelVersion { v: version } } }"
+)
 PLANNED = [(FULL, None), (ALIASED, None), (SINGLE, None), (ANONYMOUS, None), (MULTI, "M")]
 PLANNED += [(MODEL, None), (VERSIONED, None)]
 
@@ -144,20 +165,31 @@ def _both(pair: Any, engine: Engine, query: str, variables: Any, name: str | Non
     return [_answer(client, engine, query, variables, name, headers) for client in pair]
 
 
+def _plan(app: Any, query: str, name: str | None) -> Any:
+    executor = app.state.executor
+    prepared = executor.documents.prepare(query)
+    try:
+        operation = prepared.operation(name)
+    except Exception:
+        return None
+    return compile_plan(executor.graphql_schema, prepared.document, operation.node)
+
+
 def test_plans_serve_the_usual_shapes_and_decline_the_rest(pair):
-    plans = pair[0].app.state.services.plans
-    assert all(plans.get(query, name) is not None for query, name in PLANNED)
-    assert all(plans.get(query, name) is None for query, name in NOT_PLANNED)
-    assert pair[1].app.state.services.plans.get(FULL, None) is None  # switched off
+    app = pair[0].app
+    missing = [query for query, name in PLANNED if _plan(app, query, name) is None]
+    assert missing == [], "graph/schema/plans.py declines a document it should serve"
+    assert all(_plan(app, query, name) is None for query, name in NOT_PLANNED)
+    assert not pair[1].app.state.executor.plans_enabled  # switched off
 
 
 def test_planned_answers_never_reach_the_executor(pair, auth_headers, monkeypatch):
-    services = pair[0].app.state.services
+    executor = pair[0].app.state.executor
 
     async def executor_called(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the executor ran for a planned document")
 
-    monkeypatch.setattr(services.schema, "execute", executor_called)
+    monkeypatch.setattr(executor, "_execute", executor_called)
     response = _post(pair[0], FULL, {"rows": ROWS}, None, auth_headers)
     assert response.status_code == 200 and len(response.json()["data"]["predictBatch"]) == 3
 
@@ -223,3 +255,13 @@ def test_same_answers_with_no_model_to_serve(settings, db_engine, auth_headers):
         answer = _both((planned, plain), db_engine, FULL, {"rows": ROWS}, None, auth_headers)
     assert answer[0] == answer[1]
     assert answer[0][1]["errors"][0]["extensions"]["code"] == "MODEL_UNAVAILABLE"
+
+
+def test_same_answers_when_the_operation_outlives_its_time_limit(settings, db_engine, active_model, auth_headers):
+    hasty = settings.model_copy(update={"request_timeout_seconds": 1e-6})
+    without = hasty.model_copy(update={"compiled_plans": False})
+    with TestClient(create_app(hasty)) as planned, TestClient(create_app(without)) as plain:
+        answer = _both((planned, plain), db_engine, FULL, {"rows": ROWS}, None, auth_headers)
+    assert answer[0] == answer[1]
+    assert answer[0][1]["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    assert answer[0][2]["predictions_created"] == 0

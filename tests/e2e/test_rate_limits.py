@@ -61,7 +61,7 @@ def test_other_subjects_are_not_limited_by_one_subject(
 def test_two_processes_each_enforce_half_the_rate(limited, active_model, db_engine):
     with TestClient(create_app(limited)) as first, TestClient(create_app(limited)) as second:
         deadline = time.monotonic() + 5
-        limiters = [first.app.state.services.limiter, second.app.state.services.limiter]
+        limiters = [first.app.state.runtime.limiter, second.app.state.runtime.limiter]
         while time.monotonic() < deadline and any(lim.processes != 2 for lim in limiters):
             time.sleep(0.05)
         assert [lim.processes for lim in limiters] == [2, 2]

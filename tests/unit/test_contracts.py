@@ -6,8 +6,8 @@ from pathlib import Path
 from support import REPO_ROOT
 
 from graph.export_schema import schema_sdl
-from graph.permissions import FIELD_SCOPES
 from graph.schema import build_schema
+from graph.schema.permissions import FIELD_SCOPES
 
 ALLOWED_IMPORTS = {
     "model": set(),

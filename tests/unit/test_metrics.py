@@ -5,7 +5,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from graph.metrics import PROBABILITY_BUCKETS, BulkHistogram
+from graph.runtime.metrics import PROBABILITY_BUCKETS, BulkHistogram
 
 
 def _samples(registry: CollectorRegistry) -> dict[str, float]:

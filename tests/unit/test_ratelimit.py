@@ -1,6 +1,6 @@
 """Token buckets: burst, refill, batches, and the per-process share of a deployment's rate."""
 
-from graph.ratelimit import Rate, RateLimiter
+from graph.runtime.ratelimit import Rate, RateLimiter
 
 
 class Clock:

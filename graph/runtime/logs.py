@@ -1,6 +1,8 @@
 """Logging: one JSON object per line in production, readable lines in development.
 
 Tokens and secrets are never logged: request lines carry the subject, not the credential.
+Values that come from clients (paths, subjects, user agents) are escaped in text lines, so a
+crafted request cannot forge a line of its own.
 """
 
 import json
@@ -11,6 +13,7 @@ from typing import Any
 
 REQUEST_FIELDS = (
     "request_id",
+    "client_request_id",
     "subject",
     "method",
     "path",
@@ -46,8 +49,21 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extra = [f"{k}={record.__dict__[k]}" for k in REQUEST_FIELDS if k in record.__dict__]
+        extra = [
+            f"{k}={_escaped(record.__dict__[k])}" for k in REQUEST_FIELDS if k in record.__dict__
+        ]
         return " ".join([line, *extra])
+
+
+def _escaped(value: Any) -> str:
+    """A value as one token: control characters escaped, quoted if it holds spaces or quotes."""
+    text = _escaped_line(str(value))
+    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
+
+
+def _escaped_line(text: str) -> str:
+    # unicode_escape also turns non-ASCII into escapes: only do it when something is unprintable.
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def configure_logging(json_lines: bool, level: str = "info") -> None:
@@ -64,3 +80,11 @@ def configure_logging(json_lines: bool, level: str = "info") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # failcast.request logs every request
+
+
+request_log = logging.getLogger("failcast.request")
+
+
+def log_request(fields: dict[str, Any]) -> None:
+    """One line per request, with the request fields as structured extras."""
+    request_log.info("request", extra=fields)

@@ -1,27 +1,24 @@
-"""The GraphQL schema: root fields, each with its declared scope."""
+"""The root fields of the schema (Query and Mutation), each with its declared scope."""
 
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.types import Info
 
-from graph import services
-from graph.audit_types import (
+from graph.errors import bad_input
+from graph.runtime import usecases
+from graph.runtime.telemetry import decode_telemetry
+from graph.schema.audit_types import (
     AuditEventConnectionType,
     AuditEventEdgeType,
     AuditEventFilterInput,
     AuditEventType,
 )
-from graph.errors import bad_input
-from graph.extensions import RequestExtension
-from graph.inputs import PredictInput, PredictionFilterInput
-from graph.permissions import FIELD_SCOPES, ScopeRequired, requires
-from graph.services import TelemetryRow
-from graph.types import (
+from graph.schema.inputs import PredictInput, PredictionFilterInput
+from graph.schema.permissions import requires
+from graph.schema.types import (
     FailureClassEnum,
     MeType,
     ModelVersionType,
@@ -33,7 +30,6 @@ from graph.types import (
     encode_cursor,
     parse_id,
 )
-from model import DEVICE_FEATURES
 from persistence import (
     OUTCOMES,
     AuditFilter,
@@ -43,8 +39,14 @@ from persistence import (
 )
 
 
-def _predicted(info: Info, predicted: services.Predicted) -> list[PredictionType]:
-    info.context.versions.prime(predicted.model.version_id, predicted.model.info)
+def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[PredictionType]:
+    """The resolvers' side of predict and predictBatch (compiled plans do the same in bulk)."""
+    context = info.context
+    if batch:
+        usecases.check_batch_size(len(inputs), context.runtime.settings.max_batch_size)
+    telemetry = decode_telemetry([item.as_input() for item in inputs])
+    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch)
+    context.versions.prime(predicted.model.version_id, predicted.model.info)
     return PredictionType.from_block(predicted.block)
 
 
@@ -55,57 +57,25 @@ class Mutation:
         extensions=requires("predict"),
     )
     def predict(self, info: Info, input: PredictInput) -> PredictionType:
-        return _predict_rows(info, [input.row()], batch=False)[0]
+        return _predict(info, [input], batch=False)[0]
 
     @strawberry.mutation(
         description="Predict for 1..1000 devices at once: all stored, or none if any is invalid.",
         extensions=requires("predictBatch"),
     )
     def predict_batch(self, info: Info, inputs: list[PredictInput]) -> list[PredictionType]:
-        return _predict_rows(info, [item.row() for item in inputs], batch=True)
-
-
-def _predict_rows(info: Any, rows: list[TelemetryRow], batch: bool) -> list[PredictionType]:
-    """The one implementation behind predict and predictBatch, whichever resolver calls it."""
-    context = info.context
-    if batch:
-        services.check_batch_size(len(rows), context.services.settings.max_batch_size)
-    return _predicted(info, services.predict(context.services.models, context.audit, rows, batch))
-
-
-# strawberry turns every input object into a Python object field by field (about 0.2 ms per
-# PredictInput, most of a predict call); these graphql-core resolvers take the values graphql-core
-# has already coerced and checked, and apply the same permission, so the schema is unchanged.
-def _telemetry(data: dict[str, Any]) -> TelemetryRow:
-    return TelemetryRow({name: data[name] for name in DEVICE_FEATURES}, data.get("deviceId"))
-
-
-def _fast_predict(root: Any, info: Any, input: dict[str, Any]) -> PredictionType:
-    ScopeRequired(FIELD_SCOPES["predict"]).has_permission(root, info)
-    return _predict_rows(info, [_telemetry(input)], batch=False)[0]
-
-
-def _fast_predict_batch(root: Any, info: Any, inputs: list[dict[str, Any]]) -> list[PredictionType]:
-    ScopeRequired(FIELD_SCOPES["predictBatch"]).has_permission(root, info, inputs=inputs)
-    return _predict_rows(info, [_telemetry(item) for item in inputs], batch=True)
-
-
-def _install_fast_mutations(schema: strawberry.Schema) -> None:
-    mutation = schema._schema.mutation_type
-    assert mutation is not None
-    mutation.fields["predict"].resolve = _fast_predict
-    mutation.fields["predictBatch"].resolve = _fast_predict_batch
+        return _predict(info, inputs, batch=True)
 
 
 def _page_args(info: Info, first: int | None, after: str | None) -> tuple[int, uuid.UUID | None]:
-    limit = info.context.services.settings.max_page_size
+    limit = info.context.runtime.settings.max_page_size
     first = 20 if first is None else first
     if not 1 <= first <= limit:
         raise bad_input(f"first must be 1..{limit}", "first")
     return first, decode_cursor(after) if after else None
 
 
-def _connection(page: services.Page[Any], node: Callable[[Any], Any], edge: Any, conn: Any) -> Any:
+def _connection(page: usecases.Page[Any], node: Callable[[Any], Any], edge: Any, conn: Any) -> Any:
     nodes = [node(row) for row in page.items]
     edges = [
         edge(cursor=encode_cursor(r.id), node=n) for r, n in zip(page.items, nodes, strict=True)
@@ -134,7 +104,7 @@ def _filter(where: PredictionFilterInput | None) -> PredictionFilter:
 class Query:
     @strawberry.field(description="One stored prediction by id.", extensions=requires("prediction"))
     async def prediction(self, info: Info, id: strawberry.ID) -> PredictionType | None:
-        found = await services.get_prediction(info.context.services.engine, parse_id(str(id)))
+        found = await usecases.get_prediction(info.context.runtime.engine, parse_id(str(id)))
         return None if found is None else PredictionType.from_values(found)
 
     @strawberry.field(
@@ -149,8 +119,8 @@ class Query:
         filter: PredictionFilterInput | None = None,
     ) -> PredictionConnectionType:
         first, before = _page_args(info, first, after)
-        engine = info.context.services.engine
-        page = await services.history_page(
+        engine = info.context.runtime.engine
+        page = await usecases.history_page(
             engine, PredictionRepository, first, before, _filter(filter)
         )
         return _connection(  # type: ignore[no-any-return]
@@ -169,8 +139,8 @@ class Query:
         filter: AuditEventFilterInput | None = None,
     ) -> AuditEventConnectionType:
         first, before = _page_args(info, first, after)
-        engine = info.context.services.engine
-        page = await services.history_page(
+        engine = info.context.runtime.engine
+        page = await usecases.history_page(
             engine, AuditRepository, first, before, _audit_filter(filter)
         )
         return _connection(  # type: ignore[no-any-return]
@@ -182,19 +152,19 @@ class Query:
         extensions=requires("modelVersions"),
     )
     async def model_versions(self, info: Info) -> list[ModelVersionType]:
-        rows = await services.model_versions(info.context.services.engine)
+        rows = await usecases.model_versions(info.context.runtime.engine)
         return [ModelVersionType.from_row(row) for row in rows]
 
     @strawberry.field(description="One model version by name.", extensions=requires("modelVersion"))
     async def model_version(self, info: Info, version: str) -> ModelVersionType | None:
-        row = await services.model_version(info.context.services.engine, version)
+        row = await usecases.model_version(info.context.runtime.engine, version)
         return None if row is None else ModelVersionType.from_row(row)
 
     @strawberry.field(
         description="The version serving predictions, if any.", extensions=requires("activeModel")
     )
     async def active_model(self, info: Info) -> ModelVersionType | None:
-        row = await services.active_model_version(info.context.services.engine)
+        row = await usecases.active_model_version(info.context.runtime.engine)
         return None if row is None else ModelVersionType.from_row(row)
 
     @strawberry.field(
@@ -203,21 +173,3 @@ class Query:
     def me(self, info: Info) -> MeType:
         principal = info.context.principal
         return MeType(subject=principal.subject, scopes=sorted(s.value for s in principal.scopes))
-
-
-class FailcastSchema(strawberry.Schema):
-    """Errors are logged once, with the request id, where they are formatted."""
-
-    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        return None
-
-
-def build_schema(introspection: bool = True, fast_mutations: bool = True) -> FailcastSchema:
-    """The schema with its extensions; introspection off when asked."""
-    extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [RequestExtension]
-    if not introspection:
-        extensions.append(DisableIntrospection)
-    schema = FailcastSchema(query=Query, mutation=Mutation, extensions=extensions)
-    if fast_mutations:
-        _install_fast_mutations(schema)
-    return schema

@@ -1,10 +1,11 @@
 """GraphQL input types."""
 
-import strawberry
+from typing import Any
 
-from graph.services import TelemetryRow
-from graph.types import FailureClassEnum
-from model import DEVICE_FEATURES
+import strawberry
+from strawberry.utils.str_converters import to_camel_case
+
+from graph.schema.types import FailureClassEnum
 
 
 @strawberry.input(name="PredictInput", description="Telemetry of one device on one day.")
@@ -21,9 +22,13 @@ class PredictInput:
     metric7: float = strawberry.field(description="Counter 7 (= metric8), finite and >= 0.")
     metric9: float = strawberry.field(description="Counter 9, finite and >= 0.")
 
-    def row(self) -> TelemetryRow:
-        """The telemetry row a use case takes."""
-        return TelemetryRow({name: getattr(self, name) for name in DEVICE_FEATURES}, self.device_id)
+    def as_input(self) -> dict[str, Any]:
+        """The values keyed as clients name them: what the telemetry decoder takes."""
+        fields = self.__strawberry_definition__.fields  # type: ignore[attr-defined]
+        return {
+            field.graphql_name or to_camel_case(field.python_name): getattr(self, field.python_name)
+            for field in fields
+        }
 
 
 @strawberry.input(name="PredictionFilter", description="Narrow the prediction history.")

@@ -12,7 +12,7 @@ import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -78,18 +78,18 @@ class RateLimiter:
         return bucket
 
 
-async def keep_share(limiter: RateLimiter, engine: Engine, interval_s: float) -> None:
-    """Heartbeat forever and keep the limiter's count of live processes current."""
+async def keep_share(limiters: Sequence[RateLimiter], engine: Engine, interval_s: float) -> None:
+    """Heartbeat forever and keep the limiters' count of live processes current."""
     instance: uuid.UUID = new_id()
     try:
         while True:
             try:
                 stale = interval_s * 3
-                limiter.processes = await asyncio.to_thread(heartbeat, engine, instance, stale)
+                processes = await asyncio.to_thread(heartbeat, engine, instance, stale)
+                for limiter in limiters:
+                    limiter.processes = processes
             except PersistenceError as error:
-                log.warning(
-                    "heartbeat failed (%s); keeping a share of 1/%d", error, limiter.processes
-                )
+                log.warning("heartbeat failed (%s); keeping the last share", error)
             await asyncio.sleep(interval_s)
     finally:
         with contextlib.suppress(PersistenceError):  # otherwise it ages out

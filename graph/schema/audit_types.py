@@ -4,7 +4,7 @@ from datetime import datetime
 
 import strawberry
 
-from graph.types import PageInfoType
+from graph.schema.types import PageInfoType
 from persistence import AuditEvent
 
 

@@ -1,19 +1,19 @@
-"""Use cases shared by the GraphQL schema and the REST routes."""
+"""Use cases shared by the GraphQL schema and the REST route: predict, and reading history."""
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from graph.audit import RequestAudit
-from graph.errors import ServiceError, bad_input
-from graph.models import ModelService
+from graph.errors import ErrorCode, FailcastError, bad_input
+from graph.runtime.audit import RequestAudit
+from graph.runtime.models import ModelService
+from graph.runtime.telemetry import Telemetry
 from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
 from persistence import (
     ModelVersion,
@@ -31,28 +31,15 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class TelemetryRow:
-    """One device's telemetry, as a caller sent it."""
-
-    metrics: Mapping[str, float]
-    device_id: str | None = None
-
-
-def _check_device_id(device_id: str | None, path: str) -> None:
-    if device_id is None:
-        return
-    if not device_id or len(device_id) > MAX_DEVICE_ID:
-        raise bad_input(f"deviceId must be 1..{MAX_DEVICE_ID} characters", f"{path}.deviceId")
-    if not device_id.isprintable():
-        raise bad_input("deviceId must not contain control characters", f"{path}.deviceId")
-
-
-@dataclass(frozen=True, slots=True)
 class Predicted:
     """What one predict call made, and the model that made it."""
 
     block: PredictionBlock
     model: LoadedModel
+
+
+def _where(batch: bool, row: int, field: str) -> str:
+    return f"inputs.{row}.{field}" if batch else f"input.{field}"
 
 
 def check_batch_size(count: int, limit: int) -> None:
@@ -61,33 +48,34 @@ def check_batch_size(count: int, limit: int) -> None:
         raise bad_input(f"inputs must hold 1..{limit} items, got {count}", "inputs")
 
 
-def predict(
-    models: ModelService, audit: RequestAudit, rows: Sequence[TelemetryRow], batch: bool = False
-) -> Predicted:
-    """Validate, predict and queue the rows for storage with the request's audit record."""
-    matrix = np.array([[row.metrics[f] for f in DEVICE_FEATURES] for row in rows], dtype=float)
-    return predict_matrix(models, audit, matrix, [row.device_id for row in rows], batch)
-
-
-def predict_matrix(
-    models: ModelService,
-    audit: RequestAudit,
-    matrix: np.ndarray,
-    device_ids: Sequence[str | None],
-    batch: bool = False,
-) -> Predicted:
-    """`predict` for telemetry already in columns: one row of DEVICE_FEATURES per device."""
-    for index, device_id in enumerate(device_ids):
-        _check_device_id(device_id, f"inputs.{index}" if batch else "input")
-    problems = find_invalid_values(matrix, DEVICE_FEATURES, limit=1)
+def check_telemetry(telemetry: Telemetry, batch: bool) -> None:
+    """BAD_USER_INPUT, naming the first bad value, unless every value may be predicted from."""
+    for row, device_id in enumerate(telemetry.device_ids):
+        if device_id is None:
+            continue
+        where = _where(batch, row, "deviceId")
+        if not device_id or len(device_id) > MAX_DEVICE_ID:
+            raise bad_input(f"deviceId must be 1..{MAX_DEVICE_ID} characters", where)
+        if not device_id.isprintable():
+            raise bad_input("deviceId must not contain control characters", where)
+    problems = find_invalid_values(telemetry.matrix, DEVICE_FEATURES, limit=1)
     if problems:
-        first = problems[0]
-        where = f"inputs.{first.row}.{first.field}" if batch else f"input.{first.field}"
-        raise bad_input(f"{where} {first.reason}", where)
+        where = _where(batch, problems[0].row, problems[0].field)
+        raise bad_input(f"{where} {problems[0].reason}", where)
+
+
+def predict(
+    models: ModelService, audit: RequestAudit, telemetry: Telemetry, batch: bool = False
+) -> Predicted:
+    """Check, predict, and queue the predictions for storage with the request's audit row."""
+    check_telemetry(telemetry, batch)
     loaded = models.current
     if loaded is None:
-        raise ServiceError("no model is available to serve predictions", "MODEL_UNAVAILABLE")
+        raise FailcastError(
+            ErrorCode.MODEL_UNAVAILABLE, "no model is available to serve predictions"
+        )
     columns = [DEVICE_FEATURES.index(name) for name in loaded.predictor.feature_names]
+    matrix = telemetry.matrix
     probabilities = loaded.predictor.predict_proba(matrix[:, columns])
     threshold = loaded.predictor.threshold
     block = PredictionBlock(
@@ -95,13 +83,13 @@ def predict_matrix(
         model_version_id=loaded.version_id,
         threshold=threshold,
         created_at=datetime.now(UTC),
-        ids=new_ids(len(device_ids)),
-        device_ids=list(device_ids),
+        ids=new_ids(len(telemetry)),
+        device_ids=list(telemetry.device_ids),
         metrics={name: matrix[:, i].tolist() for i, name in enumerate(DEVICE_FEATURES)},
         failure_probability=probabilities.tolist(),
         is_failure=(probabilities >= threshold).tolist(),
     )
-    audit.predictions.append(block)
+    audit.add_predictions(block, loaded.version)
     return Predicted(block, loaded)
 
 

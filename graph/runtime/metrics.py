@@ -123,15 +123,14 @@ class Metrics:
         self.requests.labels(operation, outcome).inc()
         self.latency.labels(operation, outcome).observe(seconds)
 
-    def observe_predictions(self, version: str, blocks: Sequence[PredictionBlock]) -> None:
-        """Count stored predictions by label, and their probabilities."""
-        for block in blocks:
-            failures = sum(block.is_failure)
-            if failures:
-                self.predictions.labels("FAILURE", version).inc(failures)
-            if len(block) - failures:
-                self.predictions.labels("NON_FAILURE", version).inc(len(block) - failures)
-            self.probability.observe_many(block.failure_probability)
+    def observe_predictions(self, version: str, block: PredictionBlock) -> None:
+        """Count stored predictions by label and by the version that made them; probabilities."""
+        failures = sum(block.is_failure)
+        if failures:
+            self.predictions.labels("FAILURE", version).inc(failures)
+        if len(block) - failures:
+            self.predictions.labels("NON_FAILURE", version).inc(len(block) - failures)
+        self.probability.observe_many(block.failure_probability)
 
     def serving(self, version: str | None) -> None:
         """Mark the version that serves now (and only it)."""

@@ -1,0 +1,220 @@
+"""Every API request: identified once, audited, committed with its predictions, then answered.
+
+The middleware opens the request's audit, verifies its token once (off the event loop when a
+key must be fetched), and refuses at once, without an audit row of their own, requests without
+a valid token beyond their address's rate limit: those are counted per address and minute
+instead (graph/runtime/tally.py), so a flood cannot grow the database at its own pace. Other
+requests run with their response held back until the recorder has committed the audit row and
+predictions; the answer then leaves with X-Request-ID and the security headers. If the commit
+fails or is not confirmed in time, the held response is dropped for a 503 that says whether
+anything was stored (`extensions.stored`), and the audit row written is the one of that 503.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from auth import AuthError, Principal
+from graph.edge.identity import ClientAddresses, client_request_id, header
+from graph.edge.responses import error_headers
+from graph.errors import ErrorCode, FailcastError, error_body
+from graph.runtime import Runtime
+from graph.runtime.audit import RequestAudit
+from graph.runtime.logs import log_request
+from graph.runtime.recorder import Stored
+from persistence import RequestRecord, new_id
+
+log = logging.getLogger("failcast.audit")
+
+UNAUDITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+SECURITY_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+ANONYMOUS = "anonymous"  # the rate-limit bucket of requests without a valid token
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: its principal, or why it has none."""
+
+    principal: Principal | None
+    refusal: str | None = None  # the message of a missing or refused token
+
+
+def request_state(scope: Scope) -> tuple[RequestAudit, Caller]:
+    """The audit and caller of the request a scope belongs to (set by the middleware)."""
+    state = scope.get("state") or {}
+    audit, caller = state.get("audit"), state.get("caller")
+    if not isinstance(audit, RequestAudit) or not isinstance(caller, Caller):
+        raise RuntimeError("the audit middleware must wrap every audited route")
+    return audit, caller
+
+
+class AuditMiddleware:
+    """Pure ASGI middleware: identify, audit, hold the response, commit, then answer."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.addresses = ClientAddresses(runtime.settings.trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in UNAUDITED_PATHS:
+            await self.app(scope, receive, _secured(send, str(new_id())))
+            return
+        audit = RequestAudit.begin(
+            scope.get("method", "GET"),
+            scope.get("path", "/"),
+            self.addresses.of(scope),
+            header(scope, b"user-agent"),
+            client_request_id(scope),
+        )
+        caller = await self._identify(audit, header(scope, b"authorization"))
+        if caller.principal is None and self._flooding(audit):
+            await self._refuse_unaudited(audit, send)
+            return
+        scope.setdefault("state", {}).update(audit=audit, caller=caller)
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        try:
+            await self.app(scope, receive, hold)
+        except Exception:
+            log.exception("unhandled error [request %s]", audit.id)
+            audit.answered_with([ErrorCode.INTERNAL_SERVER_ERROR])
+            internal = FailcastError(ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error")
+            held = _answer(internal, audit)
+        status = int(held[0]["status"]) if held else 500
+        held, status, record = await self._commit(audit, held, status)
+        self._finished(audit, record, status)
+        await _secured(send, audit.client_request_id or str(audit.id))(held[0])
+        for message in held[1:]:
+            await send(message)
+
+    async def _identify(self, audit: RequestAudit, authorization: str | None) -> Caller:
+        if authorization is None:
+            audit.token_refused("missing")
+            return Caller(None, "a bearer token is required")
+        try:
+            principal = await self.runtime.verifier.authenticate_async(authorization)
+        except AuthError as error:
+            audit.token_refused(error.reason)
+            return Caller(None, error.message)
+        if principal is None:  # pragma: no cover - a header is present, so a principal or error
+            return Caller(None, "a bearer token is required")
+        audit.authenticated(principal)
+        return Caller(principal)
+
+    def _flooding(self, audit: RequestAudit) -> bool:
+        wait = self.runtime.anonymous.acquire(audit.client_addr or "?", ANONYMOUS)
+        return wait is not None
+
+    async def _refuse_unaudited(self, audit: RequestAudit, send: Send) -> None:
+        self.runtime.tally.count(audit.client_addr, "anonymous_rate_limit")
+        self.runtime.metrics.rate_limited.labels(ANONYMOUS).inc()
+        message = "too many requests without a valid token from this address"
+        refusal = FailcastError(ErrorCode.RATE_LIMITED, message, retry_after=1)
+        held = _answer(refusal, audit)
+        await _secured(send, str(audit.id))(held[0])
+        await send(held[1])
+
+    async def _commit(
+        self, audit: RequestAudit, held: list[Message], status: int
+    ) -> tuple[list[Message], int, RequestRecord]:
+        """Commit the request's rows; the messages, status and rows of what is answered."""
+        unavailable: dict[Stored, tuple[list[Message], RequestRecord]] = {}
+
+        def instead(stored: Stored) -> RequestRecord:
+            if stored not in unavailable:
+                unavailable[stored] = _unavailable(audit, stored)
+            return unavailable[stored][1]
+
+        record = audit.record(status)
+        timeout = self.runtime.settings.commit_timeout_seconds
+        try:
+            stored = await self.runtime.recorder.record(record, timeout, instead)
+        except Exception as error:  # whatever stopped the commit, the answer must not leave
+            log.error("audit record not written [request %s]: %r", audit.id, error)
+            stored = Stored.NO
+        if stored is Stored.YES:
+            return held, status, record
+        log.error("answered 503, stored: %s [request %s]", stored, audit.id)
+        instead(stored)
+        messages, failed = unavailable[stored]
+        return messages, 503, failed
+
+    def _finished(self, audit: RequestAudit, record: RequestRecord, status: int) -> None:
+        """Log the request's line and update the metrics, once its fate is known."""
+        row = record.audit
+        operation = audit.operation_type or "none"
+        metrics = self.runtime.metrics
+        metrics.observe_request(operation, row["outcome"], row["duration_ms"] / 1000)
+        if record.predictions:
+            for made in audit.stored():
+                metrics.observe_predictions(made.model_version, made.block)
+        log_request(
+            {
+                "request_id": str(audit.id),
+                "client_request_id": audit.client_request_id,
+                "subject": audit.subject,
+                "method": audit.method,
+                "path": audit.path,
+                "operation": operation,
+                "operation_name": audit.operation_name,
+                "outcome": row["outcome"],
+                "status": status,
+                "duration_ms": row["duration_ms"],
+                "error_codes": row["error_codes"],
+                "predictions": record.prediction_count,
+            }
+        )
+
+
+def _unavailable(audit: RequestAudit, stored: Stored) -> tuple[list[Message], RequestRecord]:
+    """The 503 answered when a commit failed or was not confirmed, and its audit row."""
+    if stored is Stored.UNKNOWN:
+        message = (
+            "the database did not confirm the write in time: look up the request id before retrying"
+        )
+        error = FailcastError(ErrorCode.SERVICE_UNAVAILABLE, message, stored="unknown")
+    else:
+        message = "the request could not be recorded; nothing was stored, retry later"
+        error = FailcastError(ErrorCode.SERVICE_UNAVAILABLE, message, stored=False)
+    audit.answered_with([ErrorCode.SERVICE_UNAVAILABLE])
+    return _answer(error, audit), audit.record(503)
+
+
+def _answer(error: FailcastError, audit: RequestAudit) -> list[Message]:
+    """The ASGI messages of an answer that is one error."""
+    body = orjson.dumps(error_body(error, audit.id))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in error_headers(error).items()),
+    ]
+    return [
+        {"type": "http.response.start", "status": error.status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    ]
+
+
+def _secured(send: Send, request_id: str) -> Callable[[Message], Awaitable[None]]:
+    """`send`, adding X-Request-ID and the security headers to the response's start."""
+
+    async def secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers: list[Any] = [
+                (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+            ]
+            headers += [*SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return secured

@@ -1,0 +1,66 @@
+"""POST /predict: the original REST service's contract, on the same use case as the mutation."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth import Scope
+from graph.edge.audit import request_state
+from graph.edge.responses import error_response, json_response, read_json_body
+from graph.errors import FailcastError, bad_input
+from graph.runtime import Runtime
+from graph.runtime.access import authorize
+from graph.runtime.telemetry import INPUT_FIELDS, TelemetryTypeError, decode_telemetry
+from graph.runtime import usecases
+from persistence import PredictionBlock
+
+
+def _original_format(block: PredictionBlock) -> dict[str, Any]:
+    failure, probability = block.is_failure[0], block.failure_probability[0]
+    # The original reported the probability of the predicted class, as a percentage.
+    proba = probability if failure else 1 - probability
+    return {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "class": "Failure" if failure else "Non-Failure",
+        "probability": f"{proba * 100:.1f}%",
+        "failureProbability": probability,
+        "predictionId": str(block.ids[0]),
+    }
+
+
+class PredictEndpoint:
+    """The /predict route of one application."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def handle(self, request: Request) -> Response:
+        """Predict from the original JSON body; same token, scope, checks, storage and audit."""
+        audit, caller = request_state(request.scope)
+        audit.describe("rest", "predict", None)
+        runtime = self.runtime
+        try:
+            authorize(caller.principal, Scope.PREDICT, runtime.limiter, 1, caller.refusal)
+            body = await read_json_body(
+                request, runtime.settings.max_body_bytes, runtime.settings.body_timeout_seconds
+            )
+            block = usecases.predict(runtime.models, audit, _telemetry(body)).block
+        except FailcastError as error:
+            audit.answered_with([error.code])
+            return error_response(error, audit.id)
+        return json_response(_original_format(block))
+
+
+def _telemetry(body: Any) -> Any:
+    """The body's telemetry; like the original, other fields are ignored (`device` = deviceId)."""
+    if not isinstance(body, dict):
+        raise bad_input("the body must be a JSON object of telemetry fields")
+    item = {name: body[name] for name in INPUT_FIELDS if name in body}
+    if "deviceId" not in item and "device" in body:
+        item["deviceId"] = body["device"]
+    try:
+        return decode_telemetry([item])
+    except TelemetryTypeError as error:
+        raise bad_input(error.message, error.field or None) from error

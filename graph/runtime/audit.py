@@ -1,0 +1,139 @@
+"""The audit record of one request: filled in through a small interface, written once at the end.
+
+The edge opens it (`begin`), notes who called (`authenticated` / `token_refused`), what ran
+(`describe`) and which errors the answer carries (`answered_with`); the predict use case adds its
+predictions (`add_predictions`). `record(status)` turns it into the rows to commit. A request
+whose answer carries any error stores no prediction: the client only ever learns the ids of an
+answer without errors, so predictions behind an error answer would be rows nobody was told about.
+"""
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from auth import Principal
+from graph.errors import outcome_of
+from persistence import PredictionBlock, RequestRecord, new_id
+
+
+@dataclass(frozen=True)
+class Made:
+    """Predictions one call made, and the name of the model version that made them."""
+
+    block: PredictionBlock
+    model_version: str
+
+
+@dataclass
+class RequestAudit:
+    """What a request did, as the audit trail will hold it."""
+
+    id: uuid.UUID
+    received_at: datetime
+    started: float
+    method: str
+    path: str
+    client_addr: str | None
+    user_agent: str | None
+    client_request_id: str | None = None
+    principal: Principal | None = None
+    auth_failure: str | None = None
+    operation_type: str | None = None
+    operation_name: str | None = None
+    query_sha256: str | None = None
+    _codes: list[str] = field(default_factory=list)
+    _made: list[Made] = field(default_factory=list)
+
+    @classmethod
+    def begin(
+        cls,
+        method: str,
+        path: str,
+        client_addr: str | None,
+        user_agent: str | None,
+        client_request_id: str | None = None,
+    ) -> "RequestAudit":
+        """Start the audit of a request as it arrives."""
+        return cls(
+            id=new_id(),
+            received_at=datetime.now(UTC),
+            started=time.perf_counter(),
+            method=method[:16],
+            path=path[:255],
+            client_addr=client_addr[:64] if client_addr else None,
+            user_agent=user_agent[:512] if user_agent else None,
+            client_request_id=client_request_id,
+        )
+
+    @property
+    def subject(self) -> str | None:
+        """The token's subject, when the request carried a valid token."""
+        return self.principal.subject if self.principal else None
+
+    @property
+    def error_codes(self) -> list[str]:
+        """The codes of the errors the answer carries, each once, in order."""
+        return list(self._codes)
+
+    @property
+    def made(self) -> Sequence[Made]:
+        """The predictions the request made (stored only if its answer has no error)."""
+        return tuple(self._made)
+
+    def authenticated(self, principal: Principal) -> None:
+        """The request carried a valid token."""
+        self.principal = principal
+
+    def token_refused(self, reason: str) -> None:
+        """The request carried no valid token; `reason` is auth's stable reason (or missing)."""
+        self.auth_failure = reason[:32]
+
+    def describe(
+        self, operation_type: str | None, name: str | None, query_sha256: str | None
+    ) -> None:
+        """Name the operation the request ran."""
+        self.operation_type = operation_type
+        self.operation_name = name[:255] if name else None
+        self.query_sha256 = query_sha256
+
+    def answered_with(self, codes: Sequence[str]) -> None:
+        """Note the error codes the answer carries."""
+        for code in codes:
+            if code not in self._codes:
+                self._codes.append(code)
+
+    def add_predictions(self, block: PredictionBlock, model_version: str) -> None:
+        """Queue predictions to be committed with this request's audit row."""
+        self._made.append(Made(block, model_version))
+
+    def stored(self) -> list[Made]:
+        """The predictions that will be stored: all of them, unless the answer has errors."""
+        return [] if self._codes else list(self._made)
+
+    def record(self, status: int) -> RequestRecord:
+        """The rows this request leaves: its audit event and, if it answered them, predictions."""
+        elapsed = time.perf_counter() - self.started
+        blocks = [made.block for made in self.stored()]
+        row = {
+            "id": self.id,
+            "received_at": self.received_at,
+            "finished_at": self.received_at + timedelta(seconds=elapsed),
+            "duration_ms": round(elapsed * 1000, 3),
+            "subject": self.subject[:255] if self.subject else None,
+            "client_addr": self.client_addr,
+            "client_request_id": self.client_request_id,
+            "user_agent": self.user_agent,
+            "http_method": self.method,
+            "http_path": self.path,
+            "http_status": status,
+            "operation_type": self.operation_type,
+            "operation_name": self.operation_name,
+            "query_sha256": self.query_sha256,
+            "outcome": str(outcome_of(self._codes, status)),
+            "error_codes": list(self._codes),
+            "auth_failure": self.auth_failure,
+            "predictions_created": sum(len(block) for block in blocks),
+        }
+        return RequestRecord(audit=row, predictions=blocks)

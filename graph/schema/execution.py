@@ -1,0 +1,156 @@
+"""One GraphQL operation, from query text to result: prepared document, checks, plan or executor.
+
+Two paths answer an operation, and only two: a compiled plan (graph/schema/plans.py) for the
+predict documents it knows, or graphql-core's executor running the strawberry schema, whose
+resolvers carry their declared permission classes. Both run under the same checks before
+(document limits, operation choice, method, validation, cost, control characters) and the same
+time limit after.
+"""
+
+import asyncio
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import Any
+
+import strawberry
+from graphql import ExecutionResult, execute
+from strawberry.execution.is_awaitable import optimized_is_awaitable
+
+from graph.errors import ErrorCode, FailcastError, bad_input
+from graph.runtime.strings import control_character_path
+from graph.schema.context import GraphContext
+from graph.schema.documents import DocumentCache, OperationFacts, Prepared
+from graph.schema.plans import PredictPlan, compile_plan
+from graph.settings import Limits, Settings
+
+
+@dataclass(frozen=True)
+class OperationRequest:
+    """What a client asked for: the query text, its variables, and which operation."""
+
+    query: str
+    variables: dict[str, Any] | None = None
+    operation_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Executed:
+    """An operation's result and the cost it was charged."""
+
+    result: ExecutionResult
+    cost: int | None
+
+
+class GraphQLExecutor:
+    """Runs operations against one schema, with one document cache, for one application."""
+
+    def __init__(self, schema: strawberry.Schema, settings: Settings) -> None:
+        self.schema = schema
+        self.graphql_schema = schema._schema
+        self.limits: Limits = settings.limits
+        self.documents = DocumentCache(
+            self.graphql_schema,
+            self.limits,
+            introspection=settings.introspection,
+            hide_suggestions=settings.production,
+            max_bytes=settings.document_cache_bytes,
+        )
+        self.plans_enabled = settings.compiled_plans
+        self.timeout_s = settings.request_timeout_seconds
+        self.production = settings.production
+
+    async def execute(
+        self, request: OperationRequest, context: GraphContext, allow_mutations: bool
+    ) -> Executed:
+        """Run one operation; raises FailcastError for a request refused before execution."""
+        prepared = await self.documents.get(request.query)
+        audit = context.audit
+        audit.describe(None, request.operation_name, prepared.sha256)
+        if prepared.refusal is not None:
+            raise prepared.refusal
+        if prepared.syntax_error is not None:
+            return Executed(ExecutionResult(None, [prepared.syntax_error]), None)
+        operation = prepared.operation(request.operation_name)
+        audit.describe(operation.kind, operation.name, prepared.sha256)
+        if operation.kind == "mutation" and not allow_mutations:
+            raise FailcastError(ErrorCode.METHOD_NOT_ALLOWED, "mutations need POST")
+        if prepared.errors:
+            return Executed(ExecutionResult(None, prepared.errors), None)
+        variables = request.variables or {}
+        cost = self._checked_cost(prepared, operation, variables)
+        where = control_character_path(variables)
+        if where is not None:
+            raise bad_input(f"`{where}` must not contain control characters", where)
+        return Executed(await self._run(prepared, operation, variables, context), cost)
+
+    def _checked_cost(
+        self, prepared: Prepared, operation: OperationFacts, variables: dict[str, Any]
+    ) -> int:
+        maximum = self.limits.max_cost
+        cost = prepared.cost(operation, variables, maximum)
+        if cost > maximum:
+            message = f"query cost exceeds {maximum}"
+            raise FailcastError(
+                ErrorCode.QUERY_TOO_COMPLEX, message, cost={"requested": cost, "maximum": maximum}
+            )
+        return cost
+
+    async def _run(
+        self,
+        prepared: Prepared,
+        operation: OperationFacts,
+        variables: dict[str, Any],
+        context: GraphContext,
+    ) -> ExecutionResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        plan = self._plan(prepared, operation)
+        telemetry = plan.decode(variables) if plan is not None else None
+        try:
+            if plan is not None and telemetry is not None:
+                result = plan.execute(context, telemetry)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    result = await self._execute(prepared, operation, variables, context)
+        except TimeoutError:
+            result = None
+        if result is None or loop.time() > deadline:  # plans and sync resolvers cannot be cut
+            message = f"the operation took longer than {self.timeout_s:g} s"
+            raise FailcastError(ErrorCode.TIMEOUT, message)
+        return result
+
+    def _plan(self, prepared: Prepared, operation: OperationFacts) -> PredictPlan | None:
+        if not self.plans_enabled or prepared.document is None:
+            return None
+        if operation.name not in prepared.plans:
+            plan = compile_plan(self.graphql_schema, prepared.document, operation.node)
+            prepared.plans[operation.name] = plan
+        found: PredictPlan | None = prepared.plans[operation.name]
+        return found
+
+    async def _execute(
+        self,
+        prepared: Prepared,
+        operation: OperationFacts,
+        variables: dict[str, Any],
+        context: GraphContext,
+    ) -> ExecutionResult:
+        assert prepared.document is not None
+        result = execute(
+            self.graphql_schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation.name,
+            executor_class=self.schema.execution_context_class,
+            is_awaitable=optimized_is_awaitable,
+            hide_suggestions=self.production,
+        )
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        return result
+
+    def close(self) -> None:
+        """Stop the document cache's threads."""
+        self.documents.close()

@@ -1,0 +1,41 @@
+"""Who may call what: the one map from root fields to scopes, and the permission that checks it."""
+
+from typing import Any
+
+from strawberry.extensions import FieldExtension
+from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.types import Info
+
+from auth import Scope
+from graph.runtime.access import authorize
+
+# Every root field is listed here; a test fails when one is missing.
+FIELD_SCOPES: dict[str, Scope | None] = {
+    "predict": Scope.PREDICT,
+    "predictBatch": Scope.PREDICT,
+    "prediction": Scope.PREDICTIONS_READ,
+    "predictions": Scope.PREDICTIONS_READ,
+    "modelVersions": Scope.MODELS_READ,
+    "modelVersion": Scope.MODELS_READ,
+    "activeModel": Scope.MODELS_READ,
+    "auditEvents": Scope.AUDIT_READ,
+    "me": None,  # any valid token
+}
+
+
+class ScopeRequired(BasePermission):
+    """A valid token (UNAUTHENTICATED), the field's scope (FORBIDDEN) and rate (RATE_LIMITED)."""
+
+    def __init__(self, field_name: str) -> None:
+        self.scope = FIELD_SCOPES[field_name]
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        cost = len(kwargs.get("inputs") or ()) or 1  # a batch costs one per input
+        context = info.context
+        authorize(context.principal, self.scope, context.runtime.limiter, cost)
+        return True
+
+
+def requires(field_name: str) -> list[FieldExtension]:
+    """The permission extension of a root field, from FIELD_SCOPES."""
+    return [PermissionExtension([ScopeRequired(field_name)], use_directives=False)]
