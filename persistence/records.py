@@ -23,7 +23,8 @@ from persistence.errors import Conflict, DatabaseUnavailable
 from persistence.session import session_scope
 from persistence.tables import AuditEvent, Prediction
 
-_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_AUDIT: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
+_AUDIT_NULLS = {column.name: None for column in _AUDIT.columns if column.nullable}
 _PREDICTION: sa.Table = Prediction.__table__  # type: ignore[attr-defined]
 _COLUMNS = [column.name for column in _PREDICTION.columns]
 _BINARY = pgcopy.BinaryCopy(_PREDICTION)
@@ -77,6 +78,13 @@ class PredictionBlock:
         return [dict(zip(_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
+def audit_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Audit rows with every nullable column present (None unless given)."""
+    # One INSERT for many rows takes its columns from the first row: a key only later rows have
+    # would be dropped from them, or refused. Requests set optional columns independently.
+    return [{**_AUDIT_NULLS, **row} for row in rows]
+
+
 @dataclass
 class RequestRecord:
     """The rows one request must leave behind: its audit event and any predictions."""
@@ -95,7 +103,7 @@ def write_records(engine: Engine, records: Sequence[RequestRecord]) -> None:
     blocks = [block for r in records for block in r.predictions if len(block)]
     with session_scope(engine) as session:
         connection = session.connection()
-        connection.execute(_AUDIT.insert(), [r.audit for r in records])
+        connection.execute(_AUDIT.insert(), audit_rows(r.audit for r in records))
         if blocks:
             _insert_predictions(connection, blocks)
 

@@ -64,6 +64,14 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
     __table_args__ = (
         sa.CheckConstraint("outcome IN ('ok', 'denied', 'invalid', 'error')", name="outcome_known"),
+        # Searched by exact value; most requests bring no id of their own, so only those that do
+        # are indexed (both databases use the index for `client_request_id = :value`).
+        sa.Index(
+            "ix_audit_event_client_request_id",
+            "client_request_id",
+            sqlite_where=sa.text("client_request_id IS NOT NULL"),
+            postgresql_where=sa.text("client_request_id IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)  # the request id, sent back as X-Request-ID
@@ -82,6 +90,9 @@ class AuditEvent(SQLModel, table=True):
     outcome: str = Field(max_length=16)
     error_codes: list[str] = Field(default_factory=list, sa_type=JSONType)
     predictions_created: int = 0
+    # Added after sealing began: nullable, no server default (see sealing.FIRST_SEALED_COLUMNS).
+    client_request_id: str | None = Field(default=None, max_length=64)  # the caller's X-Request-ID
+    auth_failure: str | None = Field(default=None, max_length=32)  # why its token was refused
 
 
 class Prediction(SQLModel, table=True):

@@ -1,9 +1,14 @@
 """Row digests stay what they were when audit_event gains columns, so old seals still verify."""
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
-from persistence import AuditEvent
+import pytest
+import sqlalchemy as sa
+from test_audit_seals import _event, _param
+
+from persistence import AuditEvent, RequestRecord, seal_pending, verify_seals, write_records
 from persistence.sealing import FIRST_SEALED_COLUMNS, row_digest
 
 # A fixed row, and its digests computed by the rule in force before audit_event had any column
@@ -57,3 +62,54 @@ def test_every_later_column_is_nullable_without_a_server_default():
     assert FIRST_SEALED_COLUMNS.issubset(column.name for column in columns)
     later = [column for column in columns if column.name not in FIRST_SEALED_COLUMNS]
     assert all(column.nullable and column.server_default is None for column in later)
+
+
+def test_a_later_column_with_a_value_is_part_of_the_digest():
+    with_id = AuditEvent(**PINNED_ROW, client_request_id="r-1")
+    assert row_digest(with_id) != PINNED_DIGEST
+    assert row_digest(with_id) != row_digest(AuditEvent(**PINNED_ROW, client_request_id="r-2"))
+    assert row_digest(with_id) != row_digest(AuditEvent(**PINNED_ROW, auth_failure="r-1"))
+
+
+def _sealed(engine, **columns) -> uuid.UUID:
+    events = [_event(**columns) for _ in range(3)]
+    write_records(engine, [RequestRecord(audit=e) for e in events])
+    time.sleep(0.002)  # sealing with no lag takes ids older than the current millisecond
+    assert seal_pending(engine, lag_seconds=0) == 3
+    return events[1]["id"]
+
+
+def _set(engine, event_id: uuid.UUID, column: str, value: str | None) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(f"UPDATE audit_event SET {column} = :v WHERE id = :i"),
+            {"v": value, "i": _param(engine, event_id)},
+        )
+
+
+def test_sealed_rows_with_later_columns_set_verify(db_engine):
+    _sealed(db_engine, client_request_id="r-1", auth_failure="expired")
+    report = verify_seals(db_engine)
+    assert report.ok and report.events == 3
+
+
+@pytest.mark.parametrize("column", ["client_request_id", "auth_failure"])
+def test_a_later_column_set_on_a_sealed_row_is_reported(db_engine, column):
+    event_id = _sealed(db_engine)
+    _set(db_engine, event_id, column, "forged")
+    report = verify_seals(db_engine)
+    assert report.altered == [str(event_id)] and not report.deleted and not report.inserted
+
+
+@pytest.mark.parametrize("column", ["client_request_id", "auth_failure"])
+def test_a_later_column_changed_on_a_sealed_row_is_reported(db_engine, column):
+    event_id = _sealed(db_engine, client_request_id="r-1", auth_failure="expired")
+    _set(db_engine, event_id, column, "forged")
+    assert verify_seals(db_engine).altered == [str(event_id)]
+
+
+@pytest.mark.parametrize("column", ["client_request_id", "auth_failure"])
+def test_a_later_column_cleared_on_a_sealed_row_is_reported(db_engine, column):
+    event_id = _sealed(db_engine, client_request_id="r-1", auth_failure="expired")
+    _set(db_engine, event_id, column, None)
+    assert verify_seals(db_engine).altered == [str(event_id)]
