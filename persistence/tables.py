@@ -158,3 +158,23 @@ class ModelRefusal(SQLModel, table=True):
     refused_at: datetime = Field(sa_type=UTCDateTime)
     hostname: str = Field(max_length=255)
     pid: int
+
+
+class RefusalTally(SQLModel, table=True):
+    """Requests refused before being audited one by one, counted per client, reason and minute."""
+
+    __tablename__ = "refusal_tally"
+    __table_args__ = (
+        # The key of the upsert. client_addr leads so this index also serves lookups by client;
+        # window_start (purges, time ranges) has an index of its own.
+        sa.UniqueConstraint("client_addr", "reason", "window_start"),
+        sa.CheckConstraint("count > 0", name="count_positive"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    window_start: datetime = Field(sa_type=UTCDateTime, index=True)  # UTC, on a whole minute
+    client_addr: str = Field(max_length=64)
+    reason: str = Field(max_length=32)
+    count: int
+    first_seen: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime)
