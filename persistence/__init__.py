@@ -21,7 +21,14 @@ from persistence.tables import (
     ModelRefusal,
     ModelVersion,
     Prediction,
+    RefusalTally,
     ServerInstance,
+)
+from persistence.tallies import (
+    RefusalCount,
+    RefusalTallyRepository,
+    minute_window,
+    record_refusal_counts,
 )
 
 metadata = AuditEvent.metadata
@@ -44,6 +51,9 @@ __all__ = [
     "PredictionBlock",
     "PredictionFilter",
     "PredictionRepository",
+    "RefusalCount",
+    "RefusalTally",
+    "RefusalTallyRepository",
     "RequestRecord",
     "SealReport",
     "ServerInstance",
@@ -55,9 +65,11 @@ __all__ = [
     "is_sqlite",
     "leave",
     "metadata",
+    "minute_window",
     "new_id",
     "new_ids",
     "ping",
+    "record_refusal_counts",
     "seal_pending",
     "sealed_count",
     "session_scope",

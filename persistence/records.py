@@ -24,7 +24,8 @@ from persistence.errors import Conflict, DatabaseUnavailable
 from persistence.session import translate_errors
 from persistence.tables import AuditEvent, Prediction
 
-_AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
+_AUDIT: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
+_AUDIT_NULLS = {column.name: None for column in _AUDIT.columns if column.nullable}
 _PREDICTION: sa.Table = Prediction.__table__  # type: ignore[attr-defined]
 _COLUMNS = [column.name for column in _PREDICTION.columns]
 _BINARY = pgcopy.BinaryCopy(_PREDICTION)
@@ -78,6 +79,13 @@ class PredictionBlock:
         return [dict(zip(_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
+def audit_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Audit rows with every nullable column present (None unless given)."""
+    # One INSERT for many rows takes its columns from the first row: a key only later rows have
+    # would be dropped from them, or refused. Requests set optional columns independently.
+    return [{**_AUDIT_NULLS, **row} for row in rows]
+
+
 @dataclass
 class RequestRecord:
     """The rows one request must leave behind: its audit event and any predictions."""
@@ -103,7 +111,7 @@ def write_records(
     blocks = [block for r in records for block in r.predictions if len(block)]
     with translate_errors(), Session(engine, expire_on_commit=False) as session:
         connection = session.connection()
-        connection.execute(_AUDIT.insert(), [r.audit for r in records])
+        connection.execute(_AUDIT.insert(), audit_rows(r.audit for r in records))
         if blocks:
             _insert_predictions(connection, blocks)
         if confirm is not None and not confirm():

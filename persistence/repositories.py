@@ -13,6 +13,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from persistence.errors import NotFound
+from persistence.records import audit_rows
 from persistence.tables import AuditEvent, ModelRefusal, ModelVersion, Prediction
 
 
@@ -176,6 +177,7 @@ class AuditFilter:
     received_from: datetime | None = None
     received_to: datetime | None = None
     operation_name: str | None = None
+    client_request_id: str | None = None
 
 
 def _filter_audit(query: Any, where: AuditFilter) -> Any:
@@ -189,6 +191,8 @@ def _filter_audit(query: Any, where: AuditFilter) -> Any:
         query = query.where(col(AuditEvent.received_at) < where.received_to)
     if where.operation_name is not None:
         query = query.where(AuditEvent.operation_name == where.operation_name)
+    if where.client_request_id is not None:
+        query = query.where(AuditEvent.client_request_id == where.client_request_id)
     return query
 
 
@@ -201,7 +205,7 @@ class AuditRepository:
     def add_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert audit rows in one statement."""
         if rows:
-            self.session.execute(sa.insert(AuditEvent), list(rows))
+            self.session.execute(sa.insert(AuditEvent), audit_rows(rows))
 
     def page(
         self, first: int, before: uuid.UUID | None, where: AuditFilter | None = None

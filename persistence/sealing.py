@@ -27,6 +27,30 @@ GENESIS = "0" * 64
 DEFAULT_LAG_SECONDS = 120.0
 DEFAULT_BLOCK_SIZE = 500
 _COLUMNS = [column.name for column in AuditEvent.__table__.columns]  # type: ignore[attr-defined]
+# The columns audit_event had when sealing began (migration 0002): every digest covers them,
+# null or not. A column added later is covered only when it holds a value, so a row sealed before
+# the column existed (it reads as null there) keeps its digest, while a value set on it afterwards
+# still changes the digest and is reported as an alteration.
+FIRST_SEALED_COLUMNS = frozenset(
+    {
+        "id",
+        "received_at",
+        "finished_at",
+        "duration_ms",
+        "subject",
+        "client_addr",
+        "user_agent",
+        "http_method",
+        "http_path",
+        "http_status",
+        "operation_type",
+        "operation_name",
+        "query_sha256",
+        "outcome",
+        "error_codes",
+        "predictions_created",
+    }
+)
 
 
 def _canonical(value: Any) -> Any:
@@ -40,8 +64,13 @@ def _canonical(value: Any) -> Any:
 
 
 def row_digest(row: AuditEvent) -> str:
-    """sha256 of every column of an audit row, in a canonical form."""
-    values = {name: _canonical(getattr(row, name)) for name in _COLUMNS}
+    """sha256 of an audit row's columns (later columns only when not null), in a canonical form."""
+    raw = {name: getattr(row, name) for name in _COLUMNS}
+    values = {
+        name: _canonical(value)
+        for name, value in raw.items()
+        if value is not None or name in FIRST_SEALED_COLUMNS
+    }
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 

@@ -64,6 +64,14 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
     __table_args__ = (
         sa.CheckConstraint("outcome IN ('ok', 'denied', 'invalid', 'error')", name="outcome_known"),
+        # Searched by exact value; most requests bring no id of their own, so only those that do
+        # are indexed (both databases use the index for `client_request_id = :value`).
+        sa.Index(
+            "ix_audit_event_client_request_id",
+            "client_request_id",
+            sqlite_where=sa.text("client_request_id IS NOT NULL"),
+            postgresql_where=sa.text("client_request_id IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)  # the request id, sent back as X-Request-ID
@@ -82,6 +90,9 @@ class AuditEvent(SQLModel, table=True):
     outcome: str = Field(max_length=16)
     error_codes: list[str] = Field(default_factory=list, sa_type=JSONType)
     predictions_created: int = 0
+    # Added after sealing began: nullable, no server default (see sealing.FIRST_SEALED_COLUMNS).
+    client_request_id: str | None = Field(default=None, max_length=64)  # the caller's X-Request-ID
+    auth_failure: str | None = Field(default=None, max_length=32)  # why its token was refused
 
 
 class Prediction(SQLModel, table=True):
@@ -147,3 +158,23 @@ class ModelRefusal(SQLModel, table=True):
     refused_at: datetime = Field(sa_type=UTCDateTime)
     hostname: str = Field(max_length=255)
     pid: int
+
+
+class RefusalTally(SQLModel, table=True):
+    """Requests refused before being audited one by one, counted per client, reason and minute."""
+
+    __tablename__ = "refusal_tally"
+    __table_args__ = (
+        # The key of the upsert. client_addr leads so this index also serves lookups by client;
+        # window_start (purges, time ranges) has an index of its own.
+        sa.UniqueConstraint("client_addr", "reason", "window_start"),
+        sa.CheckConstraint("count > 0", name="count_positive"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    window_start: datetime = Field(sa_type=UTCDateTime, index=True)  # UTC, on a whole minute
+    client_addr: str = Field(max_length=64)
+    reason: str = Field(max_length=32)
+    count: int
+    first_seen: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime)
