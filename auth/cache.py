@@ -7,7 +7,8 @@ from collections import OrderedDict
 
 from auth.principal import Principal
 
-CacheEntry = tuple[Principal, float]  # (principal, exp as a POSIX timestamp)
+# (principal, exp as a POSIX timestamp, key generation it was verified under)
+CacheEntry = tuple[Principal, float, int]
 
 
 class TokenCache:

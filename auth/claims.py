@@ -11,26 +11,36 @@ from auth.scopes import Scope, parse_scopes
 
 REQUIRED_CLAIMS: tuple[str, ...] = ("exp", "iat", "iss", "aud", "sub")
 
+# 9999-12-31T23:59:59Z: the last instant datetime can represent, so every accepted
+# moment converts without OverflowError/ValueError/OSError from fromtimestamp().
+MAX_NUMERIC_DATE = 253_402_300_799
+
 
 def _numeric_date(payload: Mapping[str, Any], claim: str) -> float | None:
     value = payload.get(claim)
     if value is None:
         return None
     # bool is an int subclass; NaN/inf would make every comparison meaningless.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthError(Reason.MALFORMED, f"token '{claim}' claim is not a timestamp")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AuthError(Reason.MALFORMED, f"token '{claim}' claim is not a timestamp")
+    # Compared before float(): a 400-digit int would overflow the conversion itself.
+    if not 0 <= value <= MAX_NUMERIC_DATE:
+        raise AuthError(Reason.CLAIM_OUT_OF_RANGE, f"token '{claim}' claim is out of range")
     return float(value)
 
 
 def check_times(payload: Mapping[str, Any], now: float, leeway: float) -> float:
-    """Check exp/nbf/iat against `now` (± leeway) and return exp."""
-    exp = _numeric_date(payload, "exp")
+    """Check exp/nbf/iat are in range, then against `now` (± leeway); return exp."""
+    # All three are range-checked before any comparison, so the reason does not
+    # depend on which claim happens to be compared first.
+    exp, nbf, iat = (_numeric_date(payload, claim) for claim in ("exp", "nbf", "iat"))
     if exp is None:
         raise AuthError(Reason.MISSING_CLAIM, "token is missing the 'exp' claim")
     if exp <= now - leeway:
         raise AuthError(Reason.EXPIRED, "token has expired")
-    for claim in ("nbf", "iat"):
-        moment = _numeric_date(payload, claim)
+    for moment in (nbf, iat):
         if moment is not None and moment > now + leeway:
             raise AuthError(Reason.NOT_YET_VALID, "token is not yet valid")
     return exp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -55,8 +56,12 @@ class AuthConfig:
     jwks_url: str | None = None
     leeway_seconds: int = 30
     roles: Mapping[str, frozenset[Scope]] = field(default_factory=dict, hash=False)
-    jwks_cache_seconds: int = 300
-    jwks_timeout_seconds: float = 5.0
+    jwks_cache_seconds: float = 300  # older sets keep serving while one refresh runs
+    jwks_timeout_seconds: float = 5.0  # per fetch, connecting and reading together
+    # An unknown kid may trigger a fetch only this long after the previous fetch began.
+    jwks_min_refresh_seconds: float = 30
+    # After a failed fetch, tokens needing one are refused this long without a request.
+    jwks_failure_cache_seconds: float = 10
 
     def has_key_source(self) -> bool:
         """Return True when at least one of secret, PEM or JWKS is configured."""
@@ -75,8 +80,26 @@ def _check_claims_and_timing(config: AuthConfig) -> None:
         raise _invalid("issuer and audience must be non-empty")
     if not 0 <= config.leeway_seconds <= MAX_LEEWAY_SECONDS:
         raise _invalid(f"leeway_seconds must be between 0 and {MAX_LEEWAY_SECONDS}")
-    if config.jwks_cache_seconds <= 0 or config.jwks_timeout_seconds <= 0:
-        raise _invalid("jwks_cache_seconds and jwks_timeout_seconds must be positive")
+    for name in _JWKS_DURATIONS:
+        if not _is_positive_duration(getattr(config, name)):
+            raise _invalid(f"{name} must be a positive number of seconds")
+
+
+_JWKS_DURATIONS = (
+    "jwks_cache_seconds",
+    "jwks_timeout_seconds",
+    "jwks_min_refresh_seconds",
+    "jwks_failure_cache_seconds",
+)
+
+
+def _is_positive_duration(value: object) -> bool:
+    # bool is an int subclass; NaN and inf would disable the timers they configure.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return value > 0
 
 
 def _check_algorithms(algorithms: tuple[str, ...]) -> None:

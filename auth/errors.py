@@ -7,7 +7,14 @@ from typing import ClassVar
 
 
 class Reason(StrEnum):
-    """Stable machine-readable reasons carried by AuthError.reason."""
+    """Stable machine-readable reasons carried by AuthError.reason (stored in audit trails).
+
+    Values never change once published; new ones may be added. Request-time reasons:
+    missing, malformed, algorithm_not_allowed, bad_signature, expired, not_yet_valid,
+    wrong_issuer, wrong_audience, missing_claim, unknown_kid, key_unavailable,
+    claim_out_of_range. Configuration and minting reasons (AuthConfigError only):
+    invalid_config, insecure_config, invalid_ttl, unknown_scope, invalid_argument.
+    """
 
     MISSING = "missing"
     MALFORMED = "malformed"
@@ -20,6 +27,8 @@ class Reason(StrEnum):
     MISSING_CLAIM = "missing_claim"
     UNKNOWN_KID = "unknown_kid"
     KEY_UNAVAILABLE = "key_unavailable"
+    # A numeric date (exp/iat/nbf) outside [0, end of year 9999].
+    CLAIM_OUT_OF_RANGE = "claim_out_of_range"
     # Reasons used by AuthConfigError (start-up / mint time, never sent for a request).
     INVALID_CONFIG = "invalid_config"
     INSECURE_CONFIG = "insecure_config"

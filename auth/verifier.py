@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -18,7 +19,8 @@ from auth.cache import TokenCache
 from auth.claims import REQUIRED_CLAIMS, check_times, scopes_of, subject_of
 from auth.config import AuthConfig
 from auth.errors import AuthError, Reason
-from auth.keys import KeyRing
+from auth.keys import Key, KeyRing
+from auth.keyset import Pending
 from auth.principal import Principal
 
 # Far above any real token; bounds the work an attacker can make us do before rejecting.
@@ -81,8 +83,21 @@ def _unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
+def _bearer_token(authorization_header: str | None) -> str | None:
+    if authorization_header is None:
+        return None
+    parts = authorization_header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise AuthError(Reason.MALFORMED, "authorization header must be 'Bearer <token>'")
+    return parts[1]
+
+
 class TokenVerifier:
-    """Verifies bearer tokens against an AuthConfig; safe to share between threads."""
+    """Verifies bearer tokens against an AuthConfig; safe to share between threads and loops.
+
+    JWKS keys are fetched on a thread owned by the verifier, never on the caller's: the
+    sync methods use the keys in memory, the async ones may await one shared refresh.
+    """
 
     def __init__(
         self,
@@ -100,35 +115,71 @@ class TokenVerifier:
         self._jwt = jwt.PyJWT()
 
     def verify(self, token: str) -> Principal:
-        """Verify a raw JWT and return its Principal, or raise AuthError."""
-        _check_shape(token)  # before the cache, so junk is never even hashed into a lookup
-        now = self._clock()
-        cached = self._cache.get(token)
-        if cached is not None:
-            principal, exp = cached
-            if exp > now - self._leeway:
-                return principal
-            self._cache.discard(token)
-            raise AuthError(Reason.EXPIRED, "token has expired")
-        principal, exp = self._verify_uncached(token, now)
-        self._cache.put(token, (principal, exp))  # only successes are ever cached
-        return principal
+        """Verify a raw JWT with the keys in memory and return its Principal, or raise AuthError."""
+        outcome = self._attempt(token, fetch=True)
+        if isinstance(outcome, Pending):
+            # The refresh it started (if any) goes on in the background for later calls.
+            raise outcome.error
+        return outcome
+
+    async def verify_async(self, token: str) -> Principal:
+        """Like verify(), but first awaits the JWKS refresh a token's key may need."""
+        outcome = self._attempt(token, fetch=True)
+        if isinstance(outcome, Pending):
+            # Shielded: one caller's cancellation must not cancel a fetch others share.
+            await asyncio.shield(asyncio.wrap_future(outcome.refresh))
+            outcome = self._attempt(token, fetch=False)
+            if isinstance(outcome, Pending):  # fetch=False never pends; fail closed anyway
+                raise outcome.error
+        return outcome
 
     def authenticate(self, authorization_header: str | None) -> Principal | None:
-        """Return None without a header, else verify a `Bearer <token>` header."""
-        if authorization_header is None:
-            return None
-        parts = authorization_header.split()
-        if len(parts) != 2 or parts[0].lower() != "bearer":
-            raise AuthError(Reason.MALFORMED, "authorization header must be 'Bearer <token>'")
-        return self.verify(parts[1])
+        """Return None without a header, else verify a `Bearer <token>` header (never fetches)."""
+        token = _bearer_token(authorization_header)
+        return None if token is None else self.verify(token)
+
+    async def authenticate_async(self, authorization_header: str | None) -> Principal | None:
+        """Like authenticate(), awaiting a JWKS refresh when the token's key needs one."""
+        token = _bearer_token(authorization_header)
+        return None if token is None else await self.verify_async(token)
+
+    def refresh_keys(self) -> None:
+        """Fetch the JWK set now and wait for it (blocking: CLI and tests, not the event loop)."""
+        refresh = self._keys.refresh_now()
+        if refresh is not None and not refresh.result():
+            raise AuthError(Reason.KEY_UNAVAILABLE, "token signing keys are unavailable")
 
     def clear_cache(self) -> None:
         """Drop every cached verification (e.g. after rotating keys)."""
         self._cache.clear()
 
-    def _verify_uncached(self, token: str, now: float) -> tuple[Principal, float]:
-        algorithm, key = self._keys.select(_unverified_header(token))
+    def close(self) -> None:
+        """Stop the JWKS refresh thread (e.g. at shutdown); keys already loaded keep working."""
+        self._keys.close()
+
+    def _attempt(self, token: str, *, fetch: bool) -> Principal | Pending:
+        _check_shape(token)  # before the cache, so junk is never even hashed into a lookup
+        now = self._clock()
+        generation = self._keys.generation  # read before the key is chosen
+        cached = self._cache.get(token)
+        if cached is not None and cached[2] == generation:
+            return self._from_cache(token, cached[0], cached[1], now)
+        selected = self._keys.select(_unverified_header(token), fetch=fetch)
+        if isinstance(selected, Pending):
+            return selected
+        principal, exp = self._decode(token, *selected, now)
+        self._cache.put(token, (principal, exp, generation))  # only successes are ever cached
+        return principal
+
+    def _from_cache(self, token: str, principal: Principal, exp: float, now: float) -> Principal:
+        if exp <= now - self._leeway:
+            self._cache.discard(token)
+            raise AuthError(Reason.EXPIRED, "token has expired")
+        # Cache hits skip key selection, so they are what keeps an old JWK set refreshing.
+        self._keys.refresh_if_stale()
+        return principal
+
+    def _decode(self, token: str, algorithm: str, key: Key, now: float) -> tuple[Principal, float]:
         try:
             payload = self._jwt.decode(
                 token,

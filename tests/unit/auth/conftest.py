@@ -6,10 +6,12 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -84,45 +86,124 @@ def keys() -> Keys:
     return Keys(rsa=_rsa_pair("rsa-1"), rsa2=_rsa_pair("rsa-2"), ec=_ec_pair("ec-1"))
 
 
-@dataclass
-class JwksServer:
-    url: str
-    body: bytes = b""
-    hits: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+def jwks_body(*pairs: KeyPair) -> bytes:
+    """A JWK set document holding the public halves of `pairs`."""
+    return json.dumps({"keys": [pair.jwk for pair in pairs]}).encode()
 
 
 # Paths on the JWKS server that answer with something unusable.
 BROKEN_BODIES = {"not-json": b"<html>oops</html>", "no-keys": b'{"keys": []}', "list": b"[]"}
 
 
-@pytest.fixture(scope="session")
-def jwks_server(keys: Keys) -> Iterator[JwksServer]:
-    """A loopback JWKS endpoint serving rsa-1, rsa-2 (rotation) and ec-1 (and broken paths)."""
-    state = JwksServer(url="")
-    state.body = json.dumps({"keys": [keys.rsa.jwk, keys.rsa2.jwk, keys.ec.jwk]}).encode()
+class JwksServer:
+    """A real loopback JWKS endpoint; tests change its body, status and delay, and count hits."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with state.lock:
-                state.hits += 1
-            body = BROKEN_BODIES.get(self.path.rsplit("/", 1)[-1], state.body)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def __init__(self, body: bytes, port: int = 0) -> None:
+        self.body = body
+        self.status = 200
+        self.delay = 0.0  # seconds before answering; release() ends a pending wait early
+        self.headers: dict[str, str] = {}
+        self.send_length = True  # False: no Content-Length, the body ends when the socket closes
+        self.hits = 0
+        self.lock = threading.Lock()
+        self._released = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.port = self._server.server_address[1]
+        self.url = self.url_for(".well-known/jwks.json")
+        threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True).start()
 
-        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output quiet
-            pass
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    def set(
+        self,
+        *,
+        body: bytes | None = None,
+        status: int | None = None,
+        delay: float | None = None,
+        headers: dict[str, str] | None = None,
+        send_length: bool | None = None,
+    ) -> None:
+        with self.lock:
+            self.send_length = self.send_length if send_length is None else send_length
+            self.body = self.body if body is None else body
+            self.status = self.status if status is None else status
+            self.delay = self.delay if delay is None else delay
+            self.headers = self.headers if headers is None else headers
+            self._released.clear()
+
+    def wait_for_hits(self, count: int, timeout: float = 5.0) -> None:
+        """Block until at least `count` requests have arrived (they may still be answering)."""
+        deadline = time.monotonic() + timeout
+        while self.hits < count:
+            assert time.monotonic() < deadline, f"only {self.hits} of {count} JWKS requests arrived"
+            time.sleep(0.005)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _answer(self, path: str) -> tuple[int, float, dict[str, str], bytes]:
+        with self.lock:
+            self.hits += 1
+            body = BROKEN_BODIES.get(path.rsplit("/", 1)[-1], self.body)
+            headers = {"Content-Type": "application/json", **self.headers}
+            if self.send_length:
+                headers["Content-Length"] = str(len(body))
+            return self.status, self.delay, headers, body
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status, delay, headers, body = state._answer(self.path)
+                state._released.wait(delay)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except ConnectionError:  # the client gave up (its timeout); nothing to do
+                    pass
+
+            def log_message(self, format: str, *args: Any) -> None:  # keep pytest output quiet
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def start_jwks_server() -> Iterator[Callable[..., JwksServer]]:
+    """Start loopback JWKS servers (closed after the test): start(body, port=0)."""
+    servers: list[JwksServer] = []
+
+    def start(body: bytes, port: int = 0) -> JwksServer:
+        servers.append(JwksServer(body, port))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def jwks_server(keys: Keys, start_jwks_server: Callable[..., JwksServer]) -> JwksServer:
+    """A fresh loopback JWKS endpoint serving rsa-1, rsa-2 (rotation) and ec-1 (and broken paths)."""
+    return start_jwks_server(jwks_body(keys.rsa, keys.rsa2, keys.ec))
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class Tokens:

@@ -46,6 +46,14 @@ REFUSALS: list[tuple[str, Factory]] = [
     ("negative-leeway", lambda k: {"secret": GOOD_SECRET, "leeway_seconds": -1}),
     ("huge-leeway", lambda k: {"secret": GOOD_SECRET, "leeway_seconds": 86400}),
     ("zero-jwks-cache", lambda k: {"secret": GOOD_SECRET, "jwks_cache_seconds": 0}),
+    ("negative-jwks-timeout", lambda k: {"secret": GOOD_SECRET, "jwks_timeout_seconds": -1.0}),
+    ("zero-min-refresh", lambda k: {"secret": GOOD_SECRET, "jwks_min_refresh_seconds": 0}),
+    ("negative-min-refresh", lambda k: {"secret": GOOD_SECRET, "jwks_min_refresh_seconds": -5}),
+    ("nan-min-refresh", lambda k: {"secret": GOOD_SECRET, "jwks_min_refresh_seconds": float("nan")}),
+    ("zero-failure-cache", lambda k: {"secret": GOOD_SECRET, "jwks_failure_cache_seconds": 0}),
+    ("inf-failure-cache", lambda k: {"secret": GOOD_SECRET, "jwks_failure_cache_seconds": float("inf")}),
+    ("string-failure-cache", lambda k: {"secret": GOOD_SECRET, "jwks_failure_cache_seconds": "10"}),
+    ("bool-jwks-cache", lambda k: {"secret": GOOD_SECRET, "jwks_cache_seconds": True}),
     ("empty-issuer", lambda k: {"secret": GOOD_SECRET, "issuer": ""}),
     ("empty-audience", lambda k: {"secret": GOOD_SECRET, "audience": ""}),
     ("roles-with-strings", lambda k: {"secret": GOOD_SECRET, "roles": {"r": {"predict"}}}),
@@ -79,6 +87,22 @@ def test_validate_accepts(config: dict[str, Any], keys: Any) -> None:
         config = {**config, "public_key_pem": getattr(keys, config["public_key_pem"]).public_pem}
 
     AuthConfig(**config).validate()
+
+
+def test_jwks_timing_defaults() -> None:
+    config = AuthConfig()
+
+    assert (config.jwks_min_refresh_seconds, config.jwks_failure_cache_seconds) == (30, 10)
+    assert (config.jwks_cache_seconds, config.jwks_timeout_seconds) == (300, 5.0)
+
+
+def test_fractional_jwks_timings_are_accepted() -> None:
+    AuthConfig(
+        secret=GOOD_SECRET,
+        jwks_cache_seconds=0.5,
+        jwks_min_refresh_seconds=0.25,
+        jwks_failure_cache_seconds=0.3,
+    ).validate()
 
 
 def test_repr_hides_secret() -> None:

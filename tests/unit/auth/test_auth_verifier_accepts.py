@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -56,8 +57,9 @@ def test_rs256_via_jwks_with_key_rotation(
 ) -> None:
     verifier = make_verifier(algorithms=("RS256",), jwks_url=jwks_server.url)
     pair = tokens.keys.rsa if kid == "rsa-1" else tokens.keys.rsa2
+    token = tokens.rs(tokens.claims(), pair, kid=kid)
 
-    assert verifier.verify(tokens.rs(tokens.claims(), pair, kid=kid)).subject == "device-fleet-1"
+    assert asyncio.run(verifier.verify_async(token)).subject == "device-fleet-1"
 
 
 def test_jwks_fetched_once_for_many_tokens_and_kids(
@@ -66,10 +68,17 @@ def test_jwks_fetched_once_for_many_tokens_and_kids(
     verifier = make_verifier(algorithms=("RS256", "ES256"), jwks_url=jwks_server.url)
     before = jwks_server.hits
 
-    for sub in ("a", "b", "c"):
-        verifier.verify(tokens.rs(tokens.claims(sub=sub), tokens.keys.rsa, kid="rsa-1"))
-        verifier.verify(tokens.rs(tokens.claims(sub=sub), tokens.keys.rsa2, kid="rsa-2"))
-        verifier.verify(tokens.es(tokens.claims(sub=sub), kid="ec-1"))
+    async def verify_all() -> None:
+        for sub in ("a", "b", "c"):
+            await verifier.verify_async(
+                tokens.rs(tokens.claims(sub=sub), tokens.keys.rsa, kid="rsa-1")
+            )
+            await verifier.verify_async(
+                tokens.rs(tokens.claims(sub=sub), tokens.keys.rsa2, kid="rsa-2")
+            )
+            await verifier.verify_async(tokens.es(tokens.claims(sub=sub), kid="ec-1"))
+
+    asyncio.run(verify_all())
 
     assert jwks_server.hits - before == 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,19 +139,41 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_refused_with_reason(case: Case, tokens: Any, jwks_server: Any) -> None:
-    verifier = TokenVerifier(_config(case.verifier, tokens, jwks_server.url), clock=tokens.now_fn)
-    token = case.token(tokens)
-
-    with pytest.raises(AuthError) as caught:
-        verifier.verify(token)
-
+def _assert_refused(
+    caught: pytest.ExceptionInfo[AuthError], case: Case, tokens: Any, token: str
+) -> None:
     assert caught.value.reason == case.reason
     assert caught.value.code == "UNAUTHENTICATED"
     # Client-facing messages never echo the token or key material.
     assert token[:20] not in caught.value.message or not token
     assert "PRIVATE" not in caught.value.message and tokens.secret not in caught.value.message
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_refused_with_reason_async(case: Case, tokens: Any, jwks_server: Any) -> None:
+    # The server's path: a JWKS verifier really fetches (or fails to fetch) its keys here.
+    verifier = TokenVerifier(_config(case.verifier, tokens, jwks_server.url), clock=tokens.now_fn)
+    token = case.token(tokens)
+
+    with pytest.raises(AuthError) as caught:
+        asyncio.run(verifier.verify_async(token))
+
+    _assert_refused(caught, case, tokens, token)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_refused_with_reason_sync(case: Case, tokens: Any, jwks_server: Any) -> None:
+    # verify() never fetches, so the working JWKS is loaded first; the broken endpoints
+    # never yield keys, so they are refused as key_unavailable either way.
+    verifier = TokenVerifier(_config(case.verifier, tokens, jwks_server.url), clock=tokens.now_fn)
+    if case.verifier == "jwks":
+        verifier.refresh_keys()
+    token = case.token(tokens)
+
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(token)
+
+    _assert_refused(caught, case, tokens, token)
 
 
 def test_failures_are_never_cached(tokens: Any) -> None:
