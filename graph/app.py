@@ -45,6 +45,7 @@ from persistence import (
 )
 
 log = logging.getLogger("failcast.app")
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -79,7 +80,9 @@ def create_app(settings: Settings) -> Starlette:
     graphql = GraphQLEndpoint(runtime, executor)
     health = HealthEndpoints(runtime)
     routes = [
-        Route("/graphql", graphql.handle),  # every method: the endpoint answers 405 itself
+        # Every method reaches the endpoint, which takes GET and POST only (Starlette would let
+        # HEAD through as GET, and HEAD must never run a mutation).
+        Route("/graphql", graphql.handle, methods=ANY_METHOD),
         Route("/predict", PredictEndpoint(runtime).handle, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),

@@ -216,6 +216,8 @@ def graphql_status(codes: list[str]) -> int:
     return max(statuses, default=200)
 
 
+MISSING_TOKEN = "a bearer token is required"  # noqa: S105 (a message, not a secret)
+
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from auth import AuthError, Principal
 from graph.edge.identity import ClientAddresses, client_request_id, header
 from graph.edge.responses import error_headers
-from graph.errors import ErrorCode, FailcastError, error_body
+from graph.errors import MISSING_TOKEN, ErrorCode, FailcastError, error_body
 from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
 from graph.runtime.logs import log_request
@@ -101,14 +101,14 @@ class AuditMiddleware:
     async def _identify(self, audit: RequestAudit, authorization: str | None) -> Caller:
         if authorization is None:
             audit.token_refused("missing")
-            return Caller(None, "a bearer token is required")
+            return Caller(None, MISSING_TOKEN)
         try:
             principal = await self.runtime.verifier.authenticate_async(authorization)
         except AuthError as error:
             audit.token_refused(error.reason)
             return Caller(None, error.message)
         if principal is None:  # pragma: no cover - a header is present, so a principal or error
-            return Caller(None, "a bearer token is required")
+            return Caller(None, MISSING_TOKEN)
         audit.authenticated(principal)
         return Caller(principal)
 

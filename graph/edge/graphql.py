@@ -16,6 +16,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from graph.edge.audit import request_state
 from graph.edge.responses import error_headers, read_json_body
 from graph.errors import (
+    MISSING_TOKEN,
     ErrorCode,
     FailcastError,
     codes_of,
@@ -48,7 +49,7 @@ class GraphQLEndpoint:
             if request.method not in ALLOWED_METHODS:
                 raise FailcastError(ErrorCode.METHOD_NOT_ALLOWED, "use GET or POST")
             if caller.principal is None:
-                raise FailcastError(ErrorCode.UNAUTHENTICATED, caller.refusal or "no token")
+                raise FailcastError(ErrorCode.UNAUTHENTICATED, caller.refusal or MISSING_TOKEN)
             operation = await self._operation(request)
             context = GraphContext(self.runtime, audit, caller.principal)
             allow_mutations = request.method == "POST"

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from auth import AuthError, Scope
 from graph.edge.responses import error_response, json_response
-from graph.errors import ErrorCode, FailcastError
+from graph.errors import MISSING_TOKEN, ErrorCode, FailcastError
 from graph.runtime import Runtime
 from persistence import PersistenceError, new_id, ping
 
@@ -49,7 +49,7 @@ class HealthEndpoints:
 
     async def _refusal(self, authorization: str | None) -> FailcastError | None:
         if authorization is None:
-            return FailcastError(ErrorCode.UNAUTHENTICATED, "a bearer token is required")
+            return FailcastError(ErrorCode.UNAUTHENTICATED, MISSING_TOKEN)
         try:
             principal = await self.runtime.verifier.authenticate_async(authorization)
         except AuthError as error:

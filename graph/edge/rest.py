@@ -10,10 +10,9 @@ from auth import Scope
 from graph.edge.audit import request_state
 from graph.edge.responses import error_response, json_response, read_json_body
 from graph.errors import FailcastError, bad_input
-from graph.runtime import Runtime
+from graph.runtime import Runtime, usecases
 from graph.runtime.access import authorize
 from graph.runtime.telemetry import INPUT_FIELDS, TelemetryTypeError, decode_telemetry
-from graph.runtime import usecases
 from persistence import PredictionBlock
 
 

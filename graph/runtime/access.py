@@ -3,7 +3,7 @@
 import math
 
 from auth import Principal, Scope
-from graph.errors import ErrorCode, FailcastError
+from graph.errors import MISSING_TOKEN, ErrorCode, FailcastError
 from graph.runtime.ratelimit import RateLimiter
 
 
@@ -16,7 +16,7 @@ def authorize(
 ) -> Principal:
     """The principal, if it may go on; else UNAUTHENTICATED, FORBIDDEN or RATE_LIMITED."""
     if principal is None:
-        message = why_anonymous or "a bearer token is required"
+        message = why_anonymous or MISSING_TOKEN
         raise FailcastError(ErrorCode.UNAUTHENTICATED, message)
     if scope is None:
         return principal

@@ -35,6 +35,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLList,
     GraphQLNamedType,
@@ -428,11 +429,11 @@ def _has_control_string(value: ValueNode) -> bool:
 
 
 def _weight(kind: GraphQLOutputType | None) -> int:
-    """What a field costs by itself: objects 1, JSON values JSON_COST, lists of scalars 1."""
+    """What a field costs by itself: objects 1, JSON JSON_COST, lists of leaves 1, leaves 0."""
     if kind is None:
         return 0
     named, is_list = get_named_type(kind), _is_list(kind)
-    if isinstance(named, GraphQLScalarType):
+    if isinstance(named, GraphQLScalarType | GraphQLEnumType):
         if named.name == "JSON":
             return JSON_COST
         return 1 if is_list else 0

@@ -45,10 +45,10 @@ from graphql import (
     specified_scalar_types,
 )
 
+from graph.runtime import usecases
 from graph.runtime.access import authorize
 from graph.runtime.strings import has_control_characters
 from graph.runtime.telemetry import Telemetry, TelemetryTypeError, decode_telemetry
-from graph.runtime import usecases
 from graph.schema.context import GraphContext
 from graph.schema.permissions import FIELD_SCOPES
 from graph.schema.types import FailureClassEnum, ModelVersionType

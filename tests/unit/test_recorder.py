@@ -38,8 +38,9 @@ class _Writes:
             if not confirm():
                 self.rolled_back.append(ids)
                 return False
+            failing = self.fail_commit  # decided as the COMMIT is sent
             time.sleep(self.commit)
-            if self.fail_commit:
+            if failing:
                 raise DatabaseUnavailable("the connection broke during COMMIT")
             self.batches.append(ids)
             return True
