@@ -12,6 +12,8 @@ COPY model model
 COPY persistence persistence
 COPY training training
 COPY failcast failcast
+# `pip install .` is the serving set: no scikit-learn or matplotlib (the `train` extra), so
+# `failcast train` in this image exits 2 saying so; train elsewhere, against the same database.
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip \
     && /opt/venv/bin/pip install .
 

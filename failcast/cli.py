@@ -19,7 +19,7 @@ def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("train", help="train, evaluate and register a model version")
+    p = sub.add_parser("train", help="train, evaluate and register a model version (train extra)")
     p.add_argument("--data", help="dataset CSV (.csv or .csv.gz); default: synthetic data")
     p.add_argument(
         "--algorithm",
@@ -65,7 +65,7 @@ def _models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("evaluate", help="score a registered version on a dataset")
+    p = sub.add_parser("evaluate", help="score a registered version on a dataset (train extra)")
     p.add_argument("version")
     p.add_argument("--data", required=True, help="dataset CSV (.csv or .csv.gz)")
     p.set_defaults(run=commands.evaluate)

@@ -1,6 +1,7 @@
 """What each CLI command does: thin calls into the packages."""
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from auth import ALL_SCOPES, AuthError, generate_secret, mint_token, parse_scopes_strict, parse_ttl
@@ -26,6 +28,10 @@ from persistence import (
     verify_seals,
 )
 
+# The `train` extra: `pip install .` serves without it; train and evaluate need it.
+TRAINING_STACK = ("sklearn", "matplotlib")
+NEEDS_TRAIN_EXTRA = "training needs the train extra: pip install 'failcast[train]'"
+
 
 class CommandError(Exception):
     """A command failed; the message says why, the exit code says how."""
@@ -33,6 +39,18 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _require_training_stack() -> None:
+    """Refuse (exit 2) before any work when the train extra is not installed."""
+    # matplotlib is imported only when the report is drawn, after training: check both up front.
+    for name in TRAINING_STACK:
+        try:
+            missing = importlib.util.find_spec(name) is None
+        except ImportError:  # an import hook refusing the name
+            missing = True
+        if missing:
+            raise CommandError(NEEDS_TRAIN_EXTRA, 2)
 
 
 def _settings() -> Settings:
@@ -149,17 +167,21 @@ def _session() -> Iterator[Session]:
 
 def train(args: argparse.Namespace) -> int:
     """Train, evaluate, register (and maybe activate) a model version."""
-    from training import TrainingError, TrainOptions
-    from training import train as run_training
-
-    settings = _settings()
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(_settings().database_url)
     if args.if_no_active:
         with session_scope(engine) as session:
             active = ModelVersionRepository(session).active()
-        if active is not None:
+        if active is not None:  # nothing to train, so a serving-only install may answer too
             print(f"model version {active.version} is active; nothing to train")
             return 0
+    _require_training_stack()
+    return _train(args, engine)
+
+
+def _train(args: argparse.Namespace, engine: Engine) -> int:
+    from training import TrainingError, TrainOptions
+    from training import train as run_training
+
     options = TrainOptions(
         data_path=Path(args.data) if args.data else None,
         algorithm=args.algorithm,
@@ -185,6 +207,7 @@ def evaluate(args: argparse.Namespace) -> int:
     """Score a registered version on a dataset and print the metrics as JSON."""
     import json
 
+    _require_training_stack()
     from training import TrainingError, evaluate_version
 
     settings = _settings()

@@ -7,7 +7,12 @@ from model.artifact import (
     load_artifact,
     sha256_hex,
 )
-from model.errors import ArtifactFormatError, ArtifactIntegrityError, ModelError
+from model.errors import (
+    ArtifactDependencyError,
+    ArtifactFormatError,
+    ArtifactIntegrityError,
+    ModelError,
+)
 from model.features import DEVICE_FEATURES, FieldProblem, find_invalid_values
 from model.predictor import Predictor
 from model.runtime import LoadedModel, ModelHolder
@@ -15,6 +20,7 @@ from model.runtime import LoadedModel, ModelHolder
 __all__ = [
     "ARTIFACT_FORMAT",
     "DEVICE_FEATURES",
+    "ArtifactDependencyError",
     "ArtifactFormatError",
     "ArtifactIntegrityError",
     "ArtifactMetadata",

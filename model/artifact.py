@@ -2,24 +2,28 @@
 
 Format 2 keeps the estimator as an inner pickle beside plain-array evaluators (see
 model.compiled): loading a compiled model unpickles only numpy arrays, so a serving process never
-imports scikit-learn, which it would otherwise hold in memory for nothing. Format 1 artifacts
-(the estimator inline) still load.
+imports scikit-learn, which it would otherwise hold in memory for nothing (and which a serving
+install, without the `train` extra, does not have). Format 1 artifacts (the estimator inline)
+and uncompiled ones still load where scikit-learn is installed, and are refused with an
+ArtifactDependencyError where it is not.
 """
 
 import hashlib
 import hmac
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import joblib
 
 from model.compiled import compile_spec, evaluator
-from model.errors import ArtifactFormatError, ArtifactIntegrityError
+from model.errors import ArtifactDependencyError, ArtifactFormatError, ArtifactIntegrityError
 from model.predictor import Predictor
 
 ARTIFACT_FORMAT = "failcast-model/2"
 FORMAT_1 = "failcast-model/1"
+TRAIN_HINT = "; format-1 and uncompiled artifacts need scikit-learn: pip install 'failcast[train]'"
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,16 @@ def _joblib_bytes(value: Any) -> bytes:
 def _unpickle(data: bytes) -> Any:
     try:
         return joblib.load(io.BytesIO(data))
+    except ImportError as exc:  # pickled classes of a package this install lacks
+        raise _dependency_error(exc) from exc
     except Exception as exc:  # truncated or foreign bytes whose digest was recorded as such
         raise ArtifactFormatError(f"artifact does not unpickle: {type(exc).__name__}") from exc
+
+
+def _dependency_error(exc: ImportError) -> ArtifactDependencyError:
+    name = exc.name or "a module"
+    hint = TRAIN_HINT if name.split(".")[0] == "sklearn" else ""
+    return ArtifactDependencyError(f"artifact needs {name}, which this process cannot import{hint}")
 
 
 def dump_artifact(estimator: Any, metadata: ArtifactMetadata) -> bytes:
@@ -85,6 +97,15 @@ def _predictor(payload: dict[str, Any]) -> Predictor:
     else:
         inner: bytes = payload["estimator"]
         spec, load = payload["compiled"], lambda: _unpickle(inner)
+    if spec is None:
+        load = _loaded_now(load)
     fast = evaluator(spec) if spec is not None else None
     names, threshold = payload["feature_names"], payload["threshold"]
     return Predictor(names, threshold, payload["algorithm"], fast, load)
+
+
+def _loaded_now(load: Callable[[], Any]) -> Callable[[], Any]:
+    # Uncompiled: scikit-learn answers every prediction, so a process without it must refuse the
+    # artifact at load time (and keep serving the previous one), not fail each request.
+    estimator = load()
+    return lambda: estimator

@@ -17,3 +17,9 @@ class ArtifactFormatError(ModelError):
     """The artifact unpickled, but is not a failcast model of a known format."""
 
     code = "MODEL_FORMAT"
+
+
+class ArtifactDependencyError(ModelError):
+    """The artifact needs a module this process lacks (scikit-learn, for uncompiled models)."""
+
+    code = "MODEL_DEPENDENCY"

@@ -18,6 +18,12 @@ REAL_DATA = SHARED_DATA / "device_failure_subset.csv.gz"
 PG_URL = os.environ.get("FAILCAST_TEST_DATABASE_URL")
 PG_SKIP = "FAILCAST_TEST_DATABASE_URL is not set: PostgreSQL runs skipped (.ci/run sets it)"
 
+# Modules a serving process never needs: the train extra's, scipy (scikit-learn's), pandas.
+TRAINING_STACK = ("sklearn", "scipy", "matplotlib", "pandas")
+# Prefix of a `python -c` script: a None entry in sys.modules makes `import sklearn` raise
+# ModuleNotFoundError as if it were not installed (the dev venv has it).
+HIDE_TRAINING_STACK = f"import sys; sys.modules.update(dict.fromkeys({TRAINING_STACK!r}))\n"
+
 needs_real_data = pytest.mark.skipif(
     not REAL_DATA.is_file(), reason=f"real dataset absent: {REAL_DATA}"
 )

@@ -1,4 +1,8 @@
-"""Training: datasets, the synthetic generator, pipelines, evaluation, reports, registration."""
+"""Training: datasets, the synthetic generator, pipelines, evaluation, reports, registration.
+
+Needs the `train` extra (scikit-learn, matplotlib): `pip install 'failcast[train]'`. Serving never
+imports this package; the CLI imports it lazily, after checking the extra is there.
+"""
 
 from training.dataset import DataFingerprint, Dataset
 from training.errors import (
