@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from graph.errors import ErrorCode, FailcastError, error_body
+from graph.errors import MISSING_TOKEN, ErrorCode, FailcastError, error_body
 
 JSON_TYPES = ("application/json", "application/graphql-response+json")
 
@@ -26,11 +26,12 @@ def error_headers(error: FailcastError) -> dict[str, str]:
     headers: dict[str, str] = {}
     if error.retry_after is not None and error.status in (429, 503):
         headers["retry-after"] = str(error.retry_after)
-    if error.code is ErrorCode.UNAUTHENTICATED:
-        detail = error.message.replace('"', "'")
-        headers["www-authenticate"] = (
-            f'Bearer realm="failcast", error="invalid_token", error_description="{detail}"'
-        )
+    if error.code is ErrorCode.UNAUTHENTICATED:  # RFC 6750 3: no error code without a token
+        challenge = 'Bearer realm="failcast"'
+        if error.message != MISSING_TOKEN:
+            detail = error.message.replace('"', "'")
+            challenge += f', error="invalid_token", error_description="{detail}"'
+        headers["www-authenticate"] = challenge
     if error.code is ErrorCode.REQUEST_TIMEOUT:
         headers["connection"] = "close"
     return headers

@@ -26,9 +26,10 @@ IDS = [name for name, _, _ in OPERATIONS]
 @pytest.mark.parametrize(("field", "scope", "query"), OPERATIONS, ids=IDS)
 def test_without_token_is_unauthenticated_and_leaks_nothing(client, field, scope, query):
     response = client.post("/graphql", json={"query": query})
-    assert response.status_code == 200
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="failcast"'
     body = response.json()
-    assert body["data"] is None or body["data"].get(field) is None
+    assert body["data"] is None
     assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"]
 
 
@@ -48,8 +49,12 @@ def test_token_with_the_scope_is_served(client, make_token, field, scope, query)
 
 
 def test_invalid_token_is_unauthenticated_with_its_reason(client):
-    body = gql(client, "{ me { subject } }", headers={"Authorization": "Bearer not.a.token"})
-    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    headers = {"Authorization": "Bearer not.a.token"}
+    response = client.post("/graphql", json={"query": "{ me { subject } }"}, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    challenge = response.headers["www-authenticate"]
+    assert 'error="invalid_token"' in challenge and "malformed" in challenge
 
 
 def test_me_returns_subject_and_scopes(client, make_token):
