@@ -32,13 +32,14 @@ def _unknown_kid_tokens(tokens: Any, count: int) -> list[str]:
     return [tokens.rs(tokens.claims(), kid=f"random-{i}") for i in range(count)]
 
 
-async def _refusals(verifier: TokenVerifier, batch: list[str]) -> list[str]:
-    async def one(token: str) -> str:
+async def _timed_refusals(verifier: TokenVerifier, batch: list[str]) -> list[tuple[str, float]]:
+    async def one(token: str) -> tuple[str, float]:
+        started = time.perf_counter()
         try:
             await verifier.verify_async(token)
         except AuthError as error:
-            return error.reason
-        return "accepted"
+            return error.reason, time.perf_counter() - started
+        return "accepted", time.perf_counter() - started
 
     return await asyncio.gather(*(one(token) for token in batch))
 
@@ -59,7 +60,7 @@ def test_unknown_kids_within_the_interval_are_refused_at_once_without_fetching(
     assert jwks_server.hits == 1  # the initial load only
 
 
-def test_concurrent_unknown_kids_after_the_interval_cause_one_fetch(
+def test_concurrent_unknown_kids_after_the_interval_cause_one_fetch_and_one_wait(
     tokens: Any, jwks_server: Any, make_verifier: Callable[..., Any]
 ) -> None:
     verifier = _jwks_verifier(
@@ -69,9 +70,29 @@ def test_concurrent_unknown_kids_after_the_interval_cause_one_fetch(
     time.sleep(WINDOW + 0.05)
     jwks_server.set(delay=0.2)
 
-    reasons = asyncio.run(_refusals(verifier, _unknown_kid_tokens(tokens, 20)))
+    outcomes = asyncio.run(_timed_refusals(verifier, _unknown_kid_tokens(tokens, 20)))
 
-    assert reasons == ["unknown_kid"] * 20
+    assert [reason for reason, _ in outcomes] == ["unknown_kid"] * 20
+    waited = sorted(elapsed for _, elapsed in outcomes)
+    assert waited[-1] >= 0.2 and waited[-2] < FAST  # only the kid that fetched waited
+    assert jwks_server.hits == 2
+
+
+def test_unknown_kids_do_not_wait_for_a_background_refresh(
+    tokens: Any, jwks_server: Any, make_verifier: Callable[..., Any]
+) -> None:
+    verifier = _jwks_verifier(make_verifier, tokens, jwks_server.url, jwks_cache_seconds=WINDOW)
+    verifier.refresh_keys()
+    time.sleep(WINDOW + 0.05)
+    jwks_server.set(delay=0.5)
+    asyncio.run(verifier.verify_async(tokens.rs(tokens.claims(), kid="rsa-1")))  # starts it
+    jwks_server.wait_for_hits(2)
+
+    outcomes = asyncio.run(_timed_refusals(verifier, _unknown_kid_tokens(tokens, 5)))
+    verifier.refresh_keys()  # joins the background refresh, still waiting on the server
+
+    assert [reason for reason, _ in outcomes] == ["unknown_kid"] * 5
+    assert max(elapsed for _, elapsed in outcomes) < FAST
     assert jwks_server.hits == 2
 
 
