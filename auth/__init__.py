@@ -1,7 +1,7 @@
 """Authentication for failcast: JWT bearer tokens to Principals with scopes."""
 
 from auth.config import MIN_SECRET_BYTES, AuthConfig, check_production_ready
-from auth.errors import AuthConfigError, AuthError
+from auth.errors import AuthConfigError, AuthError, Reason
 from auth.minting import generate_secret, mint_token, mint_with_private_key, parse_ttl
 from auth.principal import Principal
 from auth.scopes import ALL_SCOPES, Scope, parse_scopes, parse_scopes_strict
@@ -14,6 +14,7 @@ __all__ = [
     "AuthConfigError",
     "AuthError",
     "Principal",
+    "Reason",
     "Scope",
     "TokenVerifier",
     "check_production_ready",

@@ -59,6 +59,7 @@ class JwksCache:
         self._started_at = -math.inf
         self._failed_at = -math.inf
         self._inflight: Refresh | None = None
+        self._inflight_kid: str | None = None  # the unknown kid whose miss started it
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         # Bumped when a refresh drops or replaces a kid, so results verified with the
@@ -75,7 +76,7 @@ class JwksCache:
                 return found.jwk
             if not fetch:
                 raise self._miss_error(now)
-            refresh = self._refresh_for_miss(now)
+            refresh = self._refresh_for_miss(kid, now)
             return Pending(refresh, self._miss_error(now))
 
     def refresh_if_stale(self) -> None:
@@ -116,16 +117,21 @@ class JwksCache:
         if stale and not self._failing(now):
             self._start(now)
 
-    def _refresh_for_miss(self, now: float) -> Refresh:
-        if self._inflight is not None:
-            return self._inflight  # joining costs no request, whatever the limits say
+    def _refresh_for_miss(self, kid: str, now: float) -> Refresh:
+        # With nothing loaded every caller needs the fetch; with a set loaded, only callers
+        # of the kid that started it wait for it, the other unknown kids are refused below.
+        if self._inflight is not None and (self._keys is None or kid == self._inflight_kid):
+            return self._inflight
         if self._failing(now):
             raise key_unavailable()
         if self._keys is not None and now - self._started_at < self._min_refresh:
-            raise unknown_kid()  # random kids must not turn into a request each
+            raise unknown_kid()  # random kids must not turn into a request (or a wait) each
+        started = self._inflight is None  # else a fetch outlived the interval: join it
         refresh = self._start(now)
         if refresh is None:
             raise key_unavailable()
+        if started:
+            self._inflight_kid = kid
         return refresh
 
     def _start(self, now: float) -> Refresh | None:
@@ -136,8 +142,11 @@ class JwksCache:
         if self._executor is None:
             # Our own thread: asyncio's default executor is busy with the server's writes.
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="failcast-jwks")
+        try:
+            self._inflight = self._executor.submit(self._run)
+        except RuntimeError:  # the interpreter is shutting down
+            return None
         self._started_at = now
-        self._inflight = self._executor.submit(self._run)
         return self._inflight
 
     def _run(self) -> bool:
@@ -162,7 +171,7 @@ class JwksCache:
     def _finish(self, keys: KeySet | None) -> None:
         with self._lock:
             now = self._clock()
-            self._inflight = None
+            self._inflight, self._inflight_kid = None, None
             if keys is None:
                 self._failed_at = now
                 return

@@ -115,7 +115,11 @@ class TokenVerifier:
         self._jwt = jwt.PyJWT()
 
     def verify(self, token: str) -> Principal:
-        """Verify a raw JWT with the keys in memory and return its Principal, or raise AuthError."""
+        """Verify a raw JWT with the keys in memory and return its Principal, or raise AuthError.
+
+        Never waits on the network: a JWKS key it lacks is refused now (key_unavailable or
+        unknown_kid) and, where the rate limits allow, fetched in the background.
+        """
         outcome = self._attempt(token, fetch=True)
         if isinstance(outcome, Pending):
             # The refresh it started (if any) goes on in the background for later calls.
@@ -144,7 +148,7 @@ class TokenVerifier:
         return None if token is None else await self.verify_async(token)
 
     def refresh_keys(self) -> None:
-        """Fetch the JWK set now and wait for it (blocking: CLI and tests, not the event loop)."""
+        """Fetch the JWK set now (or join the fetch under way) and wait; blocking, not for loops."""
         refresh = self._keys.refresh_now()
         if refresh is not None and not refresh.result():
             raise AuthError(Reason.KEY_UNAVAILABLE, "token signing keys are unavailable")

@@ -86,9 +86,14 @@ def keys() -> Keys:
     return Keys(rsa=_rsa_pair("rsa-1"), rsa2=_rsa_pair("rsa-2"), ec=_ec_pair("ec-1"))
 
 
-def jwks_body(*pairs: KeyPair) -> bytes:
-    """A JWK set document holding the public halves of `pairs`."""
+def _jwks_body(*pairs: KeyPair) -> bytes:
     return json.dumps({"keys": [pair.jwk for pair in pairs]}).encode()
+
+
+@pytest.fixture(scope="session")
+def jwks_body() -> Callable[..., bytes]:
+    """Build a JWK set document holding the public halves of the given KeyPairs."""
+    return _jwks_body
 
 
 # Paths on the JWKS server that answer with something unusable.
@@ -195,7 +200,7 @@ def start_jwks_server() -> Iterator[Callable[..., JwksServer]]:
 @pytest.fixture
 def jwks_server(keys: Keys, start_jwks_server: Callable[..., JwksServer]) -> JwksServer:
     """A fresh loopback JWKS endpoint serving rsa-1, rsa-2 (rotation) and ec-1 (and broken paths)."""
-    return start_jwks_server(jwks_body(keys.rsa, keys.rsa2, keys.ec))
+    return start_jwks_server(_jwks_body(keys.rsa, keys.rsa2, keys.ec))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +32,26 @@ def test_absurd_time_claim_is_out_of_range(
 
     assert caught.value.reason == "claim_out_of_range"
     assert caught.value.message == f"token '{claim}' claim is out of range"
+
+
+ENTRY_POINTS: dict[str, Callable[[TokenVerifier, str], Any]] = {
+    "verify": lambda v, token: v.verify(token),
+    "verify_async": lambda v, token: asyncio.run(v.verify_async(token)),
+    "authenticate": lambda v, token: v.authenticate(f"Bearer {token}"),
+    "authenticate_async": lambda v, token: asyncio.run(v.authenticate_async(f"Bearer {token}")),
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_out_of_range_is_refused_by_every_entry_point(
+    entry: str, tokens: Any, make_verifier: Callable[..., TokenVerifier]
+) -> None:
+    token = tokens.hs(tokens.claims(exp=1e20))
+
+    with pytest.raises(AuthError) as caught:
+        ENTRY_POINTS[entry](make_verifier(secret=tokens.secret), token)
+
+    assert caught.value.reason == "claim_out_of_range"
 
 
 def test_range_is_checked_before_expiry(
@@ -99,5 +120,9 @@ def test_any_claim_value_gives_a_principal_or_an_auth_error(
 def test_any_token_string_gives_an_auth_error(
     token: str, tokens: Any, make_verifier: Callable[..., TokenVerifier]
 ) -> None:
+    verifier = make_verifier(secret=tokens.secret)
+
     with pytest.raises(AuthError):
-        make_verifier(secret=tokens.secret).verify(token)
+        verifier.verify(token)
+    with pytest.raises(AuthError):
+        asyncio.run(verifier.verify_async(token))

@@ -9,6 +9,7 @@ from auth import (
     AuthConfigError,
     AuthError,
     Principal,
+    Reason,
     Scope,
     parse_scopes,
     parse_scopes_strict,
@@ -72,3 +73,36 @@ def test_error_codes_and_reason() -> None:
     )
     assert config_error.code == "AUTH_CONFIG" and isinstance(config_error, AuthError)
     assert "expired" in repr(error)
+
+
+# Audit trails store these strings: changing one would split a reason's history in two.
+PUBLISHED_REASONS = {
+    "MISSING": "missing",
+    "MALFORMED": "malformed",
+    "ALGORITHM_NOT_ALLOWED": "algorithm_not_allowed",
+    "BAD_SIGNATURE": "bad_signature",
+    "EXPIRED": "expired",
+    "NOT_YET_VALID": "not_yet_valid",
+    "WRONG_ISSUER": "wrong_issuer",
+    "WRONG_AUDIENCE": "wrong_audience",
+    "MISSING_CLAIM": "missing_claim",
+    "UNKNOWN_KID": "unknown_kid",
+    "KEY_UNAVAILABLE": "key_unavailable",
+    "CLAIM_OUT_OF_RANGE": "claim_out_of_range",
+    "INVALID_CONFIG": "invalid_config",
+    "INSECURE_CONFIG": "insecure_config",
+    "INVALID_TTL": "invalid_ttl",
+    "UNKNOWN_SCOPE": "unknown_scope",
+    "INVALID_ARGUMENT": "invalid_argument",
+}
+
+
+def test_reason_values_are_stable() -> None:
+    assert {reason.name: reason.value for reason in Reason} == PUBLISHED_REASONS
+
+
+def test_reason_docstring_lists_every_value() -> None:
+    assert Reason.__doc__ is not None
+    missing = [reason.value for reason in Reason if reason.value not in Reason.__doc__]
+
+    assert missing == []

@@ -261,6 +261,52 @@ def test_authenticate_propagates_verification_reason(
     assert caught.value.message == "token issuer is not accepted"
 
 
+def test_authenticate_async_without_header_is_anonymous(
+    tokens: Any, make_verifier: Callable[..., TokenVerifier]
+) -> None:
+    assert asyncio.run(make_verifier(secret=tokens.secret).authenticate_async(None)) is None
+
+
+def test_authenticate_async_bearer(
+    tokens: Any, make_verifier: Callable[..., TokenVerifier]
+) -> None:
+    verifier = make_verifier(secret=tokens.secret)
+
+    principal = asyncio.run(verifier.authenticate_async(f"bearer {tokens.hs(tokens.claims())}"))
+
+    assert principal is not None and principal.subject == "device-fleet-1"
+
+
+@pytest.mark.parametrize("header", ["Basic x", "Bearer", "Bearer a b"])
+def test_authenticate_async_other_shapes_are_malformed(
+    header: str, tokens: Any, make_verifier: Callable[..., TokenVerifier]
+) -> None:
+    with pytest.raises(AuthError) as caught:
+        asyncio.run(make_verifier(secret=tokens.secret).authenticate_async(header))
+
+    assert caught.value.reason == "malformed"
+
+
+def test_authenticate_async_loads_jwks_keys(
+    tokens: Any, jwks_server: Any, make_verifier: Callable[..., TokenVerifier]
+) -> None:
+    verifier = make_verifier(algorithms=("ES256",), jwks_url=jwks_server.url)
+    header = f"Bearer {tokens.es(tokens.claims(), kid='ec-1')}"
+
+    principal = asyncio.run(verifier.authenticate_async(header))
+
+    assert principal is not None and principal.has(Scope.PREDICT)
+
+
+def test_sync_and_async_share_the_token_cache(
+    tokens: Any, make_verifier: Callable[..., TokenVerifier]
+) -> None:
+    verifier = make_verifier(secret=tokens.secret)
+    token = tokens.hs(tokens.claims())
+
+    assert asyncio.run(verifier.verify_async(token)) is verifier.verify(token)
+
+
 def test_verifier_refuses_invalid_config() -> None:
     with pytest.raises(AuthError) as caught:
         TokenVerifier(AuthConfig(secret=None))
