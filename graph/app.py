@@ -135,6 +135,7 @@ async def _lifespan(
         await runtime.recorder.stop()
         await asyncio.to_thread(_flush_tally, runtime)
         executor.close()
+        runtime.verifier.close()
         runtime.engine.dispose()
 
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "failcast-api"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwt_roles: dict[str, list[str]] = Field(default_factory=dict)
+    jwt_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    jwt_jwks_min_refresh_seconds: float = Field(default=30.0, gt=0)
+    jwt_jwks_failure_cache_seconds: float = Field(default=10.0, gt=0)
 
     enable_graphiql: bool | None = None  # default: on in development, off in production
     enable_introspection: bool | None = None
@@ -188,6 +191,9 @@ class Settings(BaseSettings):
             jwks_url=self.jwt_jwks_url,
             leeway_seconds=self.jwt_leeway_seconds,
             roles=roles,
+            jwks_cache_seconds=self.jwt_jwks_cache_seconds,
+            jwks_min_refresh_seconds=self.jwt_jwks_min_refresh_seconds,
+            jwks_failure_cache_seconds=self.jwt_jwks_failure_cache_seconds,
         )
 
     def check_startable(self) -> None:

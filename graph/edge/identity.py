@@ -21,7 +21,7 @@ class ClientAddresses:
     def of(self, scope: Scope) -> str | None:
         """The address to audit and rate-limit by."""
         client = scope.get("client")
-        peer = client[0] if client else None
+        peer: str | None = str(client[0]) if client else None
         if not self.trusted or peer is None or not self._is_trusted(peer):
             return peer
         forwarded = header(scope, b"x-forwarded-for")

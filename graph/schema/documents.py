@@ -197,14 +197,15 @@ class DocumentCache:
 
     def prepare(self, query: str) -> Prepared:
         """Parse, check and validate a query text (blocking; runs on the pool)."""
-        started = time.thread_time()
-        prepared = _prepare(self, query)
-        spent_ms = (time.thread_time() - started) * 1000
-        if prepared.refusal is None and spent_ms > self.limits.check_budget_ms:
-            budget = self.limits.check_budget_ms
-            message = f"the document took {spent_ms:.0f} ms to check (at most {budget:.0f} ms)"
-            return _refused(query, FailcastError(ErrorCode.QUERY_TOO_COMPLEX, message))
-        return prepared
+        budget_ms = self.limits.check_budget_ms
+        for _ in range(2):  # a garbage-collection pause can land in any one run: measure twice
+            started = time.thread_time()
+            prepared = _prepare(self, query)
+            spent_ms = (time.thread_time() - started) * 1000
+            if prepared.refusal is not None or spent_ms <= budget_ms:
+                return prepared
+        message = f"the document took {spent_ms:.0f} ms to check (at most {budget_ms:.0f} ms)"
+        return _refused(query, FailcastError(ErrorCode.QUERY_TOO_COMPLEX, message))
 
     def _keep(self, prepared: Prepared) -> None:
         if prepared.query in self._items or prepared.size > self.max_bytes:
@@ -248,10 +249,10 @@ def _prepare(cache: DocumentCache, query: str) -> Prepared:
         _Checker(cache.schema, document, limits).check(prepared)
     except FailcastError as refusal:
         return _refused(query, refusal)
-    errors = validate(cache.schema, document, cache.rules, hide_suggestions=cache.hide_suggestions)
-    for error in errors:
-        error.extensions = {**(error.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"}
-    prepared.errors = errors
+    found = validate(cache.schema, document, cache.rules, hide_suggestions=cache.hide_suggestions)
+    for invalid in found:
+        invalid.extensions = {**(invalid.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"}
+    prepared.errors = found
     return prepared
 
 

@@ -143,7 +143,7 @@ class GraphQLExecutor:
             variable_values=variables,
             operation_name=operation.name,
             executor_class=self.schema.execution_context_class,
-            is_awaitable=optimized_is_awaitable,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
             hide_suggestions=self.production,
         )
         if isawaitable(result):

@@ -136,11 +136,20 @@ def _serialized_column(kind: GraphQLOutputType, leaf: Leaf) -> Column:
     return column
 
 
-_OUTPUT_TYPES = {"Float": {float}, "String": {str}, "ID": {str}, "Boolean": {bool}, "Int": {int}}
+_OUTPUT_TYPES: dict[str, frozenset[type]] = {
+    name: frozenset({kind, type(None)})
+    for name, kind in (
+        ("Float", float),
+        ("String", str),
+        ("ID", str),
+        ("Boolean", bool),
+        ("Int", int),
+    )
+}
 
 
 def _already_serialized(scalar: str, values: Sequence[Any]) -> bool:
-    return set(map(type, values)) <= _OUTPUT_TYPES[scalar] | {type(None)}
+    return set(map(type, values)) <= _OUTPUT_TYPES[scalar]
 
 
 def _or_none(serialize: Callable[[Any], Any], value: Any) -> Any:
