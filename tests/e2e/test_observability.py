@@ -90,3 +90,30 @@ def test_unexpected_errors_are_logged_with_the_request_id_and_masked(
     assert "secret internals" not in json.dumps(body)
     logged = [r for r in caplog.records if error["extensions"]["requestId"] in r.getMessage()]
     assert logged and logged[0].exc_info is not None
+
+
+def test_predictions_are_counted_under_the_model_that_made_them(
+    client, auth_headers, db_engine, demo_artifact, monkeypatch
+):
+    from graph.runtime import usecases
+    from model import LoadedModel, load_artifact
+    from support import register_version
+
+    models = client.app.state.runtime.models
+    made_by = models.current.version
+    newer = register_version(db_engine, demo_artifact, version="test-2", activate=False)
+    predictor = load_artifact(demo_artifact, newer.artifact_sha256)
+    swapped = LoadedModel(newer.id, newer.version, newer.artifact_sha256, predictor, newer)
+    real_predict = usecases.predict
+
+    def activation_lands_meanwhile(*args, **kwargs):
+        predicted = real_predict(*args, **kwargs)
+        models.holder.swap(swapped)  # an activation lands before the request has finished
+        return predicted
+
+    monkeypatch.setattr(usecases, "predict", activation_lands_meanwhile)
+    body = gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, auth_headers)
+    assert "errors" not in body
+    text = client.get("/metrics").text
+    assert _metric(text, f'failcast_predictions_total{{label="NON_FAILURE",model_version="{made_by}"}}') == 1
+    assert f'model_version="{newer.version}"' not in text
