@@ -3,8 +3,12 @@ connections. Each is refused with a clean JSON answer while the server keeps ser
 
 import contextlib
 import json
+import os
 import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import Server, run_server
+from servers import SECRET, Server, free_port, run_server
+from support import REPO_ROOT
+
+from failcast.workers import reuse_port_available
 
 HEADER_TIMEOUT_S = 1.5
 MAX_HEADER_BYTES = 4096
@@ -274,3 +281,26 @@ def test_an_idle_kept_alive_connection_is_still_closed_by_the_keep_alive_timeout
         started = time.monotonic()
         assert closed_within(sock, KEEP_ALIVE_S + 2)  # silently: no 408 for an idle client
         assert time.monotonic() - started >= KEEP_ALIVE_S - 0.5
+
+
+@pytest.mark.skipif(not reuse_port_available(), reason="no SO_REUSEPORT here")
+def test_every_worker_of_serve_workers_runs_behind_the_guard(db_url, db_engine):
+    port = free_port()
+    env = {**os.environ, **ENV, "FAILCAST_DATABASE_URL": db_url, "FAILCAST_JWT_SECRET": SECRET}
+    env["FAILCAST_LOG_LEVEL"] = "warning"
+    command = [sys.executable, "-m", "failcast", "serve", "--host", "127.0.0.1"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--workers", "2"], env=env, cwd=REPO_ROOT
+    )
+    server = Server(process, f"http://127.0.0.1:{port}")
+    try:
+        server.wait_status("/healthz", 200, 30)
+        # The kernel spreads connections over both workers by a hash of each: with 16, one
+        # worker without the guard would answer about half of them.
+        for _ in range(16):
+            with _connect(server) as sock:
+                sock.sendall(head_of(MAX_HEADER_BYTES + 1))
+                assert read_answer(sock).status == 431
+    finally:
+        server.stop(signal.SIGTERM)
+    assert process.returncode == 0
