@@ -162,10 +162,9 @@ class _Refused(Exception):
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header read timeout, a header size cap and a
-    connection cap; `limits` None reads them from this process's FAILCAST_* environment."""
+    """uvicorn's httptools protocol with a header read timeout, header size and connection caps."""
 
-    limits: ClassVar[EdgeLimits | None] = None
+    limits: ClassVar[EdgeLimits | None] = None  # None: from this process's FAILCAST_* variables
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
