@@ -77,6 +77,8 @@ def serve(args: argparse.Namespace) -> int:
     """Check the settings, print a development token if useful, and run uvicorn."""
     import uvicorn
 
+    from graph.edge.connections import http_options
+
     settings = _ensure_dev_secret(_settings())
     try:
         settings.check_startable()
@@ -93,6 +95,9 @@ def serve(args: argparse.Namespace) -> int:
         "log_config": None,  # graph.logs configures logging in each worker
         "access_log": False,  # failcast.request logs one line per request instead
         "proxy_headers": False,
+        # The connection guards (header timeout and size, connection cap); an import string,
+        # so each worker builds the protocol from its own FAILCAST_* environment.
+        **http_options(settings),
     }
     if args.workers > 1 and workers.reuse_port_available():
         return workers.supervise(host, port, args.workers, options)  # a socket per worker

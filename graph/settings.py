@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     audit_seal_interval_seconds: float = Field(default=30.0, gt=0)
     audit_seal_lag_seconds: float = Field(default=120.0, ge=0)
+    # Connection guards of `failcast serve` (graph/edge/connections.py), per worker process.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=32768, ge=1024)
+    max_connections: int = Field(default=1000, ge=1)
 
     @field_validator("jwt_algorithms", "trusted_proxies", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """Real uvicorn processes on loopback, a bounded load generator, and checks of what was stored.
 
-Shared by the suites that test the service as it runs in production: one OS process serving the
-app factory over TCP, with real tokens, killed or signalled like a real deployment would be.
+Shared by the suites that test the service as it runs in production: one `failcast serve`
+process (uvicorn behind the connection guard) serving the app factory over TCP, with real
+tokens, killed or signalled like a real deployment would be.
 """
 
 import contextlib
@@ -99,7 +100,7 @@ def run_server(
     log_path: Path | None = None,
     ready: bool = True,
 ) -> Iterator[Server]:
-    """uvicorn serving `graph.app:create_app_from_env` on a free loopback port.
+    """`failcast serve` on a free loopback port: the app factory behind the connection guard.
 
     Waits until /readyz answers 200 (`ready`) or /healthz does (the process is up but may be
     unready, e.g. without its database); stops the process at the end, killing it if needed.
@@ -109,21 +110,11 @@ def run_server(
         **os.environ,
         "FAILCAST_DATABASE_URL": database_url,
         "FAILCAST_JWT_SECRET": SECRET,
+        "FAILCAST_LOG_LEVEL": "warning",
         **(env or {}),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "graph.app:create_app_from_env",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    serve = ["failcast", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", *serve]
     with contextlib.ExitStack() as stack:
         out: TextIO | None = None
         if log_path is not None:
