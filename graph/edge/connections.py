@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from graph.errors import error_payload
+from graph.errors import ErrorCode, FailcastError, error_body
 from graph.settings import Settings
 from persistence import new_id
 
@@ -35,11 +35,6 @@ else:  # pragma: no cover - uvicorn without its [standard] extra: http_options()
     HTTPTOOLS = False
 
 log = logging.getLogger("failcast.edge")
-
-# Error codes of the refusals (the main branch moves them into its error enum).
-REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
-HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
-SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 # Refusal reasons, as counted by connection_refusals().
 HEADER_TIMEOUT = "header_timeout"
@@ -133,15 +128,11 @@ def connection_refusals() -> dict[str, int]:
     return _refusals.snapshot()
 
 
-def refusal_bytes(
-    status: int,
-    code: str,
-    message: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> bytes:
+def refusal_bytes(error: FailcastError, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
     """A complete HTTP/1.1 answer with failcast's error body, closing the connection."""
     request_id = new_id()
-    body = orjson.dumps(error_payload(code, message, request_id))
+    body = orjson.dumps(error_body(error, request_id))
+    status = error.status
     phrase = http.HTTPStatus(status).phrase
     lines = [f"HTTP/1.1 {status} {phrase}".encode()]
     for name, value in [
@@ -308,8 +299,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._pending = reason  # never written into the middle of a response
 
     def _answer(self, reason: str) -> None:
-        status, code, message, headers = self._refusal(reason)
-        self.transport.write(refusal_bytes(status, code, message, headers))
+        error, headers = self._refusal(reason)
+        self.transport.write(refusal_bytes(error, headers))
         self.connections.discard(self)  # it no longer counts against the cap
         if self.flow is not None:
             self.flow.resume_reading()  # keep reading, so what we discard leaves the buffer
@@ -321,17 +312,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.transport.close()
 
-    def _refusal(self, reason: str) -> tuple[int, str, str, list[tuple[bytes, bytes]]]:
+    def _refusal(self, reason: str) -> tuple[FailcastError, list[tuple[bytes, bytes]]]:
         headers = list(self.server_state.default_headers)
         if reason == HEADER_TIMEOUT:
             wait = self.guard.header_timeout_seconds
-            return 408, REQUEST_TIMEOUT, f"the headers did not arrive within {wait:g} s", headers
+            message = f"the headers did not arrive within {wait:g} s"
+            return FailcastError(ErrorCode.REQUEST_TIMEOUT, message), headers
         if reason == HEADER_SIZE:
-            limit = self.guard.max_header_bytes
-            message = f"the request line and headers exceed {limit} bytes"
-            return 431, HEADERS_TOO_LARGE, message, headers
+            message = f"the request line and headers exceed {self.guard.max_header_bytes} bytes"
+            return FailcastError(ErrorCode.HEADERS_TOO_LARGE, message), headers
         headers.append((b"retry-after", b"1"))
-        return 503, SERVICE_UNAVAILABLE, "too many open connections; retry later", headers
+        message = "too many open connections; retry later"
+        return FailcastError(ErrorCode.SERVICE_UNAVAILABLE, message), headers
 
 
 def guarded_protocol(limits: EdgeLimits) -> type[GuardedHttpToolsProtocol]:

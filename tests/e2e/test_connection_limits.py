@@ -17,12 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import SECRET, Server, free_port, run_server
+import sqlalchemy as sa
+from servers import SECRET, Server, free_port, make_token, run_server
 from support import REPO_ROOT
 
 from failcast.workers import reuse_port_available
 
 HEADER_TIMEOUT_S = 1.5
+BODY_TIMEOUT_S = 1.5
 MAX_HEADER_BYTES = 4096
 MAX_CONNECTIONS = 8
 KEEP_ALIVE_S = 5.0  # uvicorn's default, which failcast serve keeps
@@ -30,6 +32,7 @@ ENV = {
     "FAILCAST_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_S),
     "FAILCAST_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
     "FAILCAST_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    "FAILCAST_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_S),
 }
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -304,3 +307,56 @@ def test_every_worker_of_serve_workers_runs_behind_the_guard(db_url, db_engine):
     finally:
         server.stop(signal.SIGTERM)
     assert process.returncode == 0
+
+
+def _post_head(length: int) -> bytes:
+    return (
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {make_token('slow')}\r\ncontent-length: {length}\r\n\r\n"
+    ).encode()
+
+
+def _audit_row(engine, request_id: str) -> dict:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT * FROM audit_event")).all()
+        found = [r for r in rows if str(r.id).replace("-", "") == request_id.replace("-", "")]
+        if found:
+            return dict(found[0]._mapping)
+        time.sleep(0.05)
+    raise AssertionError(f"no audit row for {request_id}")
+
+
+def test_a_body_that_arrives_too_slowly_gets_408_and_is_audited(server, db_engine):
+    body = json.dumps({"query": "{ me { subject } }"}).encode()
+    with HealthPoller(server) as poller, _connect(server) as sock:
+        sock.sendall(_post_head(len(body)))
+        started = time.monotonic()
+        received = send_slowly(sock, body, 0.5, BODY_TIMEOUT_S + 3)
+        elapsed = time.monotonic() - started
+    answer = _parse(received)
+    assert answer.status == 408 and answer.code() == "REQUEST_TIMEOUT"
+    assert BODY_TIMEOUT_S - 0.1 <= elapsed <= BODY_TIMEOUT_S + 1.0, elapsed
+    assert not [s for status, s in poller.answers if status != 200 or s >= 0.1]
+    row = _audit_row(db_engine, json.loads(answer.body)["errors"][0]["extensions"]["requestId"])
+    assert (row["http_status"], row["outcome"]) == (408, "invalid")
+
+
+def test_a_dropped_upload_is_audited_as_the_client_leaving_without_a_traceback(server, db_engine):
+    before = time.time()
+    with _connect(server) as sock:
+        sock.sendall(_post_head(1000) + b'{"query": "{ me')
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with db_engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT http_status, outcome, error_codes FROM audit_event")
+            ).all()
+        if rows:
+            break
+        time.sleep(0.05)
+    assert [(r[0], r[1]) for r in rows] == [(499, "invalid")], rows
+    assert "CLIENT_CLOSED_REQUEST" in str(rows[0][2])
+    assert "Traceback" not in server.log() and time.time() - before < 6

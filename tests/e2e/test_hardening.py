@@ -59,7 +59,9 @@ def test_a_signed_token_with_an_absurd_time_claim_is_unauthenticated(
     payload = {"iss": "failcast", "aud": "failcast-api", "sub": "x", "iat": now, "exp": now + 60}
     token = jwt.encode({**payload, "scope": "predict", **claims}, settings.jwt_secret)
     response = client.post(
-        "/graphql", json={"query": "{ me { subject } }"}, headers={"Authorization": f"Bearer {token}"}
+        "/graphql",
+        json={"query": "{ me { subject } }"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 401 and _codes(response.json()) == ["UNAUTHENTICATED"]
     assert _audit(db_engine)[-1]["auth_failure"] == "claim_out_of_range"
@@ -177,7 +179,9 @@ def test_an_answer_over_the_size_limit_is_refused_and_stores_nothing(
     settings, db_engine, active_model, auth_headers
 ):
     small = settings.model_copy(update={"max_response_bytes": 4096})
-    fields = "id createdAt input { metric1 metric2 metric3 metric4 metric5 metric6 metric7 metric9 }"
+    fields = (
+        "id createdAt input { metric1 metric2 metric3 metric4 metric5 metric6 metric7 metric9 }"
+    )
     batch = "mutation B($r: [PredictInput!]!) { predictBatch(inputs: $r) { %s } }" % fields
     with TestClient(create_app(small)) as client:
         body = gql(client, batch, {"r": [ORIGINAL_EXAMPLE] * 50}, auth_headers)

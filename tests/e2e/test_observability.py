@@ -95,9 +95,10 @@ def test_unexpected_errors_are_logged_with_the_request_id_and_masked(
 def test_predictions_are_counted_under_the_model_that_made_them(
     client, auth_headers, db_engine, demo_artifact, monkeypatch
 ):
+    from support import register_version
+
     from graph.runtime import usecases
     from model import LoadedModel, load_artifact
-    from support import register_version
 
     models = client.app.state.runtime.models
     made_by = models.current.version

@@ -23,6 +23,7 @@ from graph.edge.connections import (
     http_options,
     refusal_bytes,
 )
+from graph.errors import ErrorCode, FailcastError
 from graph.settings import Settings
 
 LIMITS = EdgeLimits(header_timeout_seconds=5.0, max_header_bytes=1024, max_connections=4)
@@ -300,7 +301,7 @@ def test_refusals_are_logged_at_most_once_per_reason_per_period(caplog):
 
 
 def test_a_refusal_is_a_complete_answer_whose_request_id_matches_its_body():
-    raw = refusal_bytes(408, "REQUEST_TIMEOUT", "slow", [(b"server", b"uvicorn")])
+    raw = refusal_bytes(FailcastError(ErrorCode.REQUEST_TIMEOUT, "slow"), [(b"server", b"uvicorn")])
     [(status, headers, body)] = _answers(raw)
     payload = json.loads(body)
     assert status == 408 and raw.startswith(b"HTTP/1.1 408 Request Timeout\r\n")

@@ -27,7 +27,7 @@ class _Writes:
         self._lock = threading.Lock()
 
     def __call__(self, records, confirm) -> bool:
-        ids = [f'{r.audit["id"]}/{r.audit["http_status"]}' for r in records]
+        ids = [f"{r.audit['id']}/{r.audit['http_status']}" for r in records]
         with self._lock:
             self.running += 1
             self.most = max(self.most, self.running)
