@@ -12,8 +12,9 @@ with no predictions) instead, so the row always says what the client was told, a
 is told, truthfully, that nothing was stored. Rows are claimed under a lock right before COMMIT,
 once every INSERT has gone through; an abandonment that arrives while the INSERTs run makes the
 writer roll back and write the batch again with the fallback. Only when the COMMIT itself is
-in flight and outlives a second wait is the outcome unknown: the request answers so, and its
-fallback row is written afterwards only if that COMMIT failed.
+in flight and outlives a short grace (a third of the timeout, at most 1 s) is the outcome
+unknown: the request answers so, and its fallback row is written afterwards only if that COMMIT
+failed.
 """
 
 import asyncio
@@ -93,7 +94,7 @@ class Recorder:
         timeout: float = 3.0,
         fallback: Callable[[Stored], RequestRecord] | None = None,
     ) -> Stored:
-        """Commit the record, waiting at most about 2 x `timeout`; what the client may be told.
+        """Commit the record, waiting at most `timeout` (+ a grace for a COMMIT in flight).
 
         Raises PersistenceError (or the writer's error) when the commit failed: nothing was
         stored. With a `fallback`, the rows of the answer given instead are written in its place.
@@ -109,8 +110,8 @@ class Recorder:
                 pending.state, pending.fallback = _State.ABANDONED, fallback(Stored.NO)
                 pending.future.add_done_callback(_forget)  # nobody waits for it any more
                 return Stored.NO
-        try:  # the COMMIT is in flight: its outcome decides
-            await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        try:  # the COMMIT is in flight, and usually takes milliseconds: a short grace
+            await asyncio.wait_for(asyncio.shield(pending.future), min(1.0, timeout / 3))
             return Stored.YES
         except TimeoutError:
             if fallback is not None:

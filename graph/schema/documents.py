@@ -1,60 +1,30 @@
-"""Each query text parsed, limit-checked and validated once, in time linear in its size.
+"""Each query text parsed, limit-checked and validated once, and kept per application.
 
 A `Prepared` document holds what every later request with the same text needs: the parsed
-document, the refusal if it breaks a limit, its validation errors, each operation's cost program
-and (filled by the executor) its compiled plans. `DocumentCache` keeps them per application,
-bounded in bytes, and prepares new texts on a small thread pool so that the event loop never
-parses or validates: a heavy document delays its own request, not the probes and requests of
-others. Only authenticated requests reach it (the edge refuses the others before reading a
-query), so only they can fill it.
-
-The limit checks walk each fragment once (memoised) and refuse cycles, so a document whose
-fragments spread the previous one twice costs what its text costs, not 2^n. Beyond the usual
-ceilings (tokens, depth, aliases, cost) they bound what makes graphql-core's validation
-quadratic: the fields a document expands to, and how often one response key is selected in one
-selection set. A text whose preparation still takes more than `check_budget_ms` of CPU is refused.
-
-Costs follow GitHub's GraphQL API: every object a query can return counts one, and a field with
-a `first`/`last` argument multiplies what it selects by that page size (its default when not
-given), `predictBatch` by its inputs; JSON-valued fields count `JSON_COST` and lists of scalars
-one, since their size is not bounded by the selection.
+document, the refusal if it breaks a limit (graph/schema/limits.py), its validation errors, each
+operation's cost program and (filled by the executor) its compiled plans. `DocumentCache` keeps
+them per application, bounded in bytes, and prepares new texts on a small thread pool so that
+the event loop never parses or validates: a heavy document delays its own request, not the
+probes and requests of others. Only authenticated requests reach it (the edge refuses the others
+before reading a query), so only they can fill it. A text whose preparation still takes more
+than `check_budget_ms` of CPU is refused.
 """
 
 import asyncio
 import hashlib
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
-    ArgumentNode,
     DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLEnumType,
     GraphQLError,
-    GraphQLList,
-    GraphQLNamedType,
-    GraphQLNonNull,
-    GraphQLObjectType,
-    GraphQLOutputType,
-    GraphQLScalarType,
     GraphQLSchema,
     GraphQLSyntaxError,
-    InlineFragmentNode,
-    IntValueNode,
-    ListValueNode,
-    ObjectValueNode,
     OperationDefinitionNode,
-    SelectionSetNode,
-    StringValueNode,
-    ValueNode,
-    VariableNode,
-    get_named_type,
     parse,
     specified_rules,
     validate,
@@ -62,34 +32,14 @@ from graphql import (
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 
 from graph.errors import ErrorCode, FailcastError
-from graph.runtime.strings import has_control_characters
+from graph.schema.limits import CostSet, check_document, evaluate
 from graph.settings import Limits
 
-JSON_COST = 5
-PAGE_ARGUMENTS = ("first", "last")
-BATCH_ARGUMENT = "inputs"
 # Bytes an entry holds per byte of query text and per token (parsed nodes, locations and the
 # token list they keep), measured with tracemalloc and rounded up; see tests/unit/test_documents.
 BYTES_PER_CHARACTER = 2
-BYTES_PER_TOKEN = 700
-ENTRY_OVERHEAD_BYTES = 4096
-
-
-@dataclass(frozen=True)
-class _Field:
-    """A field that costs: `weight` plus its selection, times its multiplier."""
-
-    weight: int
-    child: "_CostSet | None"
-    literal: int = 1  # the multiplier when no variable decides it
-    variable: str | None = None  # a variable holding a page size or the batch
-    batch: bool = False  # the variable is a list whose length multiplies
-
-
-@dataclass(frozen=True)
-class _CostSet:
-    fields: tuple[_Field, ...]
-    spreads: tuple[str, ...]
+BYTES_PER_TOKEN = 1000
+ENTRY_OVERHEAD_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,7 +47,7 @@ class OperationFacts:
     """One operation of a document."""
 
     node: OperationDefinitionNode
-    cost: _CostSet
+    cost: CostSet
 
     @property
     def kind(self) -> str:
@@ -122,7 +72,7 @@ class Prepared:
     syntax_error: GraphQLError | None = None
     errors: list[GraphQLError] = field(default_factory=list)
     operations: list[OperationFacts] = field(default_factory=list)
-    fragments: Mapping[str, _CostSet] = field(default_factory=dict)
+    fragments: Mapping[str, CostSet] = field(default_factory=dict)
     plans: dict[str | None, Any] = field(default_factory=dict)  # the executor's, by op name
 
     def operation(self, name: str | None) -> OperationFacts:
@@ -140,7 +90,7 @@ class Prepared:
 
     def cost(self, operation: OperationFacts, variables: Mapping[str, Any], ceiling: int) -> int:
         """The operation's cost with these variables (counting stops just past `ceiling`)."""
-        return _evaluate(operation.cost, self.fragments, variables, {}, ceiling)
+        return evaluate(operation.cost, self.fragments, variables, ceiling)
 
 
 def query_sha256(query: str) -> str:
@@ -246,9 +196,10 @@ def _prepare(cache: DocumentCache, query: str) -> Prepared:
     size = ENTRY_OVERHEAD_BYTES + BYTES_PER_CHARACTER * len(query) + BYTES_PER_TOKEN * tokens
     prepared = Prepared(query, query_sha256(query), size, document)
     try:
-        _Checker(cache.schema, document, limits).check(prepared)
+        programs, prepared.fragments = check_document(cache.schema, document, limits)
     except FailcastError as refusal:
         return _refused(query, refusal)
+    prepared.operations = [OperationFacts(node, cost) for node, cost in programs]
     found = validate(cache.schema, document, cache.rules, hide_suggestions=cache.hide_suggestions)
     for invalid in found:
         invalid.extensions = {**(invalid.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"}
@@ -261,246 +212,3 @@ def _token_count(document: DocumentNode) -> int:
     while token is not None:
         count, token = count + 1, token.next
     return count
-
-
-@dataclass
-class _Summary:
-    """What a selection set (or fragment) adds up to, fragments expanded."""
-
-    depth: int = 0
-    aliases: int = 0
-    fields: int = 0
-    keys: Counter[str] = field(default_factory=Counter)  # response keys at this level
-
-
-class _Checker:
-    """The linear walk: limits, cycles, control characters, and each operation's cost program."""
-
-    def __init__(self, schema: GraphQLSchema, document: DocumentNode, limits: Limits) -> None:
-        self.schema, self.limits = schema, limits
-        self.definitions = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
-        self.operations = [
-            d for d in document.definitions if isinstance(d, OperationDefinitionNode)
-        ]
-        self.summaries: dict[str, _Summary] = {}
-        self.programs: dict[str, _CostSet] = {}
-        self.visiting: list[str] = []
-        self.spreads = 0
-
-    def check(self, prepared: Prepared) -> None:
-        """Refuse (FailcastError) a document over a limit; fill in its operations' programs."""
-        for name, definition in self.definitions.items():
-            self._fragment(name, definition)
-        for operation in self.operations:
-            self._check_values(operation.variable_definitions or (), "variable defaults")
-            root = self.schema.get_root_type(operation.operation)
-            summary, program = self._selection_set(operation.selection_set, root)
-            self._check_summary(summary)
-            prepared.operations.append(OperationFacts(operation, program))
-        prepared.fragments = dict(self.programs)
-
-    def _check_summary(self, summary: _Summary) -> None:
-        limits = self.limits
-        if summary.depth > limits.max_depth:
-            message = f"depth {summary.depth} exceeds {limits.max_depth}"
-            raise FailcastError(ErrorCode.QUERY_TOO_DEEP, message)
-        if summary.aliases > limits.max_aliases:
-            message = f"{summary.aliases} aliases exceed {limits.max_aliases}"
-            raise FailcastError(ErrorCode.TOO_MANY_ALIASES, message)
-        if summary.fields > limits.max_fields:
-            message = (
-                f"the document expands to {summary.fields} fields (at most {limits.max_fields})"
-            )
-            raise FailcastError(ErrorCode.QUERY_TOO_COMPLEX, message)
-
-    def _fragment(self, name: str, definition: FragmentDefinitionNode) -> _Summary:
-        found = self.summaries.get(name)
-        if found is not None:
-            return found
-        if name in self.visiting:
-            cycle = " -> ".join([*self.visiting[self.visiting.index(name) :], name])
-            message = f"fragment {name} spreads itself ({cycle})"
-            raise FailcastError(ErrorCode.GRAPHQL_VALIDATION_FAILED, message)
-        self.visiting.append(name)
-        condition = self.schema.get_type(definition.type_condition.name.value)
-        summary, program = self._selection_set(definition.selection_set, condition)
-        self.visiting.pop()
-        self.summaries[name], self.programs[name] = summary, program
-        self._check_summary(summary)  # early: a bomb stops at its first level over a limit
-        return summary
-
-    def _selection_set(
-        self, selection_set: SelectionSetNode | None, parent: GraphQLNamedType | None
-    ) -> tuple[_Summary, _CostSet]:
-        summary = _Summary()
-        fields: list[_Field] = []
-        spreads: list[str] = []
-        for selection in selection_set.selections if selection_set else ():
-            if isinstance(selection, FieldNode):
-                self._add_field(selection, parent, summary, fields)
-            elif isinstance(selection, InlineFragmentNode):
-                self._check_directives(selection)
-                condition = selection.type_condition
-                inner = self.schema.get_type(condition.name.value) if condition else parent
-                part, program = self._selection_set(selection.selection_set, inner)
-                _merge(summary, part, 1)
-                fields.extend(program.fields)
-                spreads.extend(program.spreads)
-            elif isinstance(selection, FragmentSpreadNode):
-                self._add_spread(selection, summary, spreads)
-        self._check_repeats(summary.keys)
-        return summary, _CostSet(tuple(fields), tuple(spreads))
-
-    def _add_field(
-        self,
-        node: FieldNode,
-        parent: GraphQLNamedType | None,
-        summary: _Summary,
-        fields: list[_Field],
-    ) -> None:
-        self._check_directives(node)
-        self._check_values(node.arguments or (), f"arguments of {node.name.value}")
-        definition = (
-            parent.fields.get(node.name.value) if isinstance(parent, GraphQLObjectType) else None
-        )
-        kind = definition.type if definition is not None else None
-        child_type = get_named_type(kind) if kind is not None else None
-        inner, program = self._selection_set(node.selection_set, child_type)
-        introspection = node.name.value.startswith("__")  # introspection nests deep by design
-        summary.depth = max(summary.depth, 0 if introspection else 1 + inner.depth)
-        summary.aliases += (1 if node.alias else 0) + inner.aliases
-        summary.fields += 1 + inner.fields
-        summary.keys[node.alias.value if node.alias else node.name.value] += 1
-        weight = _weight(kind)
-        if weight or program.fields or program.spreads:
-            fields.append(_multiplied(node, definition, weight, program))
-
-    def _add_spread(self, node: FragmentSpreadNode, summary: _Summary, spreads: list[str]) -> None:
-        self._check_directives(node)
-        self.spreads += 1
-        if self.spreads > self.limits.max_fragment_spreads:
-            message = f"more than {self.limits.max_fragment_spreads} fragment spreads"
-            raise FailcastError(ErrorCode.QUERY_TOO_COMPLEX, message)
-        name = node.name.value
-        definition = self.definitions.get(name)
-        if definition is None:
-            return  # validation reports the unknown fragment
-        _merge(summary, self._fragment(name, definition), 1)
-        spreads.append(name)
-
-    def _check_repeats(self, keys: Counter[str]) -> None:
-        if not keys:
-            return
-        key, times = keys.most_common(1)[0]
-        most = self.limits.max_repeats
-        if times > most:
-            message = f"'{key}' is selected {times} times in one selection set (at most {most})"
-            raise FailcastError(ErrorCode.QUERY_TOO_COMPLEX, message)
-
-    def _check_directives(self, node: Any) -> None:
-        for directive in node.directives or ():
-            self._check_values(directive.arguments or (), f"@{directive.name.value}")
-
-    def _check_values(self, nodes: Sequence[Any], where: str) -> None:
-        for node in nodes:
-            value = node.value if isinstance(node, ArgumentNode) else node.default_value
-            if value is not None and _has_control_string(value):
-                message = f"a string in the {where} contains control characters"
-                raise FailcastError(ErrorCode.BAD_USER_INPUT, message, field="query")
-
-
-def _merge(summary: _Summary, part: _Summary, times: int) -> None:
-    summary.depth = max(summary.depth, part.depth)
-    summary.aliases += part.aliases * times
-    summary.fields += part.fields * times
-    for key, count in part.keys.items():
-        summary.keys[key] += count * times
-
-
-def _has_control_string(value: ValueNode) -> bool:
-    if isinstance(value, StringValueNode):
-        return has_control_characters(value.value)
-    if isinstance(value, ListValueNode):
-        return any(_has_control_string(item) for item in value.values)
-    if isinstance(value, ObjectValueNode):
-        return any(_has_control_string(item.value) for item in value.fields)
-    return False
-
-
-def _weight(kind: GraphQLOutputType | None) -> int:
-    """What a field costs by itself: objects 1, JSON JSON_COST, lists of leaves 1, leaves 0."""
-    if kind is None:
-        return 0
-    named, is_list = get_named_type(kind), _is_list(kind)
-    if isinstance(named, GraphQLScalarType | GraphQLEnumType):
-        if named.name == "JSON":
-            return JSON_COST
-        return 1 if is_list else 0
-    return 1
-
-
-def _is_list(kind: GraphQLOutputType) -> bool:
-    inner = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
-    return isinstance(inner, GraphQLList)
-
-
-def _multiplied(node: FieldNode, definition: Any, weight: int, program: _CostSet) -> _Field:
-    """The field's cost entry, with the argument (or default) that multiplies it."""
-    arguments = {argument.name.value: argument.value for argument in node.arguments or ()}
-    for name in (*PAGE_ARGUMENTS, BATCH_ARGUMENT):
-        value = arguments.get(name)
-        batch = name == BATCH_ARGUMENT
-        if isinstance(value, VariableNode):  # the default counts when the variable is unset
-            return _Field(weight, program, _page_default(definition), value.name.value, batch)
-        if isinstance(value, IntValueNode) and not batch:
-            return _Field(weight, program, max(int(value.value), 1))
-        if isinstance(value, ListValueNode) and batch:
-            return _Field(weight, program, max(len(value.values), 1))
-    default = _page_default(definition)
-    return _Field(weight, program, default)
-
-
-def _page_default(definition: Any) -> int:
-    if definition is None:
-        return 1
-    for name in PAGE_ARGUMENTS:
-        argument = definition.args.get(name)
-        if argument is not None and isinstance(argument.default_value, int):
-            return max(argument.default_value, 1)
-    return 1
-
-
-def _evaluate(
-    program: _CostSet,
-    fragments: Mapping[str, _CostSet],
-    variables: Mapping[str, Any],
-    memo: dict[str, int],
-    ceiling: int,
-) -> int:
-    """The cost of a selection set; each fragment is evaluated once per request (memo)."""
-    total = 0
-    for entry in program.fields:
-        child = _evaluate(entry.child, fragments, variables, memo, ceiling) if entry.child else 0
-        total += _multiplier(entry, variables) * (entry.weight + child)
-        if total > ceiling:
-            return ceiling + 1
-    for name in program.spreads:
-        if name not in memo:
-            memo[name] = _evaluate(fragments[name], fragments, variables, memo, ceiling)
-        total += memo[name]
-        if total > ceiling:
-            return ceiling + 1
-    return total
-
-
-def _multiplier(entry: _Field, variables: Mapping[str, Any]) -> int:
-    if entry.variable is None:
-        return entry.literal
-    value = variables.get(entry.variable)
-    if entry.batch:
-        return max(len(value), 1) if isinstance(value, list) else 1
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(value, 1)
-    return entry.literal

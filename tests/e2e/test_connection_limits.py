@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
-from servers import SECRET, Server, free_port, make_token, run_server
+from servers import SECRET, HealthPoller, Server, free_port, make_token, run_server
 from support import REPO_ROOT
 
 from failcast.workers import reuse_port_available
@@ -130,38 +129,6 @@ def _parse(raw: bytes) -> Answer:
     with reader, writer:
         writer.sendall(raw)
         return read_answer(reader, timeout=1)
-
-
-class HealthPoller:
-    """GET /healthz every 50 ms on its own kept-alive connection, timing each answer."""
-
-    def __init__(self, server: Server, max_seconds: float = 15.0) -> None:
-        self.base, self.deadline = server.base, time.monotonic() + max_seconds
-        self.answers: list[tuple[int | None, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> "HealthPoller":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        assert not self._thread.is_alive()
-
-    def _poll(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=2.0) as client:
-            for _ in range(400):
-                if self._stop.is_set() or time.monotonic() > self.deadline:
-                    return
-                started = time.monotonic()
-                try:
-                    status: int | None = client.get("/healthz").status_code
-                except httpx.HTTPError:
-                    status = None
-                self.answers.append((status, time.monotonic() - started))
-                time.sleep(0.05)
 
 
 def test_slow_headers_get_408_and_close_while_healthz_stays_fast(server):
