@@ -7,6 +7,7 @@ lifespan starts and stops the background work (model refresh, recorder, sealing,
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -126,6 +127,11 @@ async def _lifespan(
         runtime.models.last_error = f"registry unreachable: {error}"
         log.warning("no model loaded at start-up: %s", error)
     tasks = _background(runtime)
+    # Everything built so far (schema, model, modules) lives as long as the process: moved out
+    # of the collector's reach, a full collection no longer walks it, so the pauses it causes
+    # on whichever thread triggers it (the event loop included) stay short.
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:

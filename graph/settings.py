@@ -24,7 +24,7 @@ class Limits:
     max_cost: int = 10_000
     max_fragment_spreads: int = 100
     max_fields: int = 5000
-    max_repeats: int = 16
+    max_field_pairs: int = 2000
     check_budget_ms: float = 50.0
 
 
@@ -81,11 +81,12 @@ class Settings(BaseSettings):
     max_query_bytes: int = Field(default=65_536, ge=1024)
     max_fragment_spreads: int = Field(default=100, ge=0)
     max_fields: int = Field(default=5000, ge=10)
-    max_repeated_fields: int = Field(default=16, ge=1)
+    max_field_pairs: int = Field(default=2000, ge=0)
     max_check_ms: float = Field(default=50.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     document_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    document_cache_nodes: int = Field(default=25_000, ge=0)  # each full GC walks them all
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     commit_timeout_seconds: float = Field(default=3.0, gt=0)
@@ -137,7 +138,7 @@ class Settings(BaseSettings):
             max_cost=self.max_query_cost,
             max_fragment_spreads=self.max_fragment_spreads,
             max_fields=self.max_fields,
-            max_repeats=self.max_repeated_fields,
+            max_field_pairs=self.max_field_pairs,
             check_budget_ms=self.max_check_ms,
         )
 

@@ -35,10 +35,10 @@ from graph.errors import ErrorCode, FailcastError
 from graph.schema.limits import CostSet, check_document, evaluate
 from graph.settings import Limits
 
-# Bytes an entry holds per byte of query text and per token (parsed nodes, locations and the
-# token list they keep), measured with tracemalloc and rounded up; see tests/unit/test_documents.
+# Bytes an entry holds per byte of query text and per node, measured with tracemalloc and
+# rounded up; see tests/unit/test_documents.py.
 BYTES_PER_CHARACTER = 2
-BYTES_PER_TOKEN = 1000
+BYTES_PER_NODE = 1000
 ENTRY_OVERHEAD_BYTES = 32 * 1024
 
 
@@ -66,8 +66,9 @@ class Prepared:
 
     query: str
     sha256: str
-    size: int
+    size: int  # bytes, estimated
     document: DocumentNode | None = None
+    nodes: int = 0  # objects the garbage collector walks while the entry is cached
     refusal: FailcastError | None = None
     syntax_error: GraphQLError | None = None
     errors: list[GraphQLError] = field(default_factory=list)
@@ -108,16 +109,18 @@ class DocumentCache:
         introspection: bool = True,
         hide_suggestions: bool = False,
         max_bytes: int = 32 * 1024 * 1024,
+        max_nodes: int = 25_000,
         threads: int = 2,
     ) -> None:
-        self.schema, self.limits, self.max_bytes = schema, limits, max_bytes
+        self.schema, self.limits = schema, limits
+        self.max_bytes, self.max_nodes = max_bytes, max_nodes
         self.hide_suggestions = hide_suggestions
         rules: list[type[ASTValidationRule]] = list(specified_rules)
         if not introspection:
             rules.append(NoSchemaIntrospectionCustomRule)
         self.rules = tuple(rules)
         self._items: OrderedDict[str, Prepared] = OrderedDict()
-        self._bytes = 0
+        self._bytes = self._nodes = 0
         self._pending: dict[str, asyncio.Future[Prepared]] = {}
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="failcast-documents")
 
@@ -157,14 +160,23 @@ class DocumentCache:
         message = f"the document took {spent_ms:.0f} ms to check (at most {budget_ms:.0f} ms)"
         return _refused(query, FailcastError(ErrorCode.QUERY_TOO_COMPLEX, message))
 
+    @property
+    def nodes(self) -> int:
+        """The parsed nodes the cached entries hold."""
+        return self._nodes
+
     def _keep(self, prepared: Prepared) -> None:
-        if prepared.query in self._items or prepared.size > self.max_bytes:
+        if prepared.query in self._items:
+            return
+        if prepared.size > self.max_bytes or prepared.nodes > self.max_nodes:
             return
         self._items[prepared.query] = prepared
         self._bytes += prepared.size
-        while self._bytes > self.max_bytes:
+        self._nodes += prepared.nodes
+        while self._bytes > self.max_bytes or self._nodes > self.max_nodes:
             _, evicted = self._items.popitem(last=False)
             self._bytes -= evicted.size
+            self._nodes -= evicted.nodes
 
     def close(self) -> None:
         """Stop the preparation threads."""
@@ -182,8 +194,13 @@ def _prepare(cache: DocumentCache, query: str) -> Prepared:
         message = f"the query text exceeds {limits.max_query_bytes} bytes"
         return _refused(query, FailcastError(ErrorCode.REQUEST_TOO_LARGE, message))
     try:
+        # Without locations: a third of the objects, which every full garbage collection walks
+        # while the document is cached (validation errors then carry no `locations`).
         document = parse(
-            query, max_lexical_tokens=limits.max_tokens, max_comments=limits.max_tokens
+            query,
+            no_location=True,
+            max_lexical_tokens=limits.max_tokens,
+            max_comments=limits.max_tokens,
         )
     except GraphQLSyntaxError as error:
         if "Parsing aborted" in error.message:
@@ -192,23 +209,17 @@ def _prepare(cache: DocumentCache, query: str) -> Prepared:
         prepared = _refused(query, FailcastError(ErrorCode.GRAPHQL_PARSE_FAILED, error.message))
         prepared.refusal, prepared.syntax_error = None, error
         return prepared
-    tokens = _token_count(document)
-    size = ENTRY_OVERHEAD_BYTES + BYTES_PER_CHARACTER * len(query) + BYTES_PER_TOKEN * tokens
+    size = ENTRY_OVERHEAD_BYTES + BYTES_PER_CHARACTER * len(query)
     prepared = Prepared(query, query_sha256(query), size, document)
     try:
-        programs, prepared.fragments = check_document(cache.schema, document, limits)
+        checked = check_document(cache.schema, document, limits)
     except FailcastError as refusal:
         return _refused(query, refusal)
-    prepared.operations = [OperationFacts(node, cost) for node, cost in programs]
+    prepared.operations = [OperationFacts(node, cost) for node, cost in checked.operations]
+    prepared.fragments, prepared.nodes = checked.fragments, checked.nodes
+    prepared.size += BYTES_PER_NODE * checked.nodes
     found = validate(cache.schema, document, cache.rules, hide_suggestions=cache.hide_suggestions)
     for invalid in found:
         invalid.extensions = {**(invalid.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"}
     prepared.errors = found
     return prepared
-
-
-def _token_count(document: DocumentNode) -> int:
-    token, count = document.loc.start_token if document.loc else None, 0
-    while token is not None:
-        count, token = count + 1, token.next
-    return count

@@ -54,6 +54,7 @@ class GraphQLExecutor:
             introspection=settings.introspection,
             hide_suggestions=settings.production,
             max_bytes=settings.document_cache_bytes,
+            max_nodes=settings.document_cache_nodes,
         )
         self.plans_enabled = settings.compiled_plans
         self.timeout_s = settings.request_timeout_seconds

@@ -3,8 +3,10 @@
 Each fragment is walked once (memoised) and cycles are refused, so a document whose fragments
 spread the previous one twice costs what its text costs, not 2^n. Beyond the usual ceilings
 (depth, aliases, cost) the walk bounds what makes graphql-core's validation quadratic: the fields
-a document expands to, fragment spreads, and how often one response key is selected in one
-selection set. String literals with control characters are refused here too.
+a document expands to, fragment spreads, and repeated fields: graphql-core compares every pair
+of fields selected under one response key, and their sub-selections pair by pair, so the walk
+counts those comparisons and refuses a document that would need too many. String literals with
+control characters are refused here too.
 
 Costs follow GitHub's GraphQL API: every object a query can return counts one, and a field with
 a `first`/`last` argument multiplies what it selects by that page size (its default when not
@@ -80,14 +82,24 @@ class _Summary:
     aliases: int = 0
     fields: int = 0
     keys: Counter[str] = field(default_factory=Counter)  # response keys at this level
+    inner: dict[str, "_Summary"] = field(default_factory=dict)  # key -> its widest selection
+    pairs: int = 0  # field pairs validation compares in this set and below
 
 
-def check_document(
-    schema: GraphQLSchema, document: DocumentNode, limits: Limits
-) -> tuple[list[tuple[OperationDefinitionNode, CostSet]], dict[str, CostSet]]:
+@dataclass(frozen=True)
+class Checked:
+    """A document within its limits: its programs, and how many nodes it holds."""
+
+    operations: list[tuple[OperationDefinitionNode, CostSet]]
+    fragments: dict[str, CostSet]
+    nodes: int  # fields, arguments, directives, spreads and values, as written
+
+
+def check_document(schema: GraphQLSchema, document: DocumentNode, limits: Limits) -> Checked:
     """Each operation's cost program and each fragment's, or FailcastError over a limit."""
     checker = _Checker(schema, document, limits)
-    return checker.check(), dict(checker.programs)
+    operations = checker.check()
+    return Checked(operations, dict(checker.programs), checker.nodes)
 
 
 class _Checker:
@@ -105,6 +117,7 @@ class _Checker:
         self.programs: dict[str, CostSet] = {}
         self.visiting: list[str] = []
         self.spreads = 0
+        self.nodes = len(self.definitions) + len(self.operations)
 
     def check(self) -> list[tuple[OperationDefinitionNode, CostSet]]:
         """Refuse (FailcastError) a document over a limit; each operation's cost program."""
@@ -168,7 +181,7 @@ class _Checker:
                 spreads.extend(program.spreads)
             elif isinstance(selection, FragmentSpreadNode):
                 self._add_spread(selection, summary, spreads)
-        self._check_repeats(summary.keys)
+        self._check_repeats(summary)
         return summary, CostSet(tuple(fields), tuple(spreads))
 
     def _add_field(
@@ -190,7 +203,9 @@ class _Checker:
         summary.depth = max(summary.depth, 0 if introspection else 1 + inner.depth)
         summary.aliases += (1 if node.alias else 0) + inner.aliases
         summary.fields += 1 + inner.fields
-        summary.keys[node.alias.value if node.alias else node.name.value] += 1
+        key = node.alias.value if node.alias else node.name.value
+        summary.keys[key] += 1
+        summary.inner[key] = _widest(summary.inner.get(key), inner)
         weight = _weight(kind)
         if weight or program.fields or program.spreads:
             fields.append(_multiplied(node, definition, weight, program))
@@ -208,22 +223,30 @@ class _Checker:
         _merge(summary, self._fragment(name, definition), 1)
         spreads.append(name)
 
-    def _check_repeats(self, keys: Counter[str]) -> None:
-        if not keys:
-            return
-        key, times = keys.most_common(1)[0]
-        most = self.limits.max_repeats
-        if times > most:
-            message = f"'{key}' is selected {times} times in one selection set (at most {most})"
+    def _check_repeats(self, summary: _Summary) -> None:
+        """Refuse repeated fields whose pairwise comparison (by validation) would be costly."""
+        summary.pairs = sum(
+            _pairs(count, summary.inner.get(key)) for key, count in summary.keys.items()
+        )
+        if summary.pairs > self.limits.max_field_pairs:
+            key = max(summary.keys, key=lambda k: summary.keys[k])
+            most = self.limits.max_field_pairs
+            message = (
+                f"repeated fields ('{key}' {summary.keys[key]} times in one selection set) would "
+                f"be compared {summary.pairs} times by validation (at most {most})"
+            )
             raise FailcastError(ErrorCode.QUERY_TOO_COMPLEX, message)
 
     def _check_directives(self, node: Any) -> None:
+        self.nodes += 1  # the field, fragment or spread the directives belong to
         for directive in node.directives or ():
+            self.nodes += 1
             self._check_values(directive.arguments or (), f"@{directive.name.value}")
 
     def _check_values(self, nodes: Sequence[Any], where: str) -> None:
         for node in nodes:
             value = node.value if isinstance(node, ArgumentNode) else node.default_value
+            self.nodes += 1 + (_size(value) if value is not None else 0)
             if value is not None and _has_control_string(value):
                 message = f"a string in the {where} contains control characters"
                 raise FailcastError(ErrorCode.BAD_USER_INPUT, message, field="query")
@@ -235,6 +258,31 @@ def _merge(summary: _Summary, part: _Summary, times: int) -> None:
     summary.fields += part.fields * times
     for key, count in part.keys.items():
         summary.keys[key] += count * times
+        summary.inner[key] = _widest(summary.inner.get(key), part.inner[key])
+
+
+def _widest(first: "_Summary | None", second: "_Summary") -> "_Summary":
+    if first is None:
+        return second
+    return first if _width(first) + first.pairs >= _width(second) + second.pairs else second
+
+
+def _width(summary: "_Summary") -> int:
+    return sum(summary.keys.values())
+
+
+def _pairs(count: int, inner: "_Summary | None") -> int:
+    """Comparisons of `count` fields of one key: each pair, and their sub-selections."""
+    below = (_width(inner) + inner.pairs) if inner is not None else 0
+    return count * (count - 1) // 2 * (1 + below) + (count * inner.pairs if inner else 0)
+
+
+def _size(value: ValueNode) -> int:
+    if isinstance(value, ListValueNode):
+        return 1 + sum(_size(item) for item in value.values)
+    if isinstance(value, ObjectValueNode):
+        return 1 + sum(1 + _size(item.value) for item in value.fields)
+    return 1
 
 
 def _has_control_string(value: ValueNode) -> bool:

@@ -58,16 +58,22 @@ def test_fragment_spreads_are_capped():
     assert _refusal(query, max_fragment_spreads=5) is ErrorCode.QUERY_TOO_COMPLEX
 
 
-def test_one_key_selected_many_times_in_a_set_is_refused():
-    query = "{ me { %s } }" % " ".join(["subject"] * 17)
-    assert _refusal(query.replace(" subject }", " }"), max_repeats=16) is None
-    assert _refusal(query, max_repeats=16) is ErrorCode.QUERY_TOO_COMPLEX
+def test_fields_repeated_in_a_set_are_refused_by_the_pairs_validation_would_compare():
+    query = "{ me { %s } }" % " ".join(["subject"] * 5)  # 10 pairs
+    assert _refusal(query, max_field_pairs=10) is None
+    assert _refusal(query, max_field_pairs=9) is ErrorCode.QUERY_TOO_COMPLEX
+
+
+def test_pairs_count_the_sub_selections_compared_for_each_pair():
+    query = "{ %s }" % " ".join(["me { subject scopes }"] * 4)  # 6 pairs x (1 + 2 fields)
+    assert _refusal(query, max_field_pairs=18) is None
+    assert _refusal(query, max_field_pairs=17) is ErrorCode.QUERY_TOO_COMPLEX
 
 
 def test_repeats_through_fragments_count_once_each_spread():
     query = "{ me { subject ...F ...F } } fragment F on Me { subject }"
-    assert _refusal(query, max_repeats=3) is None
-    assert _refusal(query, max_repeats=2) is ErrorCode.QUERY_TOO_COMPLEX
+    assert _refusal(query, max_field_pairs=3) is None
+    assert _refusal(query, max_field_pairs=2) is ErrorCode.QUERY_TOO_COMPLEX
 
 
 def test_aliases_and_depth_count_through_fragments():
@@ -128,9 +134,10 @@ def test_costs_of_a_bomb_like_program_are_evaluated_once_per_fragment():
         + fragments
         + f" fragment F{levels} on PredictionConnection {{ nodes {{ id }} }}"
     )
-    prepared = _cache(max_fields=10**12, max_repeats=10**12, max_fragment_spreads=1000).prepare(
+    prepared = _cache(max_fields=10**30, max_field_pairs=10**30, max_fragment_spreads=1000).prepare(
         query
     )
+    assert prepared.refusal is None, prepared.refusal
     ceiling = 10_000
     started = time.perf_counter()
     assert prepared.cost(prepared.operation(None), {}, ceiling) == ceiling + 1
@@ -199,4 +206,17 @@ def test_concurrent_requests_with_a_new_text_share_one_preparation(monkeypatch):
 
     results = asyncio.run(many())
     assert len(calls) == 1 and all(r is results[0] for r in results)
+    cache.close()
+
+
+def test_the_cache_bounds_the_nodes_every_full_garbage_collection_walks():
+    cache = DocumentCache(SCHEMA, Limits(), max_nodes=100)
+    queries = ["{ me { subject } } # %d" % i for i in range(200)]
+
+    async def fill() -> None:
+        for query in queries:
+            await cache.get(query)
+
+    asyncio.run(fill())
+    assert 0 < cache.nodes <= 100 and 0 < len(cache) < 100
     cache.close()
