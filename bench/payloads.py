@@ -17,7 +17,7 @@ BATCH_DOCUMENT = (
 
 
 def _heavy_tail(rng: random.Random, zero_share: float, scale: float) -> int:
-    # Most counters are zero on most days, with a long tail (see shared/data/SOURCE.md).
+    # Most counters are zero on most days, with a long tail (as in the public dataset).
     return 0 if rng.random() < zero_share else int(rng.paretovariate(1.2) * scale)
 
 

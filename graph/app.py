@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from auth import TokenVerifier
 from graph.edge.audit import AuditMiddleware, request_state
+from graph.edge.connections import RefusalCollector
 from graph.edge.graphql import GraphQLEndpoint
 from graph.edge.health import HealthEndpoints
 from graph.edge.responses import error_response
@@ -77,6 +78,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application for these settings."""
     runtime = build_runtime(settings)
+    runtime.metrics.registry.register(RefusalCollector())
     executor = GraphQLExecutor(build_schema(), settings)
     graphql = GraphQLEndpoint(runtime, executor)
     health = HealthEndpoints(runtime)

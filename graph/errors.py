@@ -274,3 +274,19 @@ def error_body(error: FailcastError, request_id: uuid.UUID) -> dict[str, Any]:
 def codes_of(body: dict[str, Any]) -> list[str]:
     """The `extensions.code` of every error of a response body, in order."""
     return [e["extensions"]["code"] for e in body.get("errors") or ()]
+
+
+def error_table() -> str:
+    """The README's table of every code (a contract test holds the README to it)."""
+    lines = [
+        "| `extensions.code` | HTTP status alone / in a GraphQL answer | audit outcome | meaning |",
+        "|---|---|---|---|",
+    ]
+    for code, spec in SPECS.items():
+        statuses = f"{spec.status} / {spec.graphql_status}"
+        lines.append(f"| `{code}` | {statuses} | {spec.outcome} | {spec.meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(error_table())

@@ -15,11 +15,13 @@ import importlib.util
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from graph.errors import ErrorCode, FailcastError, error_body
 from graph.settings import Settings
@@ -126,6 +128,21 @@ _refusals = RefusalCounter()
 def connection_refusals() -> dict[str, int]:
     """How many connections this process refused, per reason (for /metrics)."""
     return _refusals.snapshot()
+
+
+class RefusalCollector(Collector):
+    """`failcast_connections_refused_total` by reason, read from the guard when scraped."""
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "failcast_connections_refused",
+            "Connections refused before a request reached the app",
+            labels=["reason"],
+        )
+        counts = connection_refusals()
+        for reason in REASONS:
+            family.add_metric([reason], float(counts.get(reason, 0)))
+        yield family
 
 
 def refusal_bytes(error: FailcastError, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:

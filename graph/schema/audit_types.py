@@ -26,6 +26,12 @@ class AuditEventType:
     outcome: str = strawberry.field(description="ok, denied, invalid or error.")
     error_codes: list[str] = strawberry.field(description="extensions.code of each error.")
     predictions_created: int = strawberry.field(description="Predictions stored by it.")
+    client_request_id: str | None = strawberry.field(
+        description="The client's own X-Request-ID, when it sent a valid one."
+    )
+    auth_failure: str | None = strawberry.field(
+        description="Why the request had no valid token (missing, expired, bad_signature...)."
+    )
 
     @classmethod
     def from_row(cls, row: AuditEvent) -> "AuditEventType":
@@ -47,6 +53,8 @@ class AuditEventType:
             outcome=row.outcome,
             error_codes=list(row.error_codes),
             predictions_created=row.predictions_created,
+            client_request_id=row.client_request_id,
+            auth_failure=row.auth_failure,
         )
 
 
@@ -72,3 +80,6 @@ class AuditEventFilterInput:
     )
     to: datetime | None = strawberry.field(default=None, description="Received before.")
     operation_name: str | None = strawberry.field(default=None, description="Only this name.")
+    client_request_id: str | None = strawberry.field(
+        default=None, description="Only the request the client tagged with this X-Request-ID."
+    )

@@ -90,7 +90,14 @@ def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
         return AuditFilter()
     if where.outcome is not None and where.outcome not in OUTCOMES:
         raise bad_input(f"outcome must be one of {', '.join(OUTCOMES)}", "filter.outcome")
-    return AuditFilter(where.subject, where.outcome, where.from_, where.to, where.operation_name)
+    return AuditFilter(
+        where.subject,
+        where.outcome,
+        where.from_,
+        where.to,
+        where.operation_name,
+        where.client_request_id,
+    )
 
 
 def _filter(where: PredictionFilterInput | None) -> PredictionFilter:

@@ -193,6 +193,8 @@ def test_eight_mib_of_headers_get_431_quickly_and_the_server_stays_healthy(serve
     assert answer.status == 431 and answer.code() == "HEADERS_TOO_LARGE"
     assert elapsed < 1.0, elapsed
     assert server.get("/healthz").status_code == 200
+    metrics = server.get("/metrics").text
+    assert 'failcast_connections_refused_total{reason="headers_too_large"} 1.0' in metrics
 
 
 def _served_connection(server: Server) -> socket.socket:

@@ -203,3 +203,14 @@ def test_refused_requests_are_audited_with_subject_reason_and_query_hash(
     assert limit["subject"] == "tester" and limit["query_sha256"] is not None
     assert (bad_token["auth_failure"], no_token["auth_failure"]) == ("malformed", "missing")
     assert bad_token["http_status"] == no_token["http_status"] == 401
+
+
+def test_the_audit_trail_is_searchable_by_the_clients_request_id(client, auth_headers):
+    sent = client.post("/graphql", json={"query": "{ me { subject } }"},
+                       headers={**auth_headers, "X-Request-ID": "trace-9"})  # fmt: skip
+    client.post("/graphql", json={"query": "{ me { subject } }"}, headers=auth_headers)
+    query = """{ auditEvents(filter: {clientRequestId: "trace-9"}) {
+      nodes { requestId clientRequestId authFailure httpStatus } } }"""
+    nodes = gql(client, query, headers=auth_headers)["data"]["auditEvents"]["nodes"]
+    assert len(nodes) == 1 and nodes[0]["clientRequestId"] == "trace-9"
+    assert sent.headers["x-request-id"] == "trace-9" and nodes[0]["authFailure"] is None
