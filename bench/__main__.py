@@ -37,7 +37,9 @@ def parser() -> argparse.ArgumentParser:
         "--soak", type=int, default=100_000,
         help="predictions the batch and 2-worker servers are topped up to before RSS is read",
     )  # fmt: skip
-    p.add_argument("--real-data", action="store_true", help="train on the public dataset (FAILCAST_BENCH_DATA; slower)")
+    p.add_argument(
+        "--real-data", action="store_true", help="train on the public dataset (slower)"
+    )
     p.add_argument("--pg-url", default=DEFAULT_PG, help="admin URL of a loopback PostgreSQL")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the Markdown report")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 s, 1 round, 1 s warm-up")

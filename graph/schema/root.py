@@ -75,6 +75,15 @@ def _page_args(info: Info, first: int | None, after: str | None) -> tuple[int, u
     return first, decode_cursor(after) if after else None
 
 
+async def _history(
+    info: Info, repository: Any, first: int | None, after: str | None, where: Any
+) -> usecases.Page[Any]:
+    """One page of a history (predictions or audit events), newest first."""
+    size, before = _page_args(info, first, after)
+    engine = info.context.runtime.engine
+    return await usecases.history_page(engine, repository, size, before, where)
+
+
 def _connection(page: usecases.Page[Any], node: Callable[[Any], Any], edge: Any, conn: Any) -> Any:
     nodes = [node(row) for row in page.items]
     edges = [
@@ -125,14 +134,9 @@ class Query:
         after: str | None = None,
         filter: PredictionFilterInput | None = None,
     ) -> PredictionConnectionType:
-        first, before = _page_args(info, first, after)
-        engine = info.context.runtime.engine
-        page = await usecases.history_page(
-            engine, PredictionRepository, first, before, _filter(filter)
-        )
-        return _connection(  # type: ignore[no-any-return]
-            page, PredictionType.from_values, PredictionEdgeType, PredictionConnectionType
-        )
+        kinds = (PredictionType.from_values, PredictionEdgeType, PredictionConnectionType)
+        page = await _history(info, PredictionRepository, first, after, _filter(filter))
+        return _connection(page, *kinds)  # type: ignore[no-any-return]
 
     @strawberry.field(
         description="The audit trail, newest first (cursor pagination).",
@@ -145,14 +149,9 @@ class Query:
         after: str | None = None,
         filter: AuditEventFilterInput | None = None,
     ) -> AuditEventConnectionType:
-        first, before = _page_args(info, first, after)
-        engine = info.context.runtime.engine
-        page = await usecases.history_page(
-            engine, AuditRepository, first, before, _audit_filter(filter)
-        )
-        return _connection(  # type: ignore[no-any-return]
-            page, AuditEventType.from_row, AuditEventEdgeType, AuditEventConnectionType
-        )
+        kinds = (AuditEventType.from_row, AuditEventEdgeType, AuditEventConnectionType)
+        page = await _history(info, AuditRepository, first, after, _audit_filter(filter))
+        return _connection(page, *kinds)  # type: ignore[no-any-return]
 
     @strawberry.field(
         description="Every registered model version, newest first.",

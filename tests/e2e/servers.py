@@ -359,3 +359,21 @@ class HealthPoller:
                     status = None
                 self.answers.append((status, time.monotonic() - started))
                 time.sleep(0.05)
+
+
+def audit_rows(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Every audit row, keyed by its request id without dashes (SQLite stores them so)."""
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT * FROM audit_event")).all()
+    return {str(r.id).replace("-", ""): dict(r._mapping) for r in rows}
+
+
+def wait_audit_row(engine: Engine, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The audit row of a request, waiting (polling) up to `timeout` s for it to be written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = audit_rows(engine).get(request_id.replace("-", ""))
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no audit row for request {request_id} within {timeout} s")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from faultproxy import FaultProxy
-from servers import PREDICT, HealthPoller, make_token, run_server
+from servers import PREDICT, HealthPoller, make_token, run_server, wait_audit_row
 from support import ORIGINAL_EXAMPLE
 
 from persistence import is_sqlite
@@ -64,18 +64,6 @@ def _sqlite_locked(db_url: str) -> Iterator[None]:
         connection.close()
 
 
-def _audit_row(engine: sa.Engine, request_id: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            rows = connection.execute(sa.text("SELECT * FROM audit_event")).all()
-        found = [r for r in rows if str(r.id).replace("-", "") == request_id.replace("-", "")]
-        if found:
-            return dict(found[0]._mapping)
-        time.sleep(0.1)
-    raise AssertionError(f"no audit row for request {request_id} within {timeout} s")
-
-
 def test_a_commit_stalled_past_the_timeout_is_answered_and_audited_alike(
     served, db_engine, active_model, tmp_path: Path
 ):
@@ -95,7 +83,7 @@ def test_a_commit_stalled_past_the_timeout_is_answered_and_audited_alike(
             time.sleep(0.5)
         log = server.log()
         request_id = response.json()["errors"][0]["extensions"]["requestId"]
-        row = _audit_row(db_engine, request_id, timeout=15)
+        row = wait_audit_row(db_engine, request_id, timeout=15)
     assert response.status_code == 503, response.text
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
@@ -111,3 +99,61 @@ def test_a_commit_stalled_past_the_timeout_is_answered_and_audited_alike(
     assert len(stored_for) == 1  # the warm-up's
     slow = [(status, round(s, 3)) for status, s in poller.answers if status != 200 or s >= 0.1]
     assert len(poller.answers) >= 10 and not slow, (slow, log[-2000:])
+
+
+@contextlib.contextmanager
+def _slow_commits(engine: sa.Engine, seconds: float, fail: bool) -> Iterator[None]:
+    """PostgreSQL: every COMMIT that carries an audit row takes `seconds` (and fails if asked).
+
+    A deferred constraint trigger runs at COMMIT time, after every INSERT went through and the
+    rows were claimed: the one moment whose outcome a waiting request cannot know.
+    """
+    refuse = " RAISE EXCEPTION 'commit refused';" if fail else ""
+    # Only the request's own row (200): the 503 row written instead must go through.
+    body = (
+        f"IF NEW.http_status = 200 THEN PERFORM pg_sleep({seconds});{refuse} END IF; RETURN NULL;"
+    )
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            + body + " END $$"
+        ))  # fmt: skip
+        connection.execute(sa.text(
+            "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON audit_event "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        ))  # fmt: skip
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP TRIGGER IF EXISTS slow_commit ON audit_event"))
+            connection.execute(sa.text("DROP FUNCTION IF EXISTS slow_commit()"))
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["commit-lands", "commit-fails"])
+def test_a_commit_whose_outcome_is_unknown_says_so_and_the_trail_settles_it(
+    db_url, db_engine, active_model, tmp_path: Path, fail: bool
+):
+    if is_sqlite(db_url):
+        pytest.skip("a COMMIT that takes seconds needs PostgreSQL's deferred triggers")
+    headers = {"Authorization": f"Bearer {make_token('unknown')}", "X-Request-ID": "retry-me-1"}
+    body = {"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}}
+    with (
+        run_server(db_url, ENV, tmp_path / "uvicorn.log") as server,
+        _slow_commits(db_engine, COMMIT_TIMEOUT_S * 3, fail),
+    ):
+        started = time.monotonic()
+        response = httpx.post(f"{server.base}/graphql", json=body, headers=headers, timeout=15)
+        answered_s = time.monotonic() - started
+        request_id = response.json()["errors"][0]["extensions"]["requestId"]
+        row = wait_audit_row(db_engine, request_id, timeout=15)
+    error = response.json()["errors"][0]
+    assert response.status_code == 503 and error["extensions"]["stored"] == "unknown", error
+    assert answered_s < COMMIT_TIMEOUT_S + 1.5, answered_s
+    assert row["client_request_id"] == "retry-me-1"  # what the client looks it up by
+    with db_engine.connect() as connection:
+        stored = connection.execute(sa.text("SELECT count(*) FROM prediction")).scalar_one()
+    if fail:  # the COMMIT failed: the 503's own row, and nothing else
+        assert (row["http_status"], row["predictions_created"], stored) == (503, 0, 0)
+    else:  # it landed: the trail says so, and the prediction is there to be found
+        assert (row["http_status"], row["predictions_created"], stored) == (200, 1, 1)

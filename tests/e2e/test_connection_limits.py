@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from servers import SECRET, HealthPoller, Server, free_port, make_token, run_server
+from servers import (
+    SECRET,
+    HealthPoller,
+    Server,
+    free_port,
+    make_token,
+    run_server,
+    wait_audit_row,
+)
 from support import REPO_ROOT
 
 from failcast.workers import reuse_port_available
@@ -285,18 +293,6 @@ def _post_head(length: int) -> bytes:
     ).encode()
 
 
-def _audit_row(engine, request_id: str) -> dict:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            rows = connection.execute(sa.text("SELECT * FROM audit_event")).all()
-        found = [r for r in rows if str(r.id).replace("-", "") == request_id.replace("-", "")]
-        if found:
-            return dict(found[0]._mapping)
-        time.sleep(0.05)
-    raise AssertionError(f"no audit row for {request_id}")
-
-
 def test_a_body_that_arrives_too_slowly_gets_408_and_is_audited(server, db_engine):
     body = json.dumps({"query": "{ me { subject } }"}).encode()
     with HealthPoller(server) as poller, _connect(server) as sock:
@@ -308,7 +304,7 @@ def test_a_body_that_arrives_too_slowly_gets_408_and_is_audited(server, db_engin
     assert answer.status == 408 and answer.code() == "REQUEST_TIMEOUT"
     assert BODY_TIMEOUT_S - 0.1 <= elapsed <= BODY_TIMEOUT_S + 1.0, elapsed
     assert not [s for status, s in poller.answers if status != 200 or s >= 0.1]
-    row = _audit_row(db_engine, json.loads(answer.body)["errors"][0]["extensions"]["requestId"])
+    row = wait_audit_row(db_engine, json.loads(answer.body)["errors"][0]["extensions"]["requestId"])
     assert (row["http_status"], row["outcome"]) == (408, "invalid")
 
 

@@ -193,7 +193,24 @@ TABLE = [
 ]
 
 
-def test_hostile_table(client, auth_headers, db_engine):
+@pytest.fixture
+def roomy_client(settings, db_engine, active_model):
+    """A client whose `predict` rate cannot be reached: the table is about limits, not rates.
+
+    (The deployment's rate is shared by the live processes, so a server left over by another
+    test, heartbeating into the same database, would halve the default burst.)
+    """
+    from starlette.testclient import TestClient
+
+    from graph.app import create_app
+
+    roomy = settings.model_copy(update={"rate_limits": {"predict": (1e6, 1e6)}})
+    with TestClient(create_app(roomy)) as test_client:
+        yield test_client
+
+
+def test_hostile_table(roomy_client, auth_headers, db_engine):
+    client = roomy_client
     failures = []
     for case, body, content_type, status, code in TABLE:
         response = _post(client, auth_headers, body, content_type)

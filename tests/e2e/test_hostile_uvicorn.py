@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 import sqlalchemy as sa
-from servers import SECRET, HealthPoller, make_token, run_server
+from servers import SECRET, HealthPoller, audit_rows, make_token, run_server
 from support import ORIGINAL_EXAMPLE
 
 PREDICT = "mutation P($i: PredictInput!) { predict(input: $i) { id } }"
@@ -88,12 +88,6 @@ CASES = [
 ]  # fmt: skip
 
 
-def _audit_rows(engine) -> dict[str, dict]:
-    with engine.connect() as connection:
-        rows = connection.execute(sa.text("SELECT * FROM audit_event")).all()
-    return {str(r.id).replace("-", ""): dict(r._mapping) for r in rows}
-
-
 def _predictions(engine) -> dict[str, int]:
     with engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT audit_event_id FROM prediction")).scalars()
@@ -132,7 +126,7 @@ def test_the_hostile_table_through_a_real_server(db_url, db_engine, active_model
                     )
                 ids[case.name] = response.headers["x-request-id"].replace("-", "")
         log = server.log()
-    audit, stored = _audit_rows(db_engine), _predictions(db_engine)
+    audit, stored = audit_rows(db_engine), _predictions(db_engine)
     for case in CASES:
         row = audit.get(ids[case.name])
         if row is None:

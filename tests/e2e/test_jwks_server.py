@@ -35,7 +35,7 @@ class _Jwks:
         jwks = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 jwks.fetches += 1
                 time.sleep(JWKS_DELAY_S)
                 data = jwks.body.encode()
@@ -87,7 +87,9 @@ def test_a_slow_jwks_endpoint_delays_only_the_requests_that_need_it(
            "FAILCAST_JWT_JWKS_MIN_REFRESH_SECONDS": "30"}  # fmt: skip
     with run_server(db_url, env, tmp_path / "uvicorn.log") as server:
         waiting: dict[str, object] = {}
-        first = threading.Thread(target=lambda: waiting.update(r=_me(server.base, jwks.token("k1"))))
+        first = threading.Thread(
+            target=lambda: waiting.update(r=_me(server.base, jwks.token("k1")))
+        )
         with HealthPoller(server) as poller:
             first.start()
             time.sleep(0.3)  # the fetch is under way
@@ -99,9 +101,15 @@ def test_a_slow_jwks_endpoint_delays_only_the_requests_that_need_it(
     assert response.status_code == 200, response.text
     assert response.json()["data"]["me"]["subject"] == "idp-user"
     assert JWKS_DELAY_S - 0.5 <= elapsed < JWKS_DELAY_S + 2, elapsed
-    assert all(r.status_code == 200 and s < 0.5 for r, s in others), [(r.status_code, s) for r, s in others]
+    assert all(r.status_code == 200 and s < 0.5 for r, s in others), [
+        (r.status_code, s) for r, s in others
+    ]
     slow = [(status, round(s, 3)) for status, s in poller.answers if status != 200 or s >= 0.1]
     assert len(poller.answers) >= 10 and not slow, slow
-    assert all(r.status_code == 401 and s < 0.5 for r, s in unknown), [(r.status_code, s) for r, s in unknown]
-    assert {r.json()["errors"][0]["message"] for r, _ in unknown} == {"token key id is not recognised"}
+    assert all(r.status_code == 401 and s < 0.5 for r, s in unknown), [
+        (r.status_code, s) for r, s in unknown
+    ]
+    assert {r.json()["errors"][0]["message"] for r, _ in unknown} == {
+        "token key id is not recognised"
+    }
     assert jwks.fetches == 1, (jwks.fetches, log[-2000:])

@@ -116,5 +116,10 @@ def test_predictions_are_counted_under_the_model_that_made_them(
     body = gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, auth_headers)
     assert "errors" not in body
     text = client.get("/metrics").text
-    assert _metric(text, f'failcast_predictions_total{{label="NON_FAILURE",model_version="{made_by}"}}') == 1
+    assert (
+        _metric(
+            text, f'failcast_predictions_total{{label="NON_FAILURE",model_version="{made_by}"}}'
+        )
+        == 1
+    )
     assert f'model_version="{newer.version}"' not in text

@@ -257,7 +257,9 @@ def test_same_answers_with_no_model_to_serve(settings, db_engine, auth_headers):
     assert answer[0][1]["errors"][0]["extensions"]["code"] == "MODEL_UNAVAILABLE"
 
 
-def test_same_answers_when_the_operation_outlives_its_time_limit(settings, db_engine, active_model, auth_headers):
+def test_same_answers_when_the_operation_outlives_its_time_limit(
+    settings, db_engine, active_model, auth_headers
+):
     hasty = settings.model_copy(update={"request_timeout_seconds": 1e-6})
     without = hasty.model_copy(update={"compiled_plans": False})
     with TestClient(create_app(hasty)) as planned, TestClient(create_app(without)) as plain:
