@@ -1,5 +1,6 @@
 """Engine factory: the SQLite and PostgreSQL specifics live here and nowhere else."""
 
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ def is_sqlite(url: str | sa.URL) -> bool:
     return sa.make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, cache_kib: int = SQLITE_CACHE_KIB) -> None:
     # WAL lets readers run beside the writer; NORMAL sync is durable across a process crash
     # (the WAL is in the OS cache); foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
@@ -32,7 +33,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
     cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_KEEP_BYTES}")
-    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     cursor.close()
 
 
@@ -43,8 +44,13 @@ def create_db_engine(
     connect_timeout_s: int = 3,
     statement_timeout_ms: int | None = None,
     echo: bool = False,
+    sqlite_cache_kib: int = SQLITE_CACHE_KIB,
 ) -> Engine:
-    """Build an engine with the settings each backend needs to be safe under concurrency."""
+    """Build an engine with the settings each backend needs to be safe under concurrency.
+
+    `sqlite_cache_kib` is the page cache of each SQLite connection (kept by the connection
+    while it is pooled, so it counts in the process's memory).
+    """
     if is_sqlite(url):
         engine = sa.create_engine(
             url,
@@ -53,7 +59,7 @@ def create_db_engine(
             pool_size=pool_size,
             max_overflow=pool_size,
         )
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", partial(_sqlite_pragmas, cache_kib=sqlite_cache_kib))
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": connect_timeout_s}
     if statement_timeout_ms:

@@ -28,7 +28,12 @@ def _uuid_bytes(values: Sequence[Any]) -> np.ndarray:
 
 
 def _timestamps(values: Sequence[Any]) -> list[int]:
-    return [(v.astimezone(UTC) - _EPOCH) // _MICROSECOND for v in values]
+    memo: dict[datetime, int] = {}  # a batch's rows mostly share one observation time
+    return [memo[v] if v in memo else memo.setdefault(v, _timestamp(v)) for v in values]
+
+
+def _timestamp(value: datetime) -> int:
+    return (value.astimezone(UTC) - _EPOCH) // _MICROSECOND
 
 
 # column type -> (numpy field, conversion of a column's values to what the field takes)

@@ -47,6 +47,7 @@ class PredictionBlock:
     created_at: datetime
     ids: Sequence[uuid.UUID]
     device_ids: Sequence[str | None]
+    observed_at: Sequence[datetime]
     metrics: Mapping[str, Sequence[float]]
     failure_probability: Sequence[float]
     is_failure: Sequence[bool]
@@ -54,7 +55,7 @@ class PredictionBlock:
     def __post_init__(self) -> None:
         if set(self.metrics) != set(METRIC_COLUMNS):
             raise ValueError(f"metrics must have exactly the columns {METRIC_COLUMNS}")
-        columns = [self.device_ids, self.failure_probability, self.is_failure]
+        columns = [self.device_ids, self.observed_at, self.failure_probability, self.is_failure]
         if any(len(c) != len(self.ids) for c in [*columns, *self.metrics.values()]):
             raise ValueError("every column of a prediction block must have one value per id")
 
@@ -170,6 +171,14 @@ def _bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> lis
                 columns.append(repeat(process(value) if process else value, len(block)))
             else:
                 values = block.column(name)
-                columns.append(map(process, values) if process else values)
+                columns.append(_processed(process, values) if process else values)
         out.extend(zip(*columns))  # noqa: B905 (repeat() has no len; every column has len(block))
     return out
+
+
+def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> Iterable[Any]:
+    """Bound values of a column; a value that repeats (a batch's observation time) once."""
+    if len(values) > 1 and isinstance(values[0], datetime):
+        memo: dict[Any, Any] = {}
+        return [memo[v] if v in memo else memo.setdefault(v, process(v)) for v in values]
+    return map(process, values)

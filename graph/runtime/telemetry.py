@@ -8,13 +8,16 @@ path refuses a bad value with the same error.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+from dateutil.parser import isoparse
 
 from model import DEVICE_FEATURES
 
-INPUT_FIELDS = ("deviceId", *DEVICE_FEATURES)  # PredictInput's fields, as clients name them
+# PredictInput's fields, as clients name them
+INPUT_FIELDS = ("deviceId", "observedAt", *DEVICE_FEATURES)
 _KNOWN = frozenset(INPUT_FIELDS)
 _NUMBERS = frozenset({int, float})
 _DEVICE_IDS = frozenset({str, type(None)})
@@ -26,6 +29,7 @@ class Telemetry:
 
     matrix: np.ndarray
     device_ids: list[str | None]
+    observed_at: list[datetime | None] | None = None  # None: no row gave one
 
     def __len__(self) -> int:
         return len(self.device_ids)
@@ -54,7 +58,29 @@ def decode_telemetry(items: Sequence[Mapping[str, Any]]) -> Telemetry:
         matrix = np.array(values, dtype=float).reshape(len(items), len(DEVICE_FEATURES))
     except OverflowError:  # an integer beyond a double
         raise _first_problem(items) from None
-    return Telemetry(matrix, device_ids)
+    return Telemetry(matrix, device_ids, _observed(items))
+
+
+def _observed(items: Sequence[Mapping[str, Any]]) -> list[datetime | None] | None:
+    """The observation times, parsed as the GraphQL DateTime scalar parses them."""
+    given = [item.get("observedAt") for item in items]
+    if all(value is None for value in given):
+        return None
+    found: list[datetime | None] = []
+    for index, value in enumerate(given):
+        if value is None or isinstance(value, datetime):
+            found.append(value)
+            continue
+        try:
+            found.append(isoparse(value) if isinstance(value, str) else _not_a_time(value))
+        except ValueError:
+            message = f"observedAt must be an ISO 8601 date and time, got {str(value)[:40]!r}"
+            raise TelemetryTypeError(index, "observedAt", message) from None
+    return found
+
+
+def _not_a_time(value: Any) -> datetime:
+    raise ValueError(f"not a string: {type(value).__name__}")
 
 
 def _first_problem(items: Sequence[Any]) -> TelemetryTypeError:
@@ -69,6 +95,9 @@ def _first_problem(items: Sequence[Any]) -> TelemetryTypeError:
         device = item.get("deviceId")
         if device is not None and not isinstance(device, str):
             return TelemetryTypeError(index, "deviceId", "deviceId must be a string")
+        observed = item.get("observedAt")
+        if observed is not None and not isinstance(observed, str | datetime):
+            return TelemetryTypeError(index, "observedAt", "observedAt must be a string")
         unknown = sorted(set(item) - _KNOWN)
         if unknown:
             return TelemetryTypeError(index, unknown[0], f"{unknown[0]} is not a telemetry field")

@@ -1,5 +1,7 @@
 """GraphQL input types."""
 
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import strawberry
@@ -12,6 +14,13 @@ from graph.schema.types import FailureClassEnum
 class PredictInput:
     device_id: str | None = strawberry.field(
         default=None, description="Optional device id (1..64 printable characters)."
+    )
+    observed_at: datetime | None = strawberry.field(
+        default=None,
+        description=(
+            "When the telemetry was taken, with a UTC offset (default: the request's time); "
+            "2000-01-01 to 5 minutes from now."
+        ),
     )
     metric1: float = strawberry.field(description="Counter 1, finite and >= 0.")
     metric2: float = strawberry.field(description="Counter 2, finite and >= 0.")
@@ -34,5 +43,50 @@ class PredictInput:
 @strawberry.input(name="PredictionFilter", description="Narrow the prediction history.")
 class PredictionFilterInput:
     device_id: str | None = strawberry.field(default=None, description="Only this device.")
+    device_id_prefix: str | None = strawberry.field(
+        default=None, description="Only devices whose id starts with this."
+    )
     model_version: str | None = strawberry.field(default=None, description="Only this version.")
     label: FailureClassEnum | None = strawberry.field(default=None, description="Only this class.")
+    created_from: datetime | None = strawberry.field(
+        default=None, description="Made at or after (with a UTC offset)."
+    )
+    created_to: datetime | None = strawberry.field(default=None, description="Made before.")
+    observed_from: datetime | None = strawberry.field(
+        default=None, description="Telemetry taken at or after."
+    )
+    observed_to: datetime | None = strawberry.field(
+        default=None, description="Telemetry taken before."
+    )
+    min_probability: float | None = strawberry.field(
+        default=None, description="failureProbability at least this (inclusive)."
+    )
+    max_probability: float | None = strawberry.field(
+        default=None, description="failureProbability at most this (inclusive)."
+    )
+    subject: str | None = strawberry.field(
+        default=None, description="Only predictions asked for by this token subject."
+    )
+
+
+@strawberry.enum(name="PredictionOrderField", description="What predictions are ordered by.")
+class PredictionOrderFieldEnum(Enum):
+    CREATED_AT = "created_at"
+    OBSERVED_AT = "observed_at"
+    FAILURE_PROBABILITY = "failure_probability"
+
+
+@strawberry.enum(name="OrderDirection", description="Ascending or descending.")
+class OrderDirectionEnum(Enum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+@strawberry.input(name="PredictionOrder", description="An ordering of predictions; ties by id.")
+class PredictionOrderInput:
+    field: PredictionOrderFieldEnum = strawberry.field(
+        default=PredictionOrderFieldEnum.CREATED_AT, description="The sort key."
+    )
+    direction: OrderDirectionEnum = strawberry.field(
+        default=OrderDirectionEnum.DESC, description="ASC or DESC."
+    )

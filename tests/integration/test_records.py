@@ -36,6 +36,11 @@ def _block(event_id, version_id: int, count: int = 3) -> PredictionBlock:
         created_at=datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC),
         ids=new_ids(count),
         device_ids=["dev-é-1", None, "x" * 64][:count],
+        observed_at=[
+            datetime(2001, 2, 3, 4, 5, 6, 789012, tzinfo=UTC),
+            datetime(2026, 11, 26, 11, 59, 59, tzinfo=UTC),
+            datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC),
+        ][:count],
         metrics={
             m: [awkward[(i + j) % 5] for j in range(count)] for i, m in enumerate(METRIC_COLUMNS)
         },
@@ -66,8 +71,8 @@ def test_several_requests_share_one_transaction(db_engine, demo_artifact):
     ]
     write_records(db_engine, records)
     with session_scope(db_engine) as session:
-        stored = PredictionRepository(session).page(10, None, None)
-    assert len(stored) == 6 == sum(r.prediction_count for r in records)
+        stored = PredictionRepository(session).count()
+    assert stored == 6 == sum(r.prediction_count for r in records)
 
 
 def test_a_block_with_ragged_columns_is_refused():
