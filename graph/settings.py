@@ -1,10 +1,14 @@
 """Service settings: one object, read from FAILCAST_* variables, validated at start-up."""
 
+import hashlib
+import hmac
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -26,12 +30,17 @@ class Limits:
     max_fields: int = 5000
     max_field_pairs: int = 2000
     check_budget_ms: float = 50.0
+    # Lists without `first` whose length has a bound of its own ("Type.field", rows): the
+    # cost counts them at that bound, as it counts a page at its `first`.
+    list_bounds: tuple[tuple[str, int], ...] = ()
 
 
 # Lists are comma-separated in the environment (JSON arrays are accepted too).
 CommaList = Annotated[list[str], NoDecode]
 
 DEV_SECRET_FILE = Path(".failcast/dev-jwt-secret")
+ANY_ORIGIN = "*"  # FAILCAST_CORS_ORIGINS entry that allows every origin (refused in production)
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
 class SettingsError(Exception):
@@ -64,6 +73,7 @@ class Settings(BaseSettings):
     jwt_jwks_cache_seconds: float = Field(default=300.0, gt=0)
     jwt_jwks_min_refresh_seconds: float = Field(default=30.0, gt=0)
     jwt_jwks_failure_cache_seconds: float = Field(default=10.0, gt=0)
+    cursor_secret: str | None = None  # default: derived from the JWT secret or public key
 
     enable_graphiql: bool | None = None  # default: on in development, off in production
     enable_introspection: bool | None = None
@@ -74,6 +84,7 @@ class Settings(BaseSettings):
     compiled_plans: bool = True  # predict documents answered by graph/plans.py, not the executor
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
+    max_stats_rows: int = Field(default=5000, ge=1, le=100_000)  # rows of predictionStats
     max_query_depth: int = Field(default=10, ge=1)
     max_aliases: int = Field(default=15, ge=0)
     max_tokens: int = Field(default=2000, ge=10)
@@ -92,6 +103,7 @@ class Settings(BaseSettings):
     commit_timeout_seconds: float = Field(default=3.0, gt=0)
     anonymous_rate_limit: tuple[float, float] = (20.0, 40.0)  # per client address: (per s, burst)
     trusted_proxies: CommaList = Field(default_factory=list)  # addresses or networks
+    cors_origins: CommaList = Field(default_factory=list)  # browser apps' origins; * dev only
     refusal_tally_seconds: float = Field(default=10.0, gt=0)
     refusal_tally_max_addresses: int = Field(default=1000, ge=1)
     metrics_require_token: bool | None = None  # default: required in production
@@ -111,7 +123,7 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=32768, ge=1024)
     max_connections: int = Field(default=1000, ge=1)
 
-    @field_validator("jwt_algorithms", "trusted_proxies", mode="before")
+    @field_validator("jwt_algorithms", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -127,6 +139,11 @@ class Settings(BaseSettings):
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        return [item if item == ANY_ORIGIN else canonical_origin(item) for item in value]
+
     @property
     def limits(self) -> Limits:
         """The abuse limits every GraphQL document is checked against."""
@@ -140,6 +157,7 @@ class Settings(BaseSettings):
             max_fields=self.max_fields,
             max_field_pairs=self.max_field_pairs,
             check_budget_ms=self.max_check_ms,
+            list_bounds=(("Query.predictionStats", self.max_stats_rows),),
         )
 
     @property
@@ -184,6 +202,17 @@ class Settings(BaseSettings):
             return self.jwt_secret_file.read_text(encoding="utf-8").strip() or None
         return None
 
+    def cursor_key(self) -> bytes:
+        """The key cursors are signed with: the same in every process of a deployment."""
+        material = (
+            self.cursor_secret
+            or self.secret()
+            or self.jwt_public_key
+            or self.jwt_jwks_url
+            or self.database_url
+        )
+        return hmac.new(b"failcast-cursors", material.encode(), hashlib.sha256).digest()
+
     def auth_config(self) -> AuthConfig:
         """The token-verification configuration these settings describe."""
         roles = {name: parse_scopes_strict(scopes) for name, scopes in self.jwt_roles.items()}
@@ -210,6 +239,11 @@ class Settings(BaseSettings):
                 check_production_ready(config, known_dev_secrets=_dev_secrets(self))
         except Exception as error:
             raise SettingsError(f"cannot start: {error}") from error
+        if self.production and ANY_ORIGIN in self.cors_origins:
+            raise SettingsError(
+                "cannot start: FAILCAST_CORS_ORIGINS=* is for development only; "
+                "list the browser apps' origins (scheme://host[:port])"
+            )
 
 
 def _dev_secrets(settings: Settings) -> list[str]:
@@ -218,3 +252,33 @@ def _dev_secrets(settings: Settings) -> list[str]:
     if path.is_file():
         return [path.read_text(encoding="utf-8").strip()]
     return []
+
+
+def canonical_origin(text: str) -> str:
+    """`scheme://host[:port]` as browsers send it in Origin; ValueError if `text` is not one."""
+    parts = urlsplit(text.strip())
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not _is_host(host):
+        raise ValueError(f"CORS origin {text!r} is not scheme://host[:port] (http or https)")
+    if parts.path or any(mark in text for mark in "@?#"):
+        raise ValueError(f"CORS origin {text!r} must have no path, query, fragment or user")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"CORS origin {text!r} has no valid port (1..65535)")
+    default = 443 if parts.scheme == "https" else 80
+    # Browsers send the host lower-cased, IPv6 in brackets and the scheme's default port left out.
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}" + ("" if port in (None, default) else f":{port}")
+
+
+def _is_host(host: str) -> bool:
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return _HOST.fullmatch(host) is not None

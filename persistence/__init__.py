@@ -1,15 +1,16 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
+from persistence import predictions
 from persistence.engine import checkpoint, create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
 from persistence.instances import heartbeat, leave
+from persistence.predictions import OrderField, Position, PredictionFilter
 from persistence.records import METRIC_COLUMNS, PredictionBlock, RequestRecord, write_records
 from persistence.repositories import (
     AuditFilter,
     AuditRepository,
     ModelVersionRepository,
-    PredictionFilter,
     PredictionRepository,
 )
 from persistence.sealing import SealReport, seal_pending, sealed_count, verify_seals
@@ -46,7 +47,9 @@ __all__ = [
     "ModelVersion",
     "ModelVersionRepository",
     "NotFound",
+    "OrderField",
     "PersistenceError",
+    "Position",
     "Prediction",
     "PredictionBlock",
     "PredictionFilter",
@@ -69,6 +72,7 @@ __all__ = [
     "new_id",
     "new_ids",
     "ping",
+    "predictions",
     "record_refusal_counts",
     "seal_pending",
     "sealed_count",

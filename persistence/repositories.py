@@ -113,15 +113,6 @@ class ModelVersionRepository:
         return f"{prefix}-{max(numbers, default=0) + 1}"
 
 
-@dataclass(frozen=True)
-class PredictionFilter:
-    """Optional narrowing of the prediction history."""
-
-    device_id: str | None = None
-    model_version: str | None = None
-    is_failure: bool | None = None
-
-
 class PredictionRepository:
     """Stored predictions."""
 
@@ -137,35 +128,11 @@ class PredictionRepository:
         """One prediction by id."""
         return self.session.get(Prediction, prediction_id)
 
-    def page(
-        self, first: int, before: uuid.UUID | None, where: PredictionFilter | None = None
-    ) -> list[Prediction]:
-        """Up to `first` predictions, newest first, older than `before` when given."""
-        query = select(Prediction)
-        if before is not None:
-            query = query.where(col(Prediction.id) < before)
-        if where is not None:
-            query = _filter_predictions(query, where)
-        return list(self.session.exec(query.order_by(col(Prediction.id).desc()).limit(first)))
-
     def count(self) -> int:
         """How many predictions are stored."""
         return int(
             self.session.execute(sa.select(sa.func.count()).select_from(Prediction)).one()[0]
         )
-
-
-def _filter_predictions(query: Any, where: PredictionFilter) -> Any:
-    if where.device_id is not None:
-        query = query.where(Prediction.device_id == where.device_id)
-    if where.model_version is not None:
-        version_id = sa.select(col(ModelVersion.id)).where(
-            col(ModelVersion.version) == where.model_version
-        )
-        query = query.where(Prediction.model_version_id == version_id.scalar_subquery())
-    if where.is_failure is not None:
-        query = query.where(col(Prediction.is_failure).is_(where.is_failure))
-    return query
 
 
 @dataclass(frozen=True)
@@ -222,8 +189,15 @@ class AuditRepository:
         """One audit event by its request id."""
         return self.session.get(AuditEvent, event_id)
 
-    def count(self) -> int:
-        """How many audit events are stored."""
-        return int(
-            self.session.execute(sa.select(sa.func.count()).select_from(AuditEvent)).one()[0]
-        )
+    def subjects(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+        """The subject of each request, by request id, in one query."""
+        query = sa.select(col(AuditEvent.id), col(AuditEvent.subject))
+        rows = self.session.execute(query.where(col(AuditEvent.id).in_(list(event_ids))))
+        return {row[0]: row[1] for row in rows}
+
+    def count(self, where: AuditFilter | None = None) -> int:
+        """How many audit events are stored (that the filter matches)."""
+        query = sa.select(sa.func.count()).select_from(AuditEvent)
+        if where is not None:
+            query = _filter_audit(query, where)
+        return int(self.session.execute(query).scalar_one())

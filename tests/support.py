@@ -1,6 +1,8 @@
 """Helpers shared by the test suites (imported as `support`)."""
 
 import os
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from model import DEVICE_FEATURES, sha256_hex
-from persistence import ModelVersion, ModelVersionRepository, session_scope
+from persistence import (
+    METRIC_COLUMNS,
+    ModelVersion,
+    ModelVersionRepository,
+    PredictionBlock,
+    RequestRecord,
+    new_id,
+    new_ids,
+    session_scope,
+    write_records,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The public device-failure dataset: FAILCAST_TEST_DATA, else where this workplace keeps it.
@@ -86,3 +98,67 @@ def register_version(
         if activate:
             repo.activate(version)
     return row
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """One stored prediction, as a test seeded it."""
+
+    id: uuid.UUID
+    device_id: str | None
+    observed_at: datetime
+    created_at: datetime
+    probability: float
+    is_failure: bool
+    subject: str | None
+
+
+def seed_predictions(
+    engine: Engine,
+    version_id: int,
+    rows: list[tuple[str | None, datetime, float]],
+    subject: str | None = "seeder",
+    created_at: datetime | None = None,
+    threshold: float = 0.5,
+) -> list[Seeded]:
+    """Store predictions (device, observed at, probability) as one request would, in bulk."""
+    event_id, now = new_id(), created_at or datetime.now(UTC)
+    ids = new_ids(len(rows))
+    block = PredictionBlock(
+        audit_event_id=event_id,
+        model_version_id=version_id,
+        threshold=threshold,
+        created_at=now,
+        ids=ids,
+        device_ids=[r[0] for r in rows],
+        observed_at=[r[1] for r in rows],
+        metrics={m: [float(i % 7) for i in range(len(rows))] for m in METRIC_COLUMNS},
+        failure_probability=[r[2] for r in rows],
+        is_failure=[r[2] >= threshold for r in rows],
+    )
+    audit = {
+        "id": event_id, "received_at": now, "finished_at": now, "duration_ms": 1.0,
+        "subject": subject, "http_method": "POST", "http_path": "/graphql", "http_status": 200,
+        "outcome": "ok", "error_codes": [], "predictions_created": len(rows),
+    }  # fmt: skip
+    write_records(engine, [RequestRecord(audit=audit, predictions=[block])])
+    return [
+        Seeded(i, r[0], r[1], now, r[2], r[2] >= threshold, subject)
+        for i, r in zip(ids, rows, strict=True)
+    ]
+
+
+def count_statements(engine: Engine, run: Any) -> int:
+    """SQL statements `run()` sends through an engine (SQLite's PRAGMAs of the background aside)."""
+    count = 0
+
+    def counted(_conn: Any, _cursor: Any, statement: str, *args: object) -> None:
+        nonlocal count
+        count += not statement.lstrip().upper().startswith("PRAGMA")
+
+    sa.event.listen(engine, "before_cursor_execute", counted)
+    try:
+        run()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", counted)
+    return count

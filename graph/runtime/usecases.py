@@ -4,8 +4,8 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -16,17 +16,28 @@ from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry
 from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
 from persistence import (
+    AuditEvent,
+    AuditFilter,
+    AuditRepository,
     ModelVersion,
     ModelVersionRepository,
     NotFound,
+    OrderField,
+    Position,
     Prediction,
     PredictionBlock,
+    PredictionFilter,
     PredictionRepository,
+    analytics,
     new_ids,
+    predictions,
     session_scope,
 )
+from persistence.analytics import Bucket, BucketStats, DeviceAtRisk, TimeField
 
 MAX_DEVICE_ID = 64
+EARLIEST_OBSERVATION = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(minutes=5)  # clocks of devices and servers disagree a little
 T = TypeVar("T")
 
 
@@ -53,15 +64,29 @@ def check_telemetry(telemetry: Telemetry, batch: bool) -> None:
     for row, device_id in enumerate(telemetry.device_ids):
         if device_id is None:
             continue
-        where = _where(batch, row, "deviceId")
         if not device_id or len(device_id) > MAX_DEVICE_ID:
-            raise bad_input(f"deviceId must be 1..{MAX_DEVICE_ID} characters", where)
+            message = f"deviceId must be 1..{MAX_DEVICE_ID} characters"
+            raise bad_input(message, _where(batch, row, "deviceId"))
         if not device_id.isprintable():
-            raise bad_input("deviceId must not contain control characters", where)
+            message = "deviceId must not contain control characters"
+            raise bad_input(message, _where(batch, row, "deviceId"))
+    _check_observed(telemetry.observed_at or (), batch)
     problems = find_invalid_values(telemetry.matrix, DEVICE_FEATURES, limit=1)
     if problems:
         where = _where(batch, problems[0].row, problems[0].field)
         raise bad_input(f"{where} {problems[0].reason}", where)
+
+
+def _check_observed(observed: Sequence[datetime | None], batch: bool) -> None:
+    latest = datetime.now(UTC) + FUTURE_SLACK
+    for row, moment in enumerate(observed):
+        if moment is None:
+            continue
+        where = _where(batch, row, "observedAt")
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise bad_input("observedAt needs a UTC offset (e.g. 2026-11-29T08:00:00Z)", where)
+        if not EARLIEST_OBSERVATION <= moment <= latest:
+            raise bad_input("observedAt must lie between 2000-01-01 and 5 minutes from now", where)
 
 
 def predict(
@@ -78,13 +103,15 @@ def predict(
     matrix = telemetry.matrix
     probabilities = loaded.predictor.predict_proba(matrix[:, columns])
     threshold = loaded.predictor.threshold
+    now = datetime.now(UTC)
     block = PredictionBlock(
         audit_event_id=audit.id,
         model_version_id=loaded.version_id,
         threshold=threshold,
-        created_at=datetime.now(UTC),
+        created_at=now,
         ids=new_ids(len(telemetry)),
         device_ids=list(telemetry.device_ids),
+        observed_at=_observed_or(telemetry.observed_at, now, len(telemetry)),
         metrics={name: matrix[:, i].tolist() for i, name in enumerate(DEVICE_FEATURES)},
         failure_probability=probabilities.tolist(),
         is_failure=(probabilities >= threshold).tolist(),
@@ -93,77 +120,157 @@ def predict(
     return Predicted(block, loaded)
 
 
+def _observed_or(
+    observed: list[datetime | None] | None, now: datetime, count: int
+) -> list[datetime]:
+    """Each row's observation time in UTC; the request's time where the client gave none."""
+    if observed is None:
+        return [now] * count
+    return [now if moment is None else moment.astimezone(UTC) for moment in observed]
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """A page of a history (predictions or audit events), newest first."""
+    """A page of a history, and whether more rows follow in its direction."""
 
     items: list[T]
-    has_next: bool
+    has_more: bool
 
 
-class _Pageable(Protocol[T]):
-    def page(self, first: int, before: uuid.UUID | None, where: Any) -> list[T]: ...
+async def read(engine: Engine, work: Callable[[Session], T]) -> T:
+    """Run read-only work in a session of its own, off the event loop."""
 
-
-async def history_page(
-    engine: Engine,
-    repository: Callable[[Session], _Pageable[T]],
-    first: int,
-    before: uuid.UUID | None,
-    where: Any,
-) -> Page[T]:
-    """Read one page (plus one row, to know whether more follow) off the event loop."""
-
-    def read() -> Page[T]:
+    def run() -> T:
         with session_scope(engine) as session:
-            found = repository(session).page(first + 1, before, where)
-        return Page(found[:first], len(found) > first)
+            return work(session)
 
-    return await asyncio.to_thread(read)
+    return await asyncio.to_thread(run)
 
 
-def _get_prediction_sync(engine: Engine, prediction_id: uuid.UUID) -> Prediction | None:
-    with session_scope(engine) as session:
-        return PredictionRepository(session).get(prediction_id)
+def _page(rows: list[T], limit: int) -> Page[T]:
+    return Page(rows[:limit], len(rows) > limit)
+
+
+async def prediction_page(
+    engine: Engine,
+    where: PredictionFilter,
+    field: OrderField,
+    descending: bool,
+    limit: int,
+    after: Position | None,
+) -> Page[Prediction]:
+    """One page of predictions in an order (one row more is read, to know if more follow)."""
+    rows = await read(
+        engine, lambda s: predictions.ordered_page(s, where, field, descending, limit + 1, after)
+    )
+    return _page(rows, limit)
+
+
+async def prediction_count(engine: Engine, where: PredictionFilter) -> int:
+    """How many predictions a filter matches."""
+    return await read(engine, lambda s: predictions.count(s, where))
+
+
+async def audit_page(
+    engine: Engine, where: AuditFilter, limit: int, before: uuid.UUID | None
+) -> Page[AuditEvent]:
+    """One page of the audit trail, newest first."""
+    rows = await read(engine, lambda s: AuditRepository(s).page(limit + 1, before, where))
+    return _page(rows, limit)
+
+
+async def audit_count(engine: Engine, where: AuditFilter) -> int:
+    """How many audit events a filter matches."""
+    return await read(engine, lambda s: AuditRepository(s).count(where))
 
 
 async def get_prediction(engine: Engine, prediction_id: uuid.UUID) -> Prediction | None:
     """One stored prediction, or None."""
-    return await asyncio.to_thread(_get_prediction_sync, engine, prediction_id)
+    return await read(engine, lambda s: PredictionRepository(s).get(prediction_id))
 
 
-def _versions_sync(engine: Engine, ids: Sequence[int] | None) -> list[ModelVersion]:
-    with session_scope(engine) as session:
-        repo = ModelVersionRepository(session)
-        if ids is None:
-            return repo.list_all()
-        found = repo.get_many(ids)
-        return [found[i] for i in ids if i in found]
+async def request_subjects(engine: Engine, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """The subjects of requests (who asked for each one's predictions)."""
+    return await read(engine, lambda s: AuditRepository(s).subjects(ids))
+
+
+async def latest_predictions(engine: Engine, device_ids: Sequence[str]) -> dict[str, Prediction]:
+    """Each device's latest prediction, by observation time."""
+    return await read(engine, lambda s: predictions.latest_for_devices(s, device_ids))
+
+
+async def device_max_probability(
+    engine: Engine, device_id: str, observed_from: datetime | None, observed_to: datetime | None
+) -> float | None:
+    """A device's highest failure probability in a window of observation times."""
+    return await read(
+        engine, lambda s: predictions.max_probability(s, device_id, observed_from, observed_to)
+    )
+
+
+def _versions(session: Session, ids: Sequence[int] | None) -> list[ModelVersion]:
+    repo = ModelVersionRepository(session)
+    if ids is None:
+        return repo.list_all()
+    found = repo.get_many(ids)
+    return [found[i] for i in ids if i in found]
 
 
 async def model_versions(engine: Engine, ids: Sequence[int] | None = None) -> list[ModelVersion]:
     """Registry rows (without artifacts): all of them, or those with the given ids."""
-    return await asyncio.to_thread(_versions_sync, engine, ids)
+    return await read(engine, lambda s: _versions(s, ids))
 
 
-def _version_sync(engine: Engine, version: str) -> ModelVersion | None:
-    with session_scope(engine) as session:
-        try:
-            return ModelVersionRepository(session).get(version)
-        except NotFound:
-            return None
+def _version(session: Session, version: str) -> ModelVersion | None:
+    try:
+        return ModelVersionRepository(session).get(version)
+    except NotFound:
+        return None
 
 
 async def model_version(engine: Engine, version: str) -> ModelVersion | None:
     """One registry row by version name (without artifact), or None."""
-    return await asyncio.to_thread(_version_sync, engine, version)
-
-
-def _active_sync(engine: Engine) -> ModelVersion | None:
-    with session_scope(engine) as session:
-        return ModelVersionRepository(session).active()
+    return await read(engine, lambda s: _version(s, version))
 
 
 async def active_model_version(engine: Engine) -> ModelVersion | None:
     """The registry's active version (without artifact)."""
-    return await asyncio.to_thread(_active_sync, engine)
+    return await read(engine, lambda s: ModelVersionRepository(s).active())
+
+
+def check_devices_at_risk(min_probability: float, first: int, max_first: int) -> None:
+    """BAD_USER_INPUT unless the probability is in [0, 1] and `first` in 1..max_first."""
+    if not 0.0 <= min_probability <= 1.0:
+        raise bad_input("minProbability must be between 0 and 1", "minProbability")
+    if not 1 <= first <= max_first:
+        raise bad_input(f"first must be 1..{max_first}", "first")
+
+
+async def devices_at_risk(
+    engine: Engine,
+    min_probability: float,
+    since: datetime | None,
+    device_id_prefix: str | None,
+    first: int,
+) -> list[DeviceAtRisk]:
+    """Devices ranked by the failure probability of their latest prediction, highest first."""
+    return await read(
+        engine,
+        lambda s: analytics.devices_at_risk(s, min_probability, since, device_id_prefix, first),
+    )
+
+
+async def prediction_stats(
+    engine: Engine, where: PredictionFilter, bucket: Bucket, field: TimeField, max_rows: int
+) -> list[BucketStats]:
+    """Statistics per bucket and model version; BAD_USER_INPUT beyond `max_rows` of them."""
+    rows = await read(
+        engine, lambda s: analytics.prediction_stats(s, where, bucket, field, max_rows + 1)
+    )
+    if len(rows) > max_rows:
+        message = (
+            f"the statistics would take more than {max_rows} rows (one per bucket and model "
+            "version): narrow the filter or choose a larger bucket"
+        )
+        raise bad_input(message, "filter")
+    return rows

@@ -1,5 +1,6 @@
 """GraphQL types of the audit trail (read-only: there is no way to change it through the API)."""
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import strawberry
@@ -10,6 +11,7 @@ from persistence import AuditEvent
 
 @strawberry.type(name="AuditEvent", description="One API request, as the audit trail holds it.")
 class AuditEventType:
+    id: strawberry.ID = strawberry.field(description="Stable id: the request id.")
     request_id: strawberry.ID = strawberry.field(description="Also sent back as X-Request-ID.")
     received_at: datetime = strawberry.field(description="When the request arrived.")
     finished_at: datetime = strawberry.field(description="When its answer was ready.")
@@ -37,6 +39,7 @@ class AuditEventType:
     def from_row(cls, row: AuditEvent) -> "AuditEventType":
         """Build from a stored audit row."""
         return cls(
+            id=strawberry.ID(str(row.id)),
             request_id=strawberry.ID(str(row.id)),
             received_at=row.received_at,
             finished_at=row.finished_at,
@@ -69,6 +72,11 @@ class AuditEventConnectionType:
     edges: list[AuditEventEdgeType]
     nodes: list[AuditEventType]
     page_info: PageInfoType
+    counter: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many events the filter matches, on every page.")
+    async def total_count(self) -> int:
+        return await self.counter()
 
 
 @strawberry.input(name="AuditEventFilter", description="Narrow the audit trail.")

@@ -19,6 +19,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 from graph.errors import ErrorCode, FailcastError, bad_input
 from graph.runtime.strings import control_character_path
 from graph.schema.context import GraphContext
+from graph.schema.cursors import CursorCodec
 from graph.schema.documents import DocumentCache, OperationFacts, Prepared
 from graph.schema.plans import PredictPlan, compile_plan
 from graph.settings import Limits, Settings
@@ -56,6 +57,7 @@ class GraphQLExecutor:
             max_bytes=settings.document_cache_bytes,
             max_nodes=settings.document_cache_nodes,
         )
+        self.cursors = CursorCodec(settings.cursor_key())
         self.plans_enabled = settings.compiled_plans
         self.timeout_s = settings.request_timeout_seconds
         self.production = settings.production

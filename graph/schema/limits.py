@@ -10,9 +10,11 @@ control characters are refused here too.
 
 Costs follow GitHub's GraphQL API: every object a query can return counts one, and a field with
 a `first`/`last` argument multiplies what it selects by that page size (its default when not
-given), `predictBatch` by its inputs; JSON-valued fields count `JSON_COST` and lists of leaves
-one, since their size is not bounded by the selection. The walk compiles each operation into a
-cost program that `evaluate` runs per request with its variables, each fragment once.
+given), `predictBatch` by its inputs, and a list bounded otherwise (`Limits.list_bounds`:
+`predictionStats` by FAILCAST_MAX_STATS_ROWS) by its bound; JSON-valued fields count
+`JSON_COST` and lists of leaves one, since their size is not bounded by the selection. The
+walk compiles each operation into a cost program that `evaluate` runs per request with its
+variables, each fragment once.
 """
 
 from collections import Counter
@@ -53,6 +55,7 @@ from graph.settings import Limits
 JSON_COST = 5
 PAGE_ARGUMENTS = ("first", "last")
 BATCH_ARGUMENT = "inputs"
+DEFAULT_PAGE = 20  # the page size of a connection asked for without `first` or `last`
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class _Checker:
         self.visiting: list[str] = []
         self.spreads = 0
         self.nodes = len(self.definitions) + len(self.operations)
+        self.list_bounds = dict(limits.list_bounds)
 
     def check(self) -> list[tuple[OperationDefinitionNode, CostSet]]:
         """Refuse (FailcastError) a document over a limit; each operation's cost program."""
@@ -208,7 +212,9 @@ class _Checker:
         summary.inner[key] = _widest(summary.inner.get(key), inner)
         weight = _weight(kind)
         if weight or program.fields or program.spreads:
-            fields.append(_multiplied(node, definition, weight, program))
+            bound = self.list_bounds.get(f"{getattr(parent, 'name', '')}.{node.name.value}")
+            entry = _multiplied(node, definition, weight, program)
+            fields.append(entry if bound is None else _Field(weight, program, bound))
 
     def _add_spread(self, node: FragmentSpreadNode, summary: _Summary, spreads: list[str]) -> None:
         self._check_directives(node)
@@ -329,12 +335,14 @@ def _multiplied(node: FieldNode, definition: Any, weight: int, program: CostSet)
 
 
 def _page_default(definition: Any) -> int:
+    """What a paged field returns when no page size is given: its default, else DEFAULT_PAGE."""
     if definition is None:
         return 1
     for name in PAGE_ARGUMENTS:
         argument = definition.args.get(name)
-        if argument is not None and isinstance(argument.default_value, int):
-            return max(argument.default_value, 1)
+        if argument is not None:
+            default = argument.default_value
+            return max(default, 1) if isinstance(default, int) else DEFAULT_PAGE
     return 1
 
 

@@ -64,6 +64,7 @@ class _Source:
 
     block: PredictionBlock
     version: ModelVersion
+    subject: str | None  # who asked: the request's
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,12 @@ class Leaf:
 SOURCES: dict[str, Leaf | str] = {
     "id": Leaf(lambda s: [str(i) for i in s.block.ids]),
     "createdAt": Leaf(lambda s: s.block.created_at, shared=True),
+    "observedAt": Leaf(lambda s: s.block.observed_at),
     "deviceId": Leaf(lambda s: s.block.device_ids),
     "label": Leaf(lambda s: [_LABELS[bool(f)] for f in s.block.is_failure]),
     "failureProbability": Leaf(lambda s: s.block.failure_probability),
     "threshold": Leaf(lambda s: s.block.threshold, shared=True),
+    "subject": Leaf(lambda s: s.subject, shared=True),
     "input": "metrics",
     "modelVersion": "registry",
 }
@@ -330,7 +333,7 @@ class PredictPlan:
             telemetry = decode_telemetry(items)
         except TelemetryTypeError:
             return None  # the executor's coercion error explains it
-        if any(d is not None and has_control_characters(d) for d in telemetry.device_ids):
+        if has_control_characters("".join(d for d in telemetry.device_ids if d is not None)):
             return None  # the executor's check of every string variable explains it
         return telemetry
 
@@ -345,7 +348,8 @@ class PredictPlan:
         except Exception as error:  # the executor's treatment of a failing non-null root field
             located = located_error(error, [self.field_node], [self.response_key])
             return ExecutionResult(data=None, errors=[located])
-        rows = self.selection.render(_Source(predicted.block, predicted.model.info))
+        source = _Source(predicted.block, predicted.model.info, context.audit.subject)
+        rows = self.selection.render(source)
         return ExecutionResult(data={self.response_key: rows if self.batch else rows[0]})
 
 

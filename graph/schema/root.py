@@ -1,8 +1,7 @@
 """The root fields of the schema (Query and Mutation), each with its declared scope."""
 
-import uuid
-from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -10,33 +9,38 @@ from strawberry.types import Info
 from graph.errors import bad_input
 from graph.runtime import usecases
 from graph.runtime.telemetry import decode_telemetry
+from graph.schema import analytics
+from graph.schema.analytics import (
+    DeviceAtRiskType,
+    PredictionStatsType,
+    StatsBucketEnum,
+    StatsTimeFieldEnum,
+)
 from graph.schema.audit_types import (
     AuditEventConnectionType,
     AuditEventEdgeType,
     AuditEventFilterInput,
     AuditEventType,
 )
-from graph.schema.inputs import PredictInput, PredictionFilterInput
+from graph.schema.cursors import scope_of
+from graph.schema.history import (
+    DeviceType,
+    aware,
+    connection,
+    page_request,
+    prediction_connection,
+    prediction_filter,
+)
+from graph.schema.inputs import PredictInput, PredictionFilterInput, PredictionOrderInput
 from graph.schema.permissions import requires
 from graph.schema.types import (
-    FailureClassEnum,
     MeType,
     ModelVersionType,
-    PageInfoType,
     PredictionConnectionType,
-    PredictionEdgeType,
     PredictionType,
-    decode_cursor,
-    encode_cursor,
     parse_id,
 )
-from persistence import (
-    OUTCOMES,
-    AuditFilter,
-    AuditRepository,
-    PredictionFilter,
-    PredictionRepository,
-)
+from persistence import OUTCOMES, AuditFilter, Position
 
 
 def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[PredictionType]:
@@ -47,6 +51,7 @@ def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[Predic
     telemetry = decode_telemetry([item.as_input() for item in inputs])
     predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch)
     context.versions.prime(predicted.model.version_id, predicted.model.info)
+    context.subjects.prime(context.audit.id, context.audit.subject)  # its row is not stored yet
     return PredictionType.from_block(predicted.block)
 
 
@@ -67,33 +72,6 @@ class Mutation:
         return _predict(info, inputs, batch=True)
 
 
-def _page_args(info: Info, first: int | None, after: str | None) -> tuple[int, uuid.UUID | None]:
-    limit = info.context.runtime.settings.max_page_size
-    first = 20 if first is None else first
-    if not 1 <= first <= limit:
-        raise bad_input(f"first must be 1..{limit}", "first")
-    return first, decode_cursor(after) if after else None
-
-
-async def _history(
-    info: Info, repository: Any, first: int | None, after: str | None, where: Any
-) -> usecases.Page[Any]:
-    """One page of a history (predictions or audit events), newest first."""
-    size, before = _page_args(info, first, after)
-    engine = info.context.runtime.engine
-    return await usecases.history_page(engine, repository, size, before, where)
-
-
-def _connection(page: usecases.Page[Any], node: Callable[[Any], Any], edge: Any, conn: Any) -> Any:
-    nodes = [node(row) for row in page.items]
-    edges = [
-        edge(cursor=encode_cursor(r.id), node=n) for r, n in zip(page.items, nodes, strict=True)
-    ]
-    end = edges[-1].cursor if edges else None
-    page_info = PageInfoType(has_next_page=page.has_next, end_cursor=end)
-    return conn(edges=edges, nodes=nodes, page_info=page_info)
-
-
 def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
     if where is None:
         return AuditFilter()
@@ -102,18 +80,11 @@ def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
     return AuditFilter(
         where.subject,
         where.outcome,
-        where.from_,
-        where.to,
+        aware(where.from_, "filter.from"),
+        aware(where.to, "filter.to"),
         where.operation_name,
         where.client_request_id,
     )
-
-
-def _filter(where: PredictionFilterInput | None) -> PredictionFilter:
-    if where is None:
-        return PredictionFilter()
-    is_failure = None if where.label is None else where.label is FailureClassEnum.FAILURE
-    return PredictionFilter(where.device_id, where.model_version, is_failure)
 
 
 @strawberry.type
@@ -124,19 +95,27 @@ class Query:
         return None if found is None else PredictionType.from_values(found)
 
     @strawberry.field(
-        description="Stored predictions, newest first (cursor pagination).",
+        description="Stored predictions: filtered, ordered (newest first by default), paged.",
         extensions=requires("predictions"),
     )
     async def predictions(
         self,
         info: Info,
-        first: int | None = 20,
+        first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         filter: PredictionFilterInput | None = None,
+        order_by: PredictionOrderInput | None = None,
     ) -> PredictionConnectionType:
-        kinds = (PredictionType.from_values, PredictionEdgeType, PredictionConnectionType)
-        page = await _history(info, PredictionRepository, first, after, _filter(filter))
-        return _connection(page, *kinds)  # type: ignore[no-any-return]
+        where = prediction_filter(filter)
+        return await prediction_connection(info, where, order_by, (first, after, last, before))
+
+    @strawberry.field(description="One device and its history.", extensions=requires("device"))
+    async def device(self, info: Info, id: str) -> DeviceType | None:
+        if await info.context.latest.load(id) is None:
+            return None
+        return DeviceType(id=strawberry.ID(id), device_id=id)
 
     @strawberry.field(
         description="The audit trail, newest first (cursor pagination).",
@@ -145,13 +124,22 @@ class Query:
     async def audit_events(
         self,
         info: Info,
-        first: int | None = 20,
+        first: int | None = None,
         after: str | None = None,
         filter: AuditEventFilterInput | None = None,
     ) -> AuditEventConnectionType:
-        kinds = (AuditEventType.from_row, AuditEventEdgeType, AuditEventConnectionType)
-        page = await _history(info, AuditRepository, first, after, _audit_filter(filter))
-        return _connection(page, *kinds)  # type: ignore[no-any-return]
+        where = _audit_filter(filter)
+        scope = scope_of("auditEvents", where)
+        request = page_request(info, scope, first, after, None, None)
+        engine = info.context.runtime.engine
+        before = request.position.id if request.position else None
+        page = await usecases.audit_page(engine, where, request.size, before)
+        cursors = [info.context.cursors.encode(scope, Position(None, r.id)) for r in page.items]
+        kinds = (AuditEventEdgeType, AuditEventConnectionType)
+        count = lambda: usecases.audit_count(engine, where)  # noqa: E731 (counted if asked)
+        return connection(  # type: ignore[no-any-return]
+            page.items, cursors, request, page.has_more, AuditEventType.from_row, kinds, count
+        )
 
     @strawberry.field(
         description="Every registered model version, newest first.",
@@ -179,3 +167,57 @@ class Query:
     def me(self, info: Info) -> MeType:
         principal = info.context.principal
         return MeType(subject=principal.subject, scopes=sorted(s.value for s in principal.scopes))
+
+    @strawberry.field(
+        description=(
+            "The maintenance work list: devices ranked by the failure probability of their "
+            "latest prediction (by observedAt, ties by id), highest first, ties by device id."
+        ),
+        extensions=requires("devicesAtRisk"),
+    )
+    async def devices_at_risk(
+        self,
+        info: Info,
+        min_probability: Annotated[
+            float | None,
+            strawberry.argument(description="Only latest predictions at least this (0..1)."),
+        ] = analytics.DEFAULT_MIN_PROBABILITY,
+        since: Annotated[
+            datetime | None,
+            strawberry.argument(description="Only latest predictions observed at or after."),
+        ] = None,
+        device_id_prefix: Annotated[
+            str | None, strawberry.argument(description="Only devices whose id starts with this.")
+        ] = None,
+        first: Annotated[
+            int | None, strawberry.argument(description="How many devices, 1..500.")
+        ] = analytics.DEFAULT_DEVICES,
+    ) -> list[DeviceAtRiskType]:
+        return await analytics.devices_at_risk(
+            info, min_probability, since, device_id_prefix, first
+        )
+
+    @strawberry.field(
+        description=(
+            "Prediction statistics per time bucket and model version, ordered by bucketStart "
+            "then version; buckets without predictions are left out. At most "
+            "FAILCAST_MAX_STATS_ROWS rows (5,000), else BAD_USER_INPUT."
+        ),
+        extensions=requires("predictionStats"),
+    )
+    async def prediction_stats(
+        self,
+        info: Info,
+        filter: Annotated[
+            PredictionFilterInput | None,
+            strawberry.argument(description="Which predictions count (all by default)."),
+        ] = None,
+        bucket: Annotated[
+            StatsBucketEnum | None, strawberry.argument(description="The bucket length.")
+        ] = StatsBucketEnum.DAY,
+        time_field: Annotated[
+            StatsTimeFieldEnum | None,
+            strawberry.argument(description="The time that puts a prediction in a bucket."),
+        ] = StatsTimeFieldEnum.OBSERVED_AT,
+    ) -> list[PredictionStatsType]:
+        return await analytics.prediction_stats(info, filter, bucket, time_field)

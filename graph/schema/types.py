@@ -1,7 +1,7 @@
 """GraphQL output types. Each names the fields it exposes; internal columns stay internal."""
 
-import base64
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from enum import Enum
 from typing import cast
@@ -45,6 +45,7 @@ class TrainingDataType:
 
 @strawberry.type(name="ModelVersion", description="A registered model and how it was made.")
 class ModelVersionType:
+    id: strawberry.ID = strawberry.field(description="Stable id of the version (its name).")
     version: str = strawberry.field(description="Unique version name, e.g. 2026.11.26-1.")
     algorithm: str = strawberry.field(description="decision_tree or logistic_regression.")
     is_active: bool = strawberry.field(description="Whether this version serves predictions.")
@@ -73,6 +74,7 @@ class ModelVersionType:
             source=row.data_source,
         )
         return cls(
+            id=strawberry.ID(row.version),
             version=row.version,
             algorithm=row.algorithm,
             is_active=row.is_active,
@@ -93,17 +95,26 @@ class ModelVersionType:
 class PredictionType:
     id: strawberry.ID = strawberry.field(description="Stable id of the prediction.")
     created_at: datetime = strawberry.field(description="When the prediction was made.")
+    observed_at: datetime = strawberry.field(
+        description="When the telemetry was taken (the request's time unless the client said)."
+    )
     device_id: str | None = strawberry.field(description="The device, when the caller named it.")
     label: FailureClassEnum = strawberry.field(description="FAILURE or NON_FAILURE.")
     failure_probability: float = strawberry.field(description="P(failure), 0..1.")
     threshold: float = strawberry.field(description="The model's decision threshold.")
     input: MetricsType = strawberry.field(description="The telemetry sent.")
     model_version_id: strawberry.Private[int]
+    audit_event_id: strawberry.Private[uuid.UUID]
 
     @strawberry.field(description="The model version that made the prediction.")
     async def model_version(self, info: Info) -> ModelVersionType:
         row = await info.context.versions.load(self.model_version_id)
         return ModelVersionType.from_row(row)
+
+    @strawberry.field(description="Who asked for it: the subject of the request's token.")
+    async def subject(self, info: Info) -> str | None:
+        found: str | None = await info.context.subjects.load(self.audit_event_id)
+        return found
 
     @classmethod
     def from_values(cls, values: Prediction) -> "PredictionType":
@@ -112,12 +123,14 @@ class PredictionType:
         return cls(
             id=strawberry.ID(str(values.id)),
             created_at=values.created_at,
+            observed_at=values.observed_at,
             device_id=values.device_id,
             label=FailureClassEnum.FAILURE if values.is_failure else FailureClassEnum.NON_FAILURE,
             failure_probability=values.failure_probability,
             threshold=values.threshold,
             input=metrics,
             model_version_id=values.model_version_id,
+            audit_event_id=values.audit_event_id,
         )
 
     @classmethod
@@ -130,12 +143,14 @@ class PredictionType:
             cls(
                 id=strawberry.ID(str(block.ids[i])),
                 created_at=block.created_at,
+                observed_at=block.observed_at[i],
                 device_id=block.device_ids[i],
                 label=labels[bool(block.is_failure[i])],
                 failure_probability=block.failure_probability[i],
                 threshold=block.threshold,
                 input=metrics[i],
                 model_version_id=block.model_version_id,
+                audit_event_id=block.audit_event_id,
             )
             for i in range(len(block))
         ]
@@ -143,7 +158,9 @@ class PredictionType:
 
 @strawberry.type(name="PageInfo", description="Where a page sits in its connection.")
 class PageInfoType:
-    has_next_page: bool = strawberry.field(description="Whether older items remain.")
+    has_next_page: bool = strawberry.field(description="Whether more items follow this page.")
+    has_previous_page: bool = strawberry.field(description="Whether items come before it.")
+    start_cursor: str | None = strawberry.field(description="Pass as `before` for the page before.")
     end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
 
 
@@ -153,31 +170,22 @@ class PredictionEdgeType:
     node: PredictionType
 
 
-@strawberry.type(name="PredictionConnection", description="A page of predictions, newest first.")
+@strawberry.type(name="PredictionConnection", description="A page of predictions.")
 class PredictionConnectionType:
     edges: list[PredictionEdgeType]
     nodes: list[PredictionType]
     page_info: PageInfoType
+    counter: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many predictions the filter matches, on every page.")
+    async def total_count(self) -> int:
+        return await self.counter()
 
 
 @strawberry.type(name="Me", description="The caller, as its token describes it.")
 class MeType:
     subject: str = strawberry.field(description="The token's subject.")
     scopes: list[str] = strawberry.field(description="The scopes the token grants.")
-
-
-def encode_cursor(value: uuid.UUID) -> str:
-    """An opaque cursor for a prediction id."""
-    return base64.urlsafe_b64encode(value.bytes).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    """The prediction id inside a cursor; BAD_USER_INPUT when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
-    except (ValueError, TypeError) as error:
-        raise bad_input("`after` is not a valid cursor", "after") from error
 
 
 def parse_id(value: str) -> uuid.UUID:

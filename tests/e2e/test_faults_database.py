@@ -5,17 +5,12 @@ and PostgreSQL, never by touching the PostgreSQL cluster, which other sessions s
 """
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import sqlalchemy as sa
-from faultproxy import FaultProxy
 from servers import PREDICT, Load, Server, make_token, missing_from_store, run_server
 from support import ORIGINAL_EXAMPLE
-
-from persistence import is_sqlite
 
 FAST_S = 5.0  # an answer during an outage comes within this, never after a pool or TCP hang
 RECOVERY_S = 10.0  # once the database is back, the server serves again within this
@@ -36,30 +31,6 @@ OPERATIONS = {
     "me": ("/graphql", {"query": ME}),
     "REST /predict": ("/predict", ORIGINAL_EXAMPLE),
 }
-
-
-@pytest.fixture
-def pg_url(db_url: str) -> str:
-    """The PostgreSQL test database (these faults have no meaning for a SQLite file)."""
-    if is_sqlite(db_url):
-        pytest.skip("database loss is simulated by a TCP proxy: SQLite is a local file")
-    return db_url
-
-
-@pytest.fixture
-def proxy(pg_url: str) -> Iterator[FaultProxy]:
-    """A fault proxy in front of the test database's PostgreSQL (not started)."""
-    url = sa.make_url(pg_url)
-    host = "127.0.0.1" if url.host in (None, "localhost") else url.host
-    with FaultProxy(url.port or 5432, host) as fault_proxy:
-        yield fault_proxy
-
-
-@pytest.fixture
-def proxied_url(pg_url: str, proxy: FaultProxy) -> str:
-    """The test database's URL, through the proxy."""
-    url = sa.make_url(pg_url).set(host="127.0.0.1", port=proxy.port)
-    return url.render_as_string(hide_password=False)
 
 
 def _post(server: Server, path: str, body: dict, token: str) -> tuple[httpx.Response, float]:

@@ -29,6 +29,7 @@ ROWS = [
     ROW,
     {**ORIGINAL_EXAMPLE, "metric4": 900.5, "metric2": 100000, "deviceId": None},
     {**{k: float(v) for k, v in ORIGINAL_EXAMPLE.items()}, "metric7": 80},
+    {**ORIGINAL_EXAMPLE, "observedAt": "2026-11-28T09:30:00+02:00"},
 ]
 
 FULL = """mutation Full($rows: [PredictInput!]!) { predictBatch(inputs: $rows) {
@@ -104,6 +105,12 @@ BAD_BATCHES = [
     None,
 ]
 BAD_SINGLES = [{**ROW, "metric2": -0.5}, {**ROW, "metric2": "1"}, [ROW], None, {}]
+BAD_SINGLES += [
+    {**ROW, "observedAt": "2026-11-28T09:30:00"},  # no offset: the use case refuses it
+    {**ROW, "observedAt": "1999-01-01T00:00:00Z"},
+    {**ROW, "observedAt": "yesterday"},  # the executor's coercion error
+    {**ROW, "observedAt": 5},
+]
 
 
 @pytest.fixture
@@ -121,7 +128,7 @@ def _post(client: TestClient, query: str, variables: Any, name: str | None, head
     return client.post("/graphql", json=payload, headers=headers)
 
 
-_FRESH = {"id", "key", "createdAt", "requestId"}
+_FRESH = {"id", "key", "createdAt", "observedAt", "requestId"}
 
 
 def _normal(value: Any, key: str | None = None) -> Any:
@@ -131,8 +138,10 @@ def _normal(value: Any, key: str | None = None) -> Any:
     if isinstance(value, list):
         return [_normal(v) for v in value]
     if key in _FRESH and isinstance(value, str):
-        if key == "createdAt":
+        if key in ("createdAt", "observedAt"):
             assert datetime.fromisoformat(value).tzinfo is not None
+        elif value == "test-1":
+            return value  # a model version's id is its name: stable, compared as it is
         else:
             uuid.UUID(value)
         return f"<{key}>"
@@ -191,7 +200,7 @@ def test_planned_answers_never_reach_the_executor(pair, auth_headers, monkeypatc
 
     monkeypatch.setattr(executor, "_execute", executor_called)
     response = _post(pair[0], FULL, {"rows": ROWS}, None, auth_headers)
-    assert response.status_code == 200 and len(response.json()["data"]["predictBatch"]) == 3
+    assert response.status_code == 200 and len(response.json()["data"]["predictBatch"]) == len(ROWS)
 
 
 def _variables(query: str, value: Any) -> dict[str, Any]:
