@@ -1,4 +1,4 @@
-"""`failcast`: serve, train, token, db, models and evaluate, with clear errors and exit codes."""
+"""`failcast`: serve, train, token, db, models, evaluate, audit, export; with clear exit codes."""
 
 import argparse
 import sys
@@ -81,11 +81,32 @@ def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     verify.set_defaults(run=commands.audit_verify)
 
 
+def _export(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("export", help="export stored data, straight from the database")
+    esub = p.add_subparsers(dest="export_command", required=True)
+    predictions = esub.add_parser(
+        "predictions",
+        help="predictions as CSV, oldest first: the rows and bytes of GET /exports/predictions.csv",
+    )
+    times = {
+        "--observed-from": "telemetry taken at or after T (ISO 8601 with a UTC offset)",
+        "--observed-to": "telemetry taken before T",
+        "--created-from": "predictions made at or after T",
+        "--created-to": "predictions made before T",
+    }
+    for flag, text in times.items():
+        predictions.add_argument(flag, metavar="T", help=text)
+    predictions.add_argument("--device-prefix", metavar="P", help="device ids starting with P")
+    predictions.add_argument("--model-version", metavar="V", help="predictions of version V")
+    predictions.add_argument("--output", metavar="FILE", help="write to FILE (default stdout)")
+    predictions.set_defaults(run=commands.export_predictions)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     root = argparse.ArgumentParser(prog="failcast", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
-    for add in (_serve, _train, _token, _db, _models, _evaluate, _audit):
+    for add in (_serve, _train, _token, _db, _models, _evaluate, _audit, _export):
         add(sub)
     return root
 

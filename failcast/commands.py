@@ -1,26 +1,32 @@
 """What each CLI command does: thin calls into the packages."""
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from auth import ALL_SCOPES, AuthError, generate_secret, mint_token, parse_scopes_strict, parse_ttl
 from failcast import workers
+from graph.errors import FailcastError
+from graph.runtime.export import MAX_NAME, check_text, parse_time, write_csv
+from graph.runtime.usecases import MAX_DEVICE_ID
 from graph.settings import DEV_SECRET_FILE, Settings, SettingsError
 from model import ModelError
 from persistence import (
     ModelVersionRepository,
     NotFound,
     PersistenceError,
+    PredictionFilter,
     create_db_engine,
     seal_pending,
     sealed_count,
@@ -257,3 +263,77 @@ def audit_verify(args: argparse.Namespace) -> int:
         print(f"  broken chain at seal {sequence}")
     print("OK: the sealed audit trail is intact" if report.ok else "TAMPERED")
     return 0 if report.ok else 1
+
+
+_EXPORT_TIMES = {  # option -> PredictionFilter field
+    "observed_from": "--observed-from",
+    "observed_to": "--observed-to",
+    "created_from": "--created-from",
+    "created_to": "--created-to",
+}
+
+
+def _export_filter(args: argparse.Namespace) -> PredictionFilter:
+    """The filter the options describe; exit 2 naming the first bad one."""
+    try:
+        given: dict[str, Any] = {
+            field: parse_time(getattr(args, field), option)
+            for field, option in _EXPORT_TIMES.items()
+            if getattr(args, field) is not None
+        }
+        if args.device_prefix is not None:
+            prefix = check_text(args.device_prefix, "--device-prefix", MAX_DEVICE_ID)
+            given["device_id_prefix"] = prefix
+        if args.model_version is not None:
+            version = check_text(args.model_version, "--model-version", MAX_NAME)
+            given["model_version"] = version
+    except FailcastError as error:
+        raise CommandError(error.message.replace("`", ""), 2) from error
+    return PredictionFilter(**given)
+
+
+def export_predictions(args: argparse.Namespace) -> int:
+    """Write the predictions the options select as CSV, read straight from the database."""
+    where = _export_filter(args)
+    engine = create_db_engine(_settings().database_url)
+    try:
+        if args.output is None:
+            rows = _export_to_stdout(engine, where)
+        else:
+            rows = _export_to_file(engine, where, Path(args.output))
+    finally:
+        engine.dispose()
+    print(f"exported {rows} predictions", file=sys.stderr)
+    return 0
+
+
+def _export_to_stdout(engine: Engine, where: PredictionFilter) -> int:
+    out: BinaryIO = sys.stdout.buffer
+    try:
+        rows = write_csv(engine, where, out.write)
+        out.flush()
+    except PersistenceError as error:
+        raise CommandError(f"database: {error}; the output is incomplete") from error
+    except BrokenPipeError as error:  # the reader left (e.g. `| head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail
+        raise CommandError("the output was closed before the end", 1) from error
+    return rows
+
+
+def _export_to_file(engine: Engine, where: PredictionFilter, target: Path) -> int:
+    """Write next to `target`, then rename: a failed export leaves no file that looks whole."""
+    partial = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed below)
+        dir=target.parent, prefix=f".{target.name}.", suffix=".partial", delete=False
+    )
+    try:
+        with partial:
+            rows = write_csv(engine, where, partial.write)
+        os.replace(partial.name, target)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(partial.name)
+        if isinstance(error, PersistenceError):
+            raise CommandError(f"database: {error}; {target} was not written") from error
+        raise
+    return rows

@@ -20,14 +20,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from auth import TokenVerifier
-from graph.edge.audit import AuditMiddleware, request_state
+from graph.edge.audit import UNAUDITED_PATHS, AuditMiddleware, request_state
 from graph.edge.connections import RefusalCollector
+from graph.edge.cors import CORSMiddleware
+from graph.edge.export import ExportEndpoint
+from graph.edge.graphiql import GraphiQL
 from graph.edge.graphql import GraphQLEndpoint
 from graph.edge.health import HealthEndpoints
 from graph.edge.responses import error_response
 from graph.edge.rest import PredictEndpoint
 from graph.errors import ErrorCode, FailcastError
 from graph.runtime import Runtime
+from graph.runtime.export import EXPORT_READERS, EXPORT_SQLITE_CACHE_KIB
 from graph.runtime.logs import configure_logging
 from graph.runtime.metrics import Metrics
 from graph.runtime.models import ModelService
@@ -58,6 +62,15 @@ def build_runtime(settings: Settings) -> Runtime:
         pool_size=settings.db_pool_size,
         statement_timeout_ms=settings.db_statement_timeout_ms or None,
     )
+    # Exports read through a pool of their own: however many run and however slowly their
+    # clients read, they never hold a connection the API needs, and their long scans fill no
+    # page cache of the connections that keep the writers' hot index pages (SQLite).
+    exports = create_db_engine(
+        settings.database_url,
+        pool_size=EXPORT_READERS,
+        statement_timeout_ms=settings.db_statement_timeout_ms or None,
+        sqlite_cache_kib=EXPORT_SQLITE_CACHE_KIB,
+    )
     metrics = Metrics(engine)
     limiter = RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()})
     limiter.on_refusal = lambda scope: metrics.rate_limited.labels(scope).inc()
@@ -65,6 +78,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
         engine=engine,
+        exports=exports,
         verifier=TokenVerifier(settings.auth_config()),
         models=ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving),
         recorder=Recorder(partial(write_records, engine), writers=settings.writers),
@@ -80,26 +94,39 @@ def create_app(settings: Settings) -> Starlette:
     runtime = build_runtime(settings)
     runtime.metrics.registry.register(RefusalCollector())
     executor = GraphQLExecutor(build_schema(), settings)
-    graphql = GraphQLEndpoint(runtime, executor)
+    graphiql = GraphiQL() if settings.graphiql else None
+    graphql = GraphQLEndpoint(runtime, executor, graphiql)
     health = HealthEndpoints(runtime)
     routes = [
         # Every method reaches the endpoint, which takes GET and POST only (Starlette would let
         # HEAD through as GET, and HEAD must never run a mutation).
         Route("/graphql", graphql.handle, methods=ANY_METHOD),
         Route("/predict", PredictEndpoint(runtime).handle, methods=["POST"]),
+        Route("/exports/predictions.csv", ExportEndpoint(runtime).predictions_csv, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
     ]
+    unaudited = UNAUDITED_PATHS
+    if graphiql is not None:  # its static files, like the health probes, are not API calls
+        routes += graphiql.routes()
+        unaudited |= graphiql.paths
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AuditMiddleware, runtime=runtime)],
+        middleware=_middleware(runtime, unaudited),
         exception_handlers={HTTPException: _http_exception},
         lifespan=partial(_lifespan, runtime, executor),
     )
     app.state.runtime = runtime  # for tests and tools; request handlers get theirs explicitly
     app.state.executor = executor
     return app
+
+
+def _middleware(runtime: Runtime, unaudited: frozenset[str]) -> list[Middleware]:
+    """Outermost first: CORS (when origins are set) answers preflights before any audit."""
+    audit = Middleware(AuditMiddleware, runtime=runtime, unaudited=unaudited)
+    origins = runtime.settings.cors_origins
+    return [Middleware(CORSMiddleware, origins=origins), audit] if origins else [audit]
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -145,6 +172,7 @@ async def _lifespan(
         executor.close()
         runtime.verifier.close()
         runtime.engine.dispose()
+        runtime.exports.dispose()
 
 
 def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:

@@ -8,6 +8,14 @@ requests run with their response held back until the recorder has committed the 
 predictions; the answer then leaves with X-Request-ID and the security headers. If the commit
 fails or is not confirmed in time, the held response is dropped for a 503 that says whether
 anything was stored (`extensions.stored`), and the audit row written is the one of that 503.
+
+An endpoint whose answer is too big to hold (an export) marks it streamed (`stream_answer`)
+before returning it. Its audit row is committed when the response starts, with the status of
+that start, before the first byte leaves; the 503 above replaces it if that commit fails, and
+nothing of it is sent. Once started, the body passes through as the endpoint sends it. If the
+endpoint fails midway, the failure is logged with the request id and the final chunk is never
+sent: the server closes the connection, so the client sees a truncated transfer, not a short
+answer that looks whole. The audit row keeps the status the answer started with.
 """
 
 import logging
@@ -26,7 +34,7 @@ from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
 from graph.runtime.logs import log_request
 from graph.runtime.recorder import Stored
-from persistence import RequestRecord, new_id
+from persistence import PersistenceError, RequestRecord, new_id
 
 log = logging.getLogger("failcast.audit")
 
@@ -43,6 +51,24 @@ class Caller:
     refusal: str | None = None  # the message of a missing or refused token
 
 
+def stream_answer(scope: Scope) -> None:
+    """Mark the request's answer as streamed: committed as it starts, then passed through."""
+    scope["state"]["streamed"] = True
+
+
+class _Withdrawn(Exception):
+    """A streamed answer's commit failed: the 503 went out instead, and the endpoint must stop."""
+
+
+@dataclass
+class _Streaming:
+    """A streamed answer once its audit row is committed: its row, status and whether it ended."""
+
+    record: RequestRecord
+    status: int
+    complete: bool = False
+
+
 def request_state(scope: Scope) -> tuple[RequestAudit, Caller]:
     """The audit and caller of the request a scope belongs to (set by the middleware)."""
     state = scope.get("state") or {}
@@ -55,16 +81,19 @@ def request_state(scope: Scope) -> tuple[RequestAudit, Caller]:
 class AuditMiddleware:
     """Pure ASGI middleware: identify, audit, hold the response, commit, then answer."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(
+        self, app: ASGIApp, runtime: Runtime, unaudited: frozenset[str] = UNAUDITED_PATHS
+    ) -> None:
         self.app = app
         self.runtime = runtime
+        self.unaudited = unaudited
         self.addresses = ClientAddresses(runtime.settings.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] in UNAUDITED_PATHS:
+        if scope["path"] in self.unaudited:
             await self.app(scope, receive, _secured(send, str(new_id())))
             return
         audit = RequestAudit.begin(
@@ -80,23 +109,57 @@ class AuditMiddleware:
             return
         scope.setdefault("state", {}).update(audit=audit, caller=caller)
         held: list[Message] = []
+        streaming: _Streaming | None = None
+        secured = _secured(send, audit.client_request_id or str(audit.id))
 
-        async def hold(message: Message) -> None:
-            held.append(message)
+        async def forward(message: Message) -> None:
+            nonlocal streaming
+            if streaming is not None:
+                streaming.complete = not message.get("more_body", False)
+                await send(message)
+            elif message["type"] == "http.response.start" and scope["state"].get("streamed"):
+                streaming = await self._start_stream(audit, message, secured)
+            else:
+                held.append(message)
 
         try:
-            await self.app(scope, receive, hold)
-        except Exception:
+            await self.app(scope, receive, forward)
+        except _Withdrawn:
+            return
+        except Exception as error:
+            if streaming is not None:
+                _broken_off(audit, error)
+                self._finished(audit, streaming.record, streaming.status)
+                return  # without the final chunk: the server closes the connection
             log.exception("unhandled error [request %s]", audit.id)
             audit.answered_with([ErrorCode.INTERNAL_SERVER_ERROR])
             internal = FailcastError(ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error")
             held = _answer(internal, audit)
+        if streaming is not None:
+            if not streaming.complete:  # the client left, and the endpoint stopped
+                log.info("client left before the end of a streamed answer [request %s]", audit.id)
+            self._finished(audit, streaming.record, streaming.status)
+            return
         status = int(held[0]["status"]) if held else 500
         held, status, record = await self._commit(audit, held, status)
         self._finished(audit, record, status)
-        await _secured(send, audit.client_request_id or str(audit.id))(held[0])
+        await secured(held[0])
         for message in held[1:]:
             await send(message)
+
+    async def _start_stream(
+        self, audit: RequestAudit, start: Message, secured: Callable[[Message], Awaitable[None]]
+    ) -> _Streaming:
+        """Commit a streamed answer's row, then send its start; else send the 503 and withdraw."""
+        status = int(start["status"])
+        messages, answered, record = await self._commit(audit, [start], status)
+        await secured(messages[0])
+        if messages[0] is start:
+            return _Streaming(record, status)
+        for message in messages[1:]:
+            await secured(message)
+        self._finished(audit, record, answered)
+        raise _Withdrawn
 
     async def _identify(self, audit: RequestAudit, authorization: str | None) -> Caller:
         if authorization is None:
@@ -175,6 +238,14 @@ class AuditMiddleware:
                 "predictions": record.prediction_count,
             }
         )
+
+
+def _broken_off(audit: RequestAudit, error: Exception) -> None:
+    """Log a streamed answer that failed after it started (its client sees the transfer cut)."""
+    if isinstance(error, PersistenceError):  # the database went away: expected, no traceback
+        log.error("streamed answer broken off [request %s]: %r", audit.id, error)
+    else:
+        log.exception("streamed answer broken off [request %s]", audit.id)
 
 
 def _unavailable(audit: RequestAudit, stored: Stored) -> tuple[list[Message], RequestRecord]:

@@ -10,10 +10,10 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from strawberry.http.ides import get_graphql_ide_html
+from starlette.responses import Response
 
 from graph.edge.audit import request_state
+from graph.edge.graphiql import GraphiQL
 from graph.edge.responses import error_headers, read_json_body
 from graph.errors import (
     MISSING_TOKEN,
@@ -35,32 +35,31 @@ ALLOWED_METHODS = ("GET", "POST")
 class GraphQLEndpoint:
     """The /graphql route of one application."""
 
-    def __init__(self, runtime: Runtime, executor: GraphQLExecutor) -> None:
+    def __init__(
+        self, runtime: Runtime, executor: GraphQLExecutor, graphiql: GraphiQL | None = None
+    ) -> None:
         self.runtime = runtime
         self.executor = executor
         self.settings = runtime.settings
+        self.graphiql = graphiql  # None: GET /graphql never serves the page
 
     async def handle(self, request: Request) -> Response:
         """Execute one GraphQL operation over HTTP."""
         audit, caller = request_state(request.scope)
-        if request.method == "GET" and self._wants_graphiql(request):
-            return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+        if self.graphiql is not None and request.method == "GET" and _wants_page(request):
+            return self.graphiql.page_response()
         try:
             if request.method not in ALLOWED_METHODS:
                 raise FailcastError(ErrorCode.METHOD_NOT_ALLOWED, "use GET or POST")
             if caller.principal is None:
                 raise FailcastError(ErrorCode.UNAUTHENTICATED, caller.refusal or MISSING_TOKEN)
             operation = await self._operation(request)
-            context = GraphContext(self.runtime, audit, caller.principal)
+            context = GraphContext(self.runtime, audit, caller.principal, self.executor.cursors)
             allow_mutations = request.method == "POST"
             executed = await self.executor.execute(operation, context, allow_mutations)
         except FailcastError as error:
             return self._refusal(error, audit)
         return self._answer(executed, audit)
-
-    def _wants_graphiql(self, request: Request) -> bool:
-        browser = "text/html" in request.headers.get("accept", "")
-        return self.settings.graphiql and browser and "query" not in request.query_params
 
     async def _operation(self, request: Request) -> OperationRequest:
         if request.method == "GET":
@@ -118,6 +117,12 @@ class GraphQLEndpoint:
         audit.answered_with(codes)
         headers = _headers(payload, errors)
         return Response(body, graphql_status(codes), headers, media_type="application/json")
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser opening /graphql, not a GET operation."""
+    browser = "text/html" in request.headers.get("accept", "")
+    return browser and "query" not in request.query_params
 
 
 def _bad_request(message: str) -> FailcastError:
