@@ -13,9 +13,9 @@ from types import FrameType
 
 from bench.contenders import ALIASES, PLANS
 from bench.run import Options, run
+from bench.stack import DEFAULT_PG_ADMIN
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.md"
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,10 +37,8 @@ def parser() -> argparse.ArgumentParser:
         "--soak", type=int, default=100_000,
         help="predictions the batch and 2-worker servers are topped up to before RSS is read",
     )  # fmt: skip
-    p.add_argument(
-        "--real-data", action="store_true", help="train on the public dataset (slower)"
-    )
-    p.add_argument("--pg-url", default=DEFAULT_PG, help="admin URL of a loopback PostgreSQL")
+    p.add_argument("--real-data", action="store_true", help="train on the public dataset (slower)")
+    p.add_argument("--pg-url", default=DEFAULT_PG_ADMIN, help="admin URL of a loopback PostgreSQL")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the Markdown report")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 s, 1 round, 1 s warm-up")
     return p

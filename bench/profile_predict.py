@@ -181,7 +181,7 @@ class Profile:
 
     async def _run(self, document: str, variables: dict[str, Any], plans: bool) -> None:
         principal = self.services.verifier.verify(self.token)
-        context = GraphContext(self.services, _audit(), principal)
+        context = GraphContext(self.services, _audit(), principal, self.executor.cursors)
         self.executor.plans_enabled = plans
         executed = await self.executor.execute(OperationRequest(document, variables), context, True)
         assert not executed.result.errors, executed.result.errors

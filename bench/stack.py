@@ -24,6 +24,7 @@ from persistence import (
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DB_PREFIX = "failcast_bench_"
 UNREACHABLE_RATE = 1e9  # requests (or batch rows) per second
+DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 class PostgresAdmin:
@@ -182,7 +183,9 @@ def new_stack(name: str, workdir: Path, database_url: str) -> FailcastStack:
             "FAILCAST_LOG_LEVEL": "warning",  # no access log, as for every contender
             # The limiter still runs on every request, with a rate the load cannot reach:
             # the bench measures capacity, not the configured per-subject quota.
-            "FAILCAST_RATE_LIMITS": json.dumps({"predict": [UNREACHABLE_RATE] * 2}),
+            "FAILCAST_RATE_LIMITS": json.dumps(
+                {scope: [UNREACHABLE_RATE] * 2 for scope in ("predict", "predictions:read")}
+            ),
         }
     )
     return FailcastStack(name, workdir, database_url, env)
