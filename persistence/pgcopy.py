@@ -4,10 +4,12 @@ Text COPY formats every value in Python (psycopg's write_row: about 5 ms per 1,0
 all of it holding the GIL the event loop needs). In the binary format a row is a field count and,
 per field, a length and the value's bytes, so the fixed-width columns of a whole block are one
 numpy structured array, written big-endian in a single `tobytes()`. Variable-width columns
-(strings) go last and are appended row by row. The layout is derived from the table's column
+(strings, and JSON as JSONB's binary form: a version byte then the text) go last and are
+appended row by row; NULL costs four bytes. The layout is derived from the table's column
 types, and a type this module does not know is refused at import time, not at the first COPY.
 """
 
+import json
 import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -47,6 +49,14 @@ _FIXED: list[tuple[type[sa.types.TypeEngine[Any]], str, Callable[[Sequence[Any]]
 ]
 
 
+def _text(value: Any) -> bytes:
+    return value.encode()  # type: ignore[no-any-return]
+
+
+def _jsonb(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
+
+
 def _underlying(column: sa.Column[Any]) -> sa.types.TypeEngine[Any]:
     kind = column.type
     return kind.impl_instance if isinstance(kind, sa.types.TypeDecorator) else kind
@@ -57,18 +67,18 @@ class BinaryCopy:
 
     def __init__(self, table: sa.Table) -> None:
         fixed: list[tuple[str, str, Callable[[Sequence[Any]], Any]]] = []
-        text: list[str] = []
+        text: list[tuple[str, Callable[[Any], bytes]]] = []
         for column in table.columns:
             kind = _underlying(column)
-            if isinstance(kind, sa.String):
-                text.append(column.name)
+            if isinstance(kind, sa.String | sa.JSON):
+                text.append((column.name, _jsonb if isinstance(kind, sa.JSON) else _text))
                 continue
             known = next(((f, c) for t, f, c in _FIXED if isinstance(kind, t)), None)
             if known is None:
                 raise TypeError(f"no binary COPY layout for {table.name}.{column.name} ({kind})")
             fixed.append((column.name, known[0], known[1]))
         self.table = table
-        self.columns = [name for name, _, _ in fixed] + text
+        self.columns = [name for name, _, _ in fixed] + [name for name, _ in text]
         self._fixed = fixed
         self._text = text
         layout: list[tuple[str, str]] = [("__count", ">i2")]
@@ -81,7 +91,7 @@ class BinaryCopy:
         return f"COPY {self.table.name} ({', '.join(self.columns)}) FROM STDIN (FORMAT BINARY)"
 
     def encode(self, count: int, column: Callable[[str], Sequence[Any]]) -> bytes:
-        """`count` rows; `column(name)` gives a column's values (None only in strings)."""
+        """`count` rows; `column(name)` gives a column's values (None only in variable width)."""
         rows: Any = np.zeros(count, dtype=self._dtype)  # a structured array, indexed by field
         rows["__count"] = len(self.columns)
         for name, field, convert in self._fixed:
@@ -91,14 +101,15 @@ class BinaryCopy:
         if not self._text:
             return fixed
         size = self._dtype.itemsize
-        texts = [column(name) for name in self._text]
+        texts = [column(name) for name, _ in self._text]
+        encoders = [encode for _, encode in self._text]
         parts: list[bytes] = []
         for i, values in enumerate(zip(*texts, strict=True)):
             parts.append(fixed[i * size : (i + 1) * size])
-            for value in values:
+            for value, encode in zip(values, encoders, strict=True):
                 if value is None:
                     parts.append(_NULL)
                 else:
-                    data = value.encode()
+                    data = encode(value)
                     parts.append(struct.pack("!i", len(data)) + data)
         return b"".join(parts)

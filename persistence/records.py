@@ -30,6 +30,7 @@ _PREDICTION: sa.Table = Prediction.__table__  # type: ignore[attr-defined]
 _COLUMNS = [column.name for column in _PREDICTION.columns]
 _BINARY = pgcopy.BinaryCopy(_PREDICTION)
 _SHARED = frozenset({"created_at", "audit_event_id", "model_version_id", "threshold"})
+_OPTIONAL = {"explanation": "explanations", "warnings": "warnings"}  # column -> block field
 METRIC_COLUMNS = tuple(name for name in _COLUMNS if name.startswith("metric"))
 
 
@@ -38,7 +39,8 @@ class PredictionBlock:
     """The predictions one call made, column by column: row i of each sequence is prediction i.
 
     `metrics` maps each metric column (METRIC_COLUMNS) to its values; the four leading fields
-    are shared by every prediction of the block.
+    are shared by every prediction of the block. `explanations` and `warnings` are None when no
+    prediction of the block has one (their columns are then NULL), else one entry per id.
     """
 
     audit_event_id: uuid.UUID
@@ -51,11 +53,19 @@ class PredictionBlock:
     metrics: Mapping[str, Sequence[float]]
     failure_probability: Sequence[float]
     is_failure: Sequence[bool]
+    explanations: Sequence[dict[str, Any] | None] | None = None
+    warnings: Sequence[list[str] | None] | None = None
 
     def __post_init__(self) -> None:
         if set(self.metrics) != set(METRIC_COLUMNS):
             raise ValueError(f"metrics must have exactly the columns {METRIC_COLUMNS}")
-        columns = [self.device_ids, self.observed_at, self.failure_probability, self.is_failure]
+        columns: list[Sequence[Any]] = [
+            self.device_ids,
+            self.observed_at,
+            self.failure_probability,
+            self.is_failure,
+        ]
+        columns += [c for c in (self.explanations, self.warnings) if c is not None]
         if any(len(c) != len(self.ids) for c in [*columns, *self.metrics.values()]):
             raise ValueError("every column of a prediction block must have one value per id")
 
@@ -72,6 +82,9 @@ class PredictionBlock:
             return self.ids
         if name == "device_id":
             return self.device_ids
+        if name in _OPTIONAL:
+            values = getattr(self, _OPTIONAL[name])
+            return [None] * len(self) if values is None else values
         return getattr(self, name)  # type: ignore[no-any-return]
 
     def rows(self) -> list[dict[str, Any]]:
@@ -143,7 +156,7 @@ def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock
         raise DatabaseUnavailable("the database is unavailable") from error
 
 
-_SQLITE_ROWS_PER_STATEMENT = 500  # x 16 columns: well under SQLite's 32,766 variables
+_SQLITE_ROWS_PER_STATEMENT = 500  # x 18 columns: well under SQLite's 32,766 variables
 
 
 def _insert_sqlite(driver: Any, values: Sequence[tuple[Any, ...]]) -> None:
@@ -169,6 +182,8 @@ def _bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> lis
             if name in _SHARED:
                 value = getattr(block, name)
                 columns.append(repeat(process(value) if process else value, len(block)))
+            elif name in _OPTIONAL and getattr(block, _OPTIONAL[name]) is None:
+                columns.append(repeat(None, len(block)))
             else:
                 values = block.column(name)
                 columns.append(_processed(process, values) if process else values)

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from persistence.types import JSONType, UTCDateTime
+from persistence.types import JSONType, NullableJSON, UTCDateTime
 
 # Named constraints make migrations portable between SQLite (batch mode) and PostgreSQL.
 SQLModel.metadata.naming_convention = {
@@ -63,6 +63,70 @@ class ModelVersion(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
     activated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     is_active: bool = False
+    # What the training inputs looked like (per-feature quantiles, min, max, share of zeros and
+    # a bounded reference sample): input warnings and drift compare live inputs against it.
+    # NULL for versions registered before profiles existed.
+    input_profile: dict[str, Any] | None = Field(default=None, sa_type=NullableJSON)
+    # Inputs and the probabilities this version gave them at registration: a server re-scores
+    # them on load and refuses the version if any differs beyond 1e-9. NULL: registered before.
+    golden_set: dict[str, Any] | None = Field(default=None, sa_type=NullableJSON)
+
+
+class ModelActivation(SQLModel, table=True):
+    """One switch of the active model version: who, when, from which to which, and why."""
+
+    __tablename__ = "model_activation"
+    __table_args__ = (sa.CheckConstraint("via IN ('api', 'cli', 'train')", name="via_known"),)
+
+    id: int | None = Field(default=None, primary_key=True)  # increasing: newest first by id
+    activated_at: datetime = Field(sa_type=UTCDateTime)
+    to_version_id: int = Field(foreign_key="model_version.id", index=True)
+    from_version_id: int | None = Field(default=None, foreign_key="model_version.id")
+    subject: str | None = Field(default=None, max_length=255)  # the token's subject (api)
+    reason: str | None = Field(default=None, max_length=1000)
+    via: str = Field(max_length=16)  # 'api' (GraphQL), 'cli' (failcast models), 'train'
+    # The request that made the switch (its audit event id); no foreign key: the audit row is
+    # committed after the switch, with the answer.
+    request_id: uuid.UUID | None = None
+
+
+class ModelEvaluation(SQLModel, table=True):
+    """A stored version scored on a labeled data file (`failcast evaluate`), and the verdict."""
+
+    __tablename__ = "model_evaluation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_version_id: int = Field(foreign_key="model_version.id", index=True)
+    evaluated_at: datetime = Field(sa_type=UTCDateTime)
+    data_source: str = Field(max_length=255)
+    data_sha256: str = Field(max_length=80)
+    data_rows: int
+    data_failures: int
+    same_data_as_training: bool
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    tolerance: float
+    passed: bool
+    # Why it did not pass: one sentence per metric that fell too far below training's.
+    findings: list[str] = Field(default_factory=list, sa_type=JSONType)
+    hostname: str = Field(max_length=255)
+
+
+class Outcome(SQLModel, table=True):
+    """What really happened to a device on a day: failed or not (the label of its predictions)."""
+
+    __tablename__ = "outcome"
+    __table_args__ = (
+        # One outcome per device and day: recording it again replaces it (idempotent).
+        sa.UniqueConstraint("device_id", "day"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=64)
+    day: date  # the UTC day of observed_at
+    failed: bool
+    observed_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+    subject: str | None = Field(default=None, max_length=255)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -140,6 +204,11 @@ class Prediction(SQLModel, table=True):
     failure_probability: float
     threshold: float
     is_failure: bool
+    # Why the model said so, as computed with the probability (model.explain); NULL when the
+    # request did not ask for it (it is then computed from this row's own model version).
+    explanation: dict[str, Any] | None = Field(default=None, sa_type=NullableJSON)
+    # Inputs outside the training range of the version that made the prediction; NULL: none.
+    warnings: list[str] | None = Field(default=None, sa_type=NullableJSON)
 
 
 class AuditSeal(SQLModel, table=True):

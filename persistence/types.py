@@ -9,6 +9,10 @@ from sqlalchemy.engine import Dialect
 
 # JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# The same for columns that may be absent: Python None is SQL NULL, not the JSON value null.
+NullableJSON = sa.JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):

@@ -1,5 +1,6 @@
 """Prediction blocks: written by the driver's bulk path, read back exactly, on both databases."""
 
+import dataclasses
 import sys
 from datetime import UTC, datetime
 
@@ -60,6 +61,32 @@ def test_a_block_is_stored_value_for_value(db_engine, demo_artifact):
             stored = repo.get(expected["id"])
             assert stored is not None
             assert {name: getattr(stored, name) for name in expected} == expected
+
+
+def test_explanations_and_warnings_are_stored_where_given_and_null_elsewhere(
+    db_engine, demo_artifact
+):
+    version = register_version(db_engine, demo_artifact)
+    event_id = new_id()
+    explanation = {
+        "kind": "CONTRIBUTIONS",
+        "score": -3.25,
+        "baseValue": -4.0,
+        "contributions": [{"feature": "metric4", "value": 7.0, "contribution": 0.75}],
+    }
+    with_them = dataclasses.replace(
+        _block(event_id, version.id),
+        explanations=[explanation, None, {"kind": "DECISION_PATH", "path": [], "note": "é\"'"}],
+        warnings=[["metric4 above the training range (max 41)"], None, []],
+    )
+    without = _block(event_id, version.id, 2)
+    record = RequestRecord(audit=_audit(event_id), predictions=[with_them, without])
+    write_records(db_engine, [record])
+    with session_scope(db_engine) as session:
+        repo = PredictionRepository(session)
+        stored = [repo.get(i) for i in [*with_them.ids, *without.ids]]
+    assert [p.explanation for p in stored] == [*with_them.explanations, None, None]
+    assert [p.warnings for p in stored] == [*with_them.warnings, None, None]
 
 
 def test_several_requests_share_one_transaction(db_engine, demo_artifact):
