@@ -1,0 +1,82 @@
+"""Input profiles: computed from training inputs as documented, and live values checked against them."""
+
+import json
+
+import numpy as np
+import pytest
+
+from model.profile import (
+    QUANTILES,
+    SAMPLE_SIZE,
+    bin_index,
+    build_profile,
+    range_warnings,
+    ranges,
+)
+
+NAMES = ("metric1", "metric2")
+
+
+def _matrix(rows: int = 5000) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    dense = rng.uniform(0, 100, rows)
+    sparse = np.where(rng.uniform(size=rows) < 0.9, 0.0, rng.integers(1, 50, rows))
+    return np.column_stack([dense, sparse]).astype(np.float64)
+
+
+def test_a_profile_holds_each_features_facts_and_is_plain_json():
+    matrix = _matrix()
+    profile = json.loads(json.dumps(build_profile(matrix, NAMES)))
+    assert profile["rows"] == 5000 and set(profile["features"]) == set(NAMES)
+    dense, sparse = profile["features"]["metric1"], profile["features"]["metric2"]
+    assert dense["min"] == matrix[:, 0].min() and dense["max"] == matrix[:, 0].max()
+    assert sparse["zero_share"] == pytest.approx(np.mean(matrix[:, 1] == 0))
+    assert [q for q, _ in dense["quantiles"]] == list(QUANTILES)
+    assert dense["quantiles"][4][1] == pytest.approx(np.median(matrix[:, 0]))
+    assert len(dense["sample"]) == SAMPLE_SIZE and dense["sample"] == sorted(dense["sample"])
+
+
+def test_bins_are_distinct_deciles_with_counted_shares():
+    matrix = _matrix()
+    sparse = build_profile(matrix, NAMES)["features"]["metric2"]
+    edges, shares = sparse["bins"]["edges"], sparse["bins"]["shares"]
+    assert edges == sorted(set(edges)) and edges[0] == 0.0  # the zeros get one bin of their own
+    assert len(shares) == len(edges) + 1 and sum(shares) == pytest.approx(1.0)
+    counted = np.bincount(bin_index(matrix[:, 1], edges), minlength=len(shares)) / len(matrix)
+    assert shares == pytest.approx(counted.tolist())
+    assert shares[0] == pytest.approx(np.mean(matrix[:, 1] == 0))
+
+
+def test_bins_are_right_closed():
+    assert bin_index(np.array([0.0, 0.5, 1.0, 1.5, 9.0]), [0.0, 1.0]).tolist() == [0, 1, 1, 2, 2]
+
+
+def test_the_sample_is_the_same_rows_for_every_feature():
+    matrix = np.column_stack([np.arange(10000.0), np.arange(10000.0) * 2])
+    features = build_profile(matrix, NAMES)["features"]
+    assert [2 * v for v in features["metric1"]["sample"]] == features["metric2"]["sample"]
+
+
+def test_values_inside_the_range_make_no_warnings_at_all():
+    low, high = ranges(build_profile(_matrix(), NAMES), NAMES)
+    assert (
+        range_warnings(np.array([[low[0], high[1]], [high[0], low[1]]]), NAMES, low, high) is None
+    )
+
+
+def test_each_value_outside_the_range_is_named_in_its_row():
+    low, high = np.array([1.0, 0.0]), np.array([10.0, 5.0])
+    found = range_warnings(np.array([[5.0, 1.0], [0.5, 7.0], [12.0, 5.0]]), NAMES, low, high)
+    assert found == [
+        None,
+        [
+            "metric1 = 0.5 is below the training range (min 1)",
+            "metric2 = 7 is above the training range (max 5)",
+        ],
+        ["metric1 = 12 is above the training range (max 10)"],
+    ]
+
+
+def test_an_empty_matrix_has_no_profile():
+    with pytest.raises(ValueError, match="non-empty"):
+        build_profile(np.zeros((0, 2)), NAMES)
