@@ -23,3 +23,9 @@ class ArtifactDependencyError(ModelError):
     """The artifact needs a module this process lacks (scikit-learn, for uncompiled models)."""
 
     code = "MODEL_DEPENDENCY"
+
+
+class GoldenSetMismatch(ModelError):
+    """The version's golden inputs no longer score as they did when it was registered."""
+
+    code = "MODEL_GOLDEN_SET"

@@ -1,5 +1,6 @@
 """Helpers shared by the test suites (imported as `support`)."""
 
+import functools
 import os
 import uuid
 from dataclasses import dataclass
@@ -11,7 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from model import DEVICE_FEATURES, sha256_hex
+from model import DEVICE_FEATURES, load_artifact, sha256_hex
+from model.golden import build_golden_set, pick_golden_rows
+from model.profile import build_profile
 from persistence import (
     METRIC_COLUMNS,
     ModelVersion,
@@ -72,10 +75,44 @@ def gql(
     return response.json()
 
 
+DEMO_FLEET = {"devices": 300, "days": 60, "seed": 7}  # what the demo estimator is trained on
+
+
+@functools.cache
+def demo_fleet() -> Any:
+    """The synthetic fleet the demo estimator (conftest) is trained on."""
+    from training import generate_synthetic
+
+    return generate_synthetic(**DEMO_FLEET)
+
+
+@functools.cache
+def lifecycle_facts(artifact: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(input profile, golden set) of an artifact trained on the demo fleet, as training
+    stores them: the profile of the fleet's inputs, golden rows scored by scikit-learn."""
+    fleet = demo_fleet()
+    predictor = load_artifact(artifact, sha256_hex(artifact))
+    columns = [fleet.feature_names.index(name) for name in predictor.feature_names]
+    matrix = fleet.X[:, columns]
+    golden = pick_golden_rows(matrix, fleet.y)
+    scored = build_golden_set(predictor.feature_names, golden, predictor.reference_proba(golden))
+    return build_profile(matrix, predictor.feature_names), scored
+
+
 def register_version(
-    engine: Engine, artifact: bytes, version: str = "test-1", activate: bool = True
+    engine: Engine,
+    artifact: bytes,
+    version: str = "test-1",
+    activate: bool = True,
+    *,
+    lifecycle: bool = True,
 ) -> ModelVersion:
-    """Register artifact bytes as a model version (as training would)."""
+    """Register artifact bytes as a model version (as training would).
+
+    With `lifecycle` (an artifact trained on the demo fleet) the version gets the input profile
+    and golden set training would store; a deliberately broken artifact is registered without.
+    """
+    profile, golden = lifecycle_facts(artifact) if lifecycle else (None, None)
     row = ModelVersion(
         version=version,
         algorithm="decision_tree",
@@ -91,6 +128,8 @@ def register_version(
         artifact_sha256=sha256_hex(artifact),
         artifact=artifact,
         created_at=datetime.now(UTC),
+        input_profile=profile,
+        golden_set=golden,
     )
     with session_scope(engine) as session:
         repo = ModelVersionRepository(session)

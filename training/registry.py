@@ -27,6 +27,8 @@ class VersionRecord:
     synthetic: bool
     artifact: bytes
     artifact_sha256: str
+    input_profile: dict[str, Any] | None = None  # model.profile.build_profile of training rows
+    golden_set: dict[str, Any] | None = None  # model.golden.build_golden_set
 
     def to_json(self, version: str) -> dict[str, Any]:
         """The record as JSON (without the artifact bytes), for the report."""
@@ -63,6 +65,8 @@ class VersionRecord:
             lineage=self.lineage,
             artifact=self.artifact,
             artifact_sha256=self.artifact_sha256,
+            input_profile=self.input_profile,
+            golden_set=self.golden_set,
             created_at=datetime.now(UTC),
         )
 

@@ -8,7 +8,10 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from model import ArtifactMetadata, dump_artifact, sha256_hex
+from model.golden import build_golden_set, pick_golden_rows
+from model.profile import build_profile
 from training.dataset import Dataset
+from training.evaluation import positive_proba
 from training.experiment import Experiment, Progress, run_experiment
 from training.lineage import build_lineage
 from training.loader import load_dataset
@@ -83,6 +86,9 @@ def build_record(options: TrainOptions, experiment: Experiment) -> VersionRecord
     features = experiment.dataset.feature_names
     metadata = ArtifactMetadata(chosen.algorithm, features, chosen.threshold, chosen.params)
     artifact = dump_artifact(chosen.estimator, metadata)
+    # The training devices' rows: what the model learned from, so what live inputs are held to.
+    train_x = experiment.dataset.X[experiment.split.train]
+    golden = pick_golden_rows(train_x, experiment.dataset.y[experiment.split.train])
     return VersionRecord(
         algorithm=chosen.algorithm,
         params=chosen.params,
@@ -94,6 +100,8 @@ def build_record(options: TrainOptions, experiment: Experiment) -> VersionRecord
         synthetic=experiment.dataset.synthetic,
         artifact=artifact,
         artifact_sha256=sha256_hex(artifact),
+        input_profile=build_profile(train_x, features),
+        golden_set=build_golden_set(features, golden, positive_proba(chosen.estimator, golden)),
     )
 
 

@@ -14,6 +14,7 @@ from model import (
     ModelHolder,
     load_artifact,
 )
+from model.golden import check_golden_set
 from persistence import ModelVersion, ModelVersionRepository, PersistenceError, session_scope
 
 log = logging.getLogger("failcast.models")
@@ -57,6 +58,8 @@ class ModelService:
         try:
             predictor = load_artifact(row.artifact, row.artifact_sha256)
             _check_features(predictor.feature_names)
+            if row.golden_set is not None:  # versions registered before golden sets have none
+                check_golden_set(predictor, row.golden_set)
         except ModelError as error:
             assert row.id is not None
             self._refused = (row.id, row.artifact_sha256)

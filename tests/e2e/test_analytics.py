@@ -326,18 +326,24 @@ def test_too_many_rows_of_statistics_are_refused(
     assert len(at_limit["data"]["predictionStats"]) == 3
     body = gql(small_stats_app, STATS, {"bucket": "DAY"}, auth_headers)
     error = body["errors"][0]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["extensions"]["field"] == "filter"
+    assert (
+        error["extensions"]["code"] == "BAD_USER_INPUT" and error["extensions"]["field"] == "filter"
+    )
     assert "narrow the filter" in error["message"] and "larger bucket" in error["message"]
     assert len(_answer(gql(small_stats_app, STATS, {"bucket": "WEEK"}, auth_headers))) == 1
 
 
 def test_the_cost_counts_the_bounds_of_both_lists(client, auth_headers, fleet):
-    stats = client.post("/graphql", json={"query": "{ predictionStats { count } }"}, headers=auth_headers)
+    stats = client.post(
+        "/graphql", json={"query": "{ predictionStats { count } }"}, headers=auth_headers
+    )
     assert stats.json()["extensions"]["cost"]["requested"] == 5000  # FAILCAST_MAX_STATS_ROWS
     risk = "{ devicesAtRisk(first: 10) { rank latestPrediction { id modelVersion { version } } } }"
     answer = client.post("/graphql", json={"query": risk}, headers=auth_headers).json()
     assert answer["extensions"]["cost"]["requested"] == 10 * 3  # item, prediction, version
-    three = "{ a: predictionStats { count } b: predictionStats { count } c: predictionStats { count } }"
+    three = (
+        "{ a: predictionStats { count } b: predictionStats { count } c: predictionStats { count } }"
+    )
     refused = client.post("/graphql", json={"query": three}, headers=auth_headers).json()
     assert refused["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
 
@@ -348,7 +354,9 @@ def test_nested_fields_of_devices_at_risk_are_batched(client, auth_headers, flee
       latestPrediction { modelVersion { version } subject } } }"""
     answers = []
     counts = [
-        count_statements(engine, lambda n=n: answers.append(gql(client, query, {"n": n}, auth_headers)))
+        count_statements(
+            engine, lambda n=n: answers.append(gql(client, query, {"n": n}, auth_headers))
+        )
         for n in (1, 2, 14)
     ]
     assert [len(a["data"]["devicesAtRisk"]) for a in answers] == [1, 2, 14]

@@ -45,7 +45,7 @@ def _altered(engine, artifact: bytes) -> None:
 
 def _truncated(engine, artifact: bytes) -> None:
     """A truncated artifact registered with its own digest (a broken upload or training job)."""
-    register_version(engine, artifact[: len(artifact) // 2], "broken")
+    register_version(engine, artifact[: len(artifact) // 2], "broken", lifecycle=False)
 
 
 def _serving(server: Server) -> str:

@@ -92,3 +92,43 @@ def test_runaway_operation_is_cut_with_timeout_and_stores_nothing(
         body = gql(client, "{ predictions { nodes { id } } }", headers=auth_headers)
     assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
     assert count_rows(db_engine, "prediction") == 0
+
+
+def _tamper_golden_set(db_engine, version: str, row: int, delta: float) -> None:
+    with session_scope(db_engine) as session:
+        stored = ModelVersionRepository(session).get(version)
+        golden = dict(stored.golden_set)
+        probabilities = list(golden["probabilities"])
+        probabilities[row] += delta
+        stored.golden_set = {**golden, "probabilities": probabilities}
+        session.add(stored)
+
+
+def test_a_version_whose_golden_set_no_longer_scores_is_refused_and_recorded(
+    settings, db_engine, demo_artifact, auth_headers
+):
+    register_version(db_engine, demo_artifact, "good")
+    with TestClient(create_app(settings)) as client:
+        register_version(db_engine, demo_artifact, "tampered")
+        _tamper_golden_set(db_engine, "tampered", row=3, delta=1e-6)
+        time.sleep(settings.model_refresh_seconds * 3)
+        body = gql(
+            client,
+            "mutation P($i: PredictInput!) { predict(input: $i) { modelVersion { version } } }",
+            {"i": ORIGINAL_EXAMPLE},
+            auth_headers,
+        )
+        assert body["data"]["predict"]["modelVersion"]["version"] == "good"
+    with session_scope(db_engine) as session:
+        repo = ModelVersionRepository(session)
+        [refusal] = repo.refusals(repo.get("tampered").id)
+    assert refusal.reason.startswith("golden set row 3 scores ")
+    assert "differs by 1e-06, tolerance 1e-09" in refusal.reason
+
+
+def test_a_golden_set_within_its_tolerance_loads(settings, db_engine, demo_artifact, auth_headers):
+    register_version(db_engine, demo_artifact, "close")
+    _tamper_golden_set(db_engine, "close", row=0, delta=5e-10)
+    with TestClient(create_app(settings)) as client:
+        body = gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, auth_headers)
+    assert body["data"]["predict"]["label"] in ("FAILURE", "NON_FAILURE")

@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
         TrainOptions(data_path=REAL_DATA, report_dir=directory / "reports"), engine, lambda _: None
     )
     with session_scope(engine) as session:
-        row = ModelVersionRepository(session).get(outcome.version)
+        row = ModelVersionRepository(session).get(outcome.version, with_artifact=True)
     engine.dispose()
     return outcome, row
 
@@ -105,3 +105,21 @@ def test_validation_curve_shows_deep_trees_overfit(trained):
     unpruned, shallow = curve[None], curve[4]
     assert unpruned["train"]["roc_auc"] > 0.99
     assert unpruned["validation"]["roc_auc"] < shallow["validation"]["roc_auc"] - 0.1
+
+
+def test_the_real_model_carries_a_profile_and_a_golden_set_its_artifact_meets(trained, dataset):
+    _, row = trained
+    from model import load_artifact as load
+    from model.golden import GOLDEN_ROWS, check_golden_set
+
+    assert len(row.golden_set["inputs"]) == GOLDEN_ROWS
+    # The failures of the training devices are part of it: the model's positive side is scored.
+    assert max(row.golden_set["probabilities"]) > row.threshold
+    check_golden_set(load(row.artifact, row.artifact_sha256), row.golden_set)  # compiled == sklearn
+    profile = row.input_profile["features"]
+    assert set(profile) == set(dataset.feature_names)
+    # Training devices only: within the whole dataset's range, and most counters mostly zeros.
+    for i, name in enumerate(dataset.feature_names):
+        assert dataset.X[:, i].min() <= profile[name]["min"] <= profile[name]["max"]
+        assert profile[name]["max"] <= dataset.X[:, i].max()
+    assert profile["metric3"]["zero_share"] > 0.9

@@ -116,3 +116,15 @@ def test_evaluate_version_scores_a_registered_version(db_engine, tmp_path):
 def test_evaluate_unknown_version_is_a_training_error(db_engine):
     with pytest.raises(VersionNotFoundError):
         evaluate_version(db_engine, "1999.01.01-1")
+
+
+def test_a_trained_version_carries_its_training_profile_and_a_golden_set(db_engine, tmp_path):
+    from model.golden import check_golden_set
+
+    outcome = train(options(tmp_path), db_engine, quiet)
+    row = stored(db_engine, outcome.version)
+    assert set(row.input_profile["features"]) == set(row.feature_names)
+    assert row.input_profile["rows"] < row.data_rows  # the training devices' rows only
+    golden = row.golden_set
+    assert golden["feature_names"] == row.feature_names and len(golden["inputs"]) == 64
+    check_golden_set(load_artifact(row.artifact, row.artifact_sha256), golden)
