@@ -74,5 +74,6 @@ def check_golden_set(predictor: Predictor, golden: Mapping[str, Any]) -> None:
     if not diff[worst] <= TOLERANCE:  # also catches NaN
         raise GoldenSetMismatch(
             f"golden set row {worst} scores {float(got[worst])!r} where "
-            f"{float(expected[worst])!r} was recorded at registration (differs by {diff[worst]:.3g}, tolerance {TOLERANCE:g})"
+            f"{float(expected[worst])!r} was recorded at registration "
+            f"(differs by {diff[worst]:.3g}, tolerance {TOLERANCE:g})"
         )
