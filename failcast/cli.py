@@ -59,9 +59,16 @@ def _models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("models", help="the model registry")
     msub = p.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="list model versions").set_defaults(run=commands.models_list)
-    act = msub.add_parser("activate", help="make a version the active one")
+    act = msub.add_parser("activate", help="make a version the active one (checked first)")
     act.add_argument("version")
+    act.add_argument("--reason", help="why (kept in the activation history)")
     act.set_defaults(run=commands.models_activate)
+    back = msub.add_parser("rollback", help="re-activate the version active before this one")
+    back.add_argument("--reason", help="why (kept in the activation history)")
+    back.set_defaults(run=commands.models_rollback)
+    hist = msub.add_parser("history", help="switches of the active version, newest first")
+    hist.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    hist.set_defaults(run=commands.models_history)
 
 
 def _evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -19,15 +19,19 @@ from auth import ALL_SCOPES, AuthError, generate_secret, mint_token, parse_scope
 from failcast import workers
 from graph.errors import FailcastError
 from graph.runtime.export import MAX_NAME, check_text, parse_time, write_csv
+from graph.runtime.lifecycle import check_reason
+from graph.runtime.models import verified
 from graph.runtime.usecases import MAX_DEVICE_ID
 from graph.settings import DEV_SECRET_FILE, Settings, SettingsError
 from model import ModelError
 from persistence import (
+    ModelVersion,
     ModelVersionRepository,
     NotFound,
     PersistenceError,
     PredictionFilter,
     create_db_engine,
+    lifecycle,
     seal_pending,
     sealed_count,
     session_scope,
@@ -154,14 +158,69 @@ def models_list(args: argparse.Namespace) -> int:
 
 
 def models_activate(args: argparse.Namespace) -> int:
-    """Make a version active."""
+    """Make a version active, once it is known to load and score its golden set."""
+    _check_reason(args.reason)
     with _session() as session:
+        repo = ModelVersionRepository(session)
+        before = lifecycle.active_id(session)
         try:
-            ModelVersionRepository(session).activate(args.version)
+            _check_servable(repo.get(args.version, with_artifact=True))
+            row = repo.activate(args.version, via="cli", reason=args.reason)
         except NotFound as error:
             raise CommandError(str(error)) from error
-    print(f"{args.version} is active")
+    _print_switch(row.version, row.id == before)
     return 0
+
+
+def models_rollback(args: argparse.Namespace) -> int:
+    """Re-activate the version that was active before the current one."""
+    _check_reason(args.reason)
+    with _session() as session:
+        repo = ModelVersionRepository(session)
+        previous = lifecycle.previous_id(session)
+        if previous is None:
+            raise CommandError(
+                "no version was active before the current one: nothing to roll back to"
+            )
+        target = repo.get(repo.get_many([previous])[previous].version, with_artifact=True)
+        _check_servable(target)
+        row = repo.rollback(via="cli", reason=args.reason)
+    _print_switch(row.version, False)
+    return 0
+
+
+def models_history(args: argparse.Namespace) -> int:
+    """Print the activation history, newest first."""
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1")
+    with _session() as session:
+        entries = lifecycle.activation_page(session, args.limit, None)
+    if not entries:
+        print("no model version has been activated yet")
+    for e in entries:
+        who = e.subject or e.via
+        reason = f"  {e.reason}" if e.reason else ""
+        switch = f"{e.from_version or '-'} -> {e.to_version}"
+        print(f"{e.activated_at:%Y-%m-%dT%H:%M:%SZ} {switch} ({who}){reason}")
+    return 0
+
+
+def _check_reason(reason: str | None) -> None:
+    try:
+        check_reason(reason)
+    except FailcastError as error:
+        raise CommandError(error.message.replace("reason", "--reason", 1), 2) from error
+
+
+def _check_servable(row: ModelVersion) -> None:
+    try:
+        verified(row)
+    except ModelError as error:
+        raise CommandError(f"model version {row.version} cannot be served: {error}") from error
+
+
+def _print_switch(version: str, unchanged: bool) -> None:
+    print(f"{version} was already active" if unchanged else f"{version} is active")
 
 
 @contextmanager

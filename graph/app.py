@@ -181,6 +181,7 @@ def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
     seal = partial(seal_pending, engine, settings.audit_seal_lag_seconds)
     work = [
         runtime.models.keep_fresh(),
+        runtime.models.follow_switches(),
         _every(settings.audit_seal_interval_seconds, "audit sealing", seal),
         _every(settings.refusal_tally_seconds, "refusal tally", partial(_flush_tally, runtime)),
         keep_share([runtime.limiter, runtime.anonymous], engine, settings.heartbeat_seconds),

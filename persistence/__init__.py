@@ -1,12 +1,18 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
-from persistence import predictions
+from persistence import lifecycle, predictions
 from persistence.engine import checkpoint, create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
 from persistence.instances import heartbeat, leave
 from persistence.predictions import OrderField, Position, PredictionFilter
-from persistence.records import METRIC_COLUMNS, PredictionBlock, RequestRecord, write_records
+from persistence.records import (
+    METRIC_COLUMNS,
+    Effect,
+    PredictionBlock,
+    RequestRecord,
+    write_records,
+)
 from persistence.repositories import (
     AuditFilter,
     AuditRepository,
@@ -46,6 +52,7 @@ __all__ = [
     "AuditSeal",
     "Conflict",
     "DatabaseUnavailable",
+    "Effect",
     "ModelActivation",
     "ModelEvaluation",
     "ModelRefusal",
@@ -73,6 +80,7 @@ __all__ = [
     "id_time_ms",
     "is_sqlite",
     "leave",
+    "lifecycle",
     "metadata",
     "minute_window",
     "new_id",

@@ -54,7 +54,7 @@ def _text(value: Any) -> bytes:
 
 
 def _jsonb(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
+    return b"\x01" + json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _underlying(column: sa.Column[Any]) -> sa.types.TypeEngine[Any]:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from persistence import lifecycle
 from persistence.errors import NotFound
 from persistence.records import audit_rows
 from persistence.tables import AuditEvent, ModelRefusal, ModelVersion, Prediction
@@ -68,20 +69,36 @@ class ModelVersionRepository:
         row = self.session.execute(query).first()
         return None if row is None else (int(row[0]), str(row[1]))
 
-    def activate(self, version: str) -> ModelVersion:
-        """Make exactly this version active."""
+    def activate(
+        self,
+        version: str,
+        *,
+        via: str = "cli",
+        subject: str | None = None,
+        reason: str | None = None,
+    ) -> ModelVersion:
+        """Make exactly this version active, and record the switch (see persistence.lifecycle).
+
+        Activating the version that is already active changes and records nothing.
+        """
         target = self.get(version)
-        self.session.execute(
-            sa.update(ModelVersion)
-            .where(col(ModelVersion.is_active).is_(True))
-            .values(is_active=False)
-        )
-        self.session.flush()
-        target.is_active = True
-        target.activated_at = datetime.now(UTC)
-        self.session.add(target)
-        self.session.flush()
-        return target
+        current = lifecycle.active_id(self.session)
+        if target.id != current:
+            assert target.id is not None
+            change = lifecycle.Activation(target.id, current, via, subject, reason)
+            change.apply(self.session.connection())
+            self.session.expire_all()  # the flags changed under the ORM's feet
+        return self.get(version)
+
+    def rollback(
+        self, *, via: str = "cli", subject: str | None = None, reason: str | None = None
+    ) -> ModelVersion:
+        """Re-activate the version that was active before the current one; NotFound if none."""
+        previous = lifecycle.previous_id(self.session)
+        if previous is None:
+            raise NotFound("no version was active before the current one: nothing to roll back to")
+        name = self.get_many([previous])[previous].version
+        return self.activate(name, via=via, subject=subject, reason=reason)
 
     def record_refusal(self, version_id: int, sha256: str, reason: str) -> None:
         """Note that this process refused to load a version, and why."""

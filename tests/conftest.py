@@ -15,20 +15,13 @@ from support import PG_SKIP, PG_URL, register_version
 
 from failcast.migrations import upgrade
 from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
-from persistence import ModelVersion, create_db_engine
+from persistence import ModelVersion, create_db_engine, metadata
 
 if os.environ.get("FAILCAST_REQUIRE_POSTGRES") and not PG_URL:
     raise RuntimeError("FAILCAST_REQUIRE_POSTGRES is set but FAILCAST_TEST_DATABASE_URL is not")
 
-TABLES_CHILD_FIRST = (
-    "refusal_tally",
-    "model_refusal",
-    "server_instance",
-    "audit_seal",
-    "prediction",
-    "audit_event",
-    "model_version",
-)
+# Every table of the models, children before the tables they refer to.
+TABLES_CHILD_FIRST = tuple(table.name for table in reversed(metadata.sorted_tables))
 
 
 def reset_postgres(url: str) -> None:

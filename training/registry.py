@@ -85,5 +85,5 @@ def register_version(
         named = on_named(version)
         repo.add(record.to_model(version))
         if activate:
-            repo.activate(version)
+            repo.activate(version, via="train", reason="activated when trained")
     return version, named

@@ -207,6 +207,7 @@ class AuditMiddleware:
             log.error("audit record not written [request %s]: %r", audit.id, error)
             stored = Stored.NO
         if stored is Stored.YES:
+            audit.committed()
             return held, status, record
         log.error("answered 503, stored: %s [request %s]", stored, audit.id)
         instead(stored)

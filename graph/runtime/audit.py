@@ -2,20 +2,25 @@
 
 The edge opens it (`begin`), notes who called (`authenticated` / `token_refused`), what ran
 (`describe`) and which errors the answer carries (`answered_with`); the predict use case adds its
-predictions (`add_predictions`). `record(status)` turns it into the rows to commit. A request
-whose answer carries any error stores no prediction: the client only ever learns the ids of an
-answer without errors, so predictions behind an error answer would be rows nobody was told about.
+predictions (`add_predictions`), a model switch its change (`add_effect`). `record(status)` turns
+it into the rows to commit. A request whose answer carries any error stores no prediction and
+makes no change: the client only ever learns of an answer without errors, so rows behind an
+error answer would be rows nobody was told about. What must follow a change once it is
+committed (serving the new model) runs from `committed()`, which the edge calls after COMMIT.
 """
 
+import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from auth import Principal
 from graph.errors import outcome_of
-from persistence import PredictionBlock, RequestRecord, new_id
+from persistence import Effect, PredictionBlock, RequestRecord, new_id
+
+log = logging.getLogger("failcast.audit")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class RequestAudit:
     query_sha256: str | None = None
     _codes: list[str] = field(default_factory=list)
     _made: list[Made] = field(default_factory=list)
+    _effects: list[Effect] = field(default_factory=list)
+    _on_commit: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def begin(
@@ -108,6 +115,22 @@ class RequestAudit:
         """Queue predictions to be committed with this request's audit row."""
         self._made.append(Made(block, model_version))
 
+    def add_effect(self, effect: Effect, on_commit: Callable[[], None] | None = None) -> None:
+        """Queue a change to be committed with this request's audit row (unless it errs)."""
+        self._effects.append(effect)
+        if on_commit is not None:
+            self._on_commit.append(on_commit)
+
+    def committed(self) -> None:
+        """The request's rows and changes are committed: run what must follow them."""
+        if self._codes:
+            return
+        for hook in self._on_commit:
+            try:
+                hook()
+            except Exception:  # the change is committed; pollers and listeners catch up
+                log.exception("after-commit step failed [request %s]", self.id)
+
     def stored(self) -> list[Made]:
         """The predictions that will be stored: all of them, unless the answer has errors."""
         return [] if self._codes else list(self._made)
@@ -136,4 +159,5 @@ class RequestAudit:
             "auth_failure": self.auth_failure,
             "predictions_created": sum(len(block) for block in blocks),
         }
-        return RequestRecord(audit=row, predictions=blocks)
+        effects = [] if self._codes else list(self._effects)
+        return RequestRecord(audit=row, predictions=blocks, effects=effects)

@@ -15,7 +15,13 @@ from model import (
     load_artifact,
 )
 from model.golden import check_golden_set
-from persistence import ModelVersion, ModelVersionRepository, PersistenceError, session_scope
+from persistence import (
+    ModelVersion,
+    ModelVersionRepository,
+    PersistenceError,
+    lifecycle,
+    session_scope,
+)
 
 log = logging.getLogger("failcast.models")
 
@@ -35,6 +41,7 @@ class ModelService:
         self.holder = ModelHolder()
         self.last_error: str | None = None
         self._refused: tuple[int, str] | None = None  # (id, sha256) refused: not retried
+        self._refreshing = asyncio.Lock()
 
     @property
     def current(self) -> LoadedModel | None:
@@ -56,10 +63,7 @@ class ModelService:
 
     def _load(self, row: ModelVersion) -> LoadedModel | None:
         try:
-            predictor = load_artifact(row.artifact, row.artifact_sha256)
-            _check_features(predictor.feature_names)
-            if row.golden_set is not None:  # versions registered before golden sets have none
-                check_golden_set(predictor, row.golden_set)
+            loaded = verified(row)
         except ModelError as error:
             assert row.id is not None
             self._refused = (row.id, row.artifact_sha256)
@@ -67,15 +71,25 @@ class ModelService:
             log.error("%s; the previous version keeps serving", self.last_error)
             self._record_refusal(row, str(error))
             return self.holder.current
-        assert row.id is not None
-        loaded = LoadedModel(row.id, row.version, row.artifact_sha256, predictor, info=row)
-        row.artifact = b""  # the bytes are in the predictor now; do not keep a second copy
+        self.swap_in(loaded)
+        return loaded
+
+    def swap_in(self, loaded: LoadedModel) -> None:
+        """Serve a verified model from now on (a switch this process committed, or found)."""
+        current = self.holder.current
+        if current is not None and current.version_id == loaded.version_id:
+            return
         self.holder.swap(loaded)
         self.last_error = None
         if self.on_swap is not None:
-            self.on_swap(row.version)
-        log.info("serving model version %s (%s)", row.version, predictor.algorithm)
-        return loaded
+            self.on_swap(loaded.version)
+        log.info("serving model version %s (%s)", loaded.version, loaded.predictor.algorithm)
+
+    def prepare_sync(self, version: str) -> LoadedModel:
+        """Load and verify a version before switching to it (ModelError if it cannot serve)."""
+        with session_scope(self.engine) as session:
+            row = ModelVersionRepository(session).get(version, with_artifact=True)
+        return verified(row)
 
     def _record_refusal(self, row: ModelVersion, reason: str) -> None:
         assert row.id is not None
@@ -86,20 +100,61 @@ class ModelService:
             log.warning("model refusal not recorded: %s", error)
 
     async def refresh(self) -> LoadedModel | None:
-        """refresh_sync off the event loop."""
-        return await asyncio.to_thread(self.refresh_sync)
+        """refresh_sync off the event loop (one at a time: the poller and the listener share)."""
+        async with self._refreshing:
+            return await asyncio.to_thread(self.refresh_sync)
+
+    async def follow_switches(self) -> None:
+        """On PostgreSQL, reload as soon as any process commits a switch (NOTIFY), for ever.
+
+        A lost connection is reopened with a growing pause (up to 30 s); the registry is read
+        again each time, since switches made while nobody listened are not replayed. Polling
+        (`keep_fresh`) runs beside this regardless, so a listener that cannot connect only
+        makes switches slower to arrive, never missed.
+        """
+        if not lifecycle.listens(self.engine):
+            return
+        pause = 0.5
+        while True:
+            heard = lifecycle.activations_heard(self.engine)
+            try:
+                async for _ in heard:
+                    pause = 0.5
+                    await self._refresh_logged()
+            except PersistenceError as error:
+                log.warning("model switch listener lost (%s); reconnecting in %.1f s", error, pause)
+            finally:
+                await lifecycle.close_quietly(heard)
+            await asyncio.sleep(pause)
+            pause = min(30.0, pause * 2)
+            await self._refresh_logged()
+
+    async def _refresh_logged(self) -> None:
+        try:
+            await self.refresh()
+        except PersistenceError as error:
+            self.last_error = f"registry unreachable: {error}"
+            log.warning("model refresh failed: %s", error)
+        except Exception:  # a bug must not end the listening: log it, keep serving, retry
+            log.exception("model refresh failed unexpectedly")
 
     async def keep_fresh(self) -> None:
         """Poll the registry forever, so every process follows activations made anywhere."""
         while True:
             await asyncio.sleep(self.refresh_seconds)
-            try:
-                await self.refresh()
-            except PersistenceError as error:
-                self.last_error = f"registry unreachable: {error}"
-                log.warning("model refresh failed: %s", error)
-            except Exception:  # a bug must not end the polling: log it, keep serving, retry
-                log.exception("model refresh failed unexpectedly")
+            await self._refresh_logged()
+
+
+def verified(row: ModelVersion) -> LoadedModel:
+    """The version loaded: digest, format, features and golden set checked (ModelError if not)."""
+    predictor = load_artifact(row.artifact, row.artifact_sha256)
+    _check_features(predictor.feature_names)
+    if row.golden_set is not None:  # versions registered before golden sets have none
+        check_golden_set(predictor, row.golden_set)
+    assert row.id is not None
+    loaded = LoadedModel(row.id, row.version, row.artifact_sha256, predictor, info=row)
+    row.artifact = b""  # the bytes are in the predictor now; do not keep a second copy
+    return loaded
 
 
 def _check_features(names: tuple[str, ...]) -> None:

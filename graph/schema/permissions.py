@@ -21,6 +21,9 @@ FIELD_SCOPES: dict[str, Scope | None] = {
     "modelVersions": Scope.MODELS_READ,
     "modelVersion": Scope.MODELS_READ,
     "activeModel": Scope.MODELS_READ,
+    "modelActivations": Scope.MODELS_READ,
+    "activateModelVersion": Scope.MODELS_WRITE,
+    "rollbackModel": Scope.MODELS_WRITE,
     "auditEvents": Scope.AUDIT_READ,
     "me": None,  # any valid token
 }

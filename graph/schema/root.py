@@ -7,7 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 from graph.errors import bad_input
-from graph.runtime import usecases
+from graph.runtime import lifecycle, usecases
 from graph.runtime.telemetry import decode_telemetry
 from graph.schema import analytics
 from graph.schema.analytics import (
@@ -32,6 +32,7 @@ from graph.schema.history import (
     prediction_filter,
 )
 from graph.schema.inputs import PredictInput, PredictionFilterInput, PredictionOrderInput
+from graph.schema.lifecycle import ModelActivationConnectionType, activation_connection
 from graph.schema.permissions import requires
 from graph.schema.types import (
     MeType,
@@ -70,6 +71,36 @@ class Mutation:
     )
     def predict_batch(self, info: Info, inputs: list[PredictInput]) -> list[PredictionType]:
         return _predict(info, inputs, batch=True)
+
+    @strawberry.mutation(
+        description=(
+            "Make a registered version the one serving predictions, after checking this server "
+            "can load it (digest, features, golden set). Recorded in `modelActivations` with "
+            "the request, in one transaction; activating the active version changes nothing."
+        ),
+        extensions=requires("activateModelVersion"),
+    )
+    async def activate_model_version(
+        self,
+        info: Info,
+        version: str,
+        reason: str | None = None,
+    ) -> ModelVersionType:
+        runtime, audit = info.context.runtime, info.context.audit
+        row = await lifecycle.activate(runtime.engine, runtime.models, audit, version, reason)
+        return ModelVersionType.from_row(row)
+
+    @strawberry.mutation(
+        description=(
+            "Re-activate the version that was active before the current one (CONFLICT when "
+            "there was none). Recorded in `modelActivations` like any switch."
+        ),
+        extensions=requires("rollbackModel"),
+    )
+    async def rollback_model(self, info: Info, reason: str | None = None) -> ModelVersionType:
+        runtime, audit = info.context.runtime, info.context.audit
+        row = await lifecycle.rollback(runtime.engine, runtime.models, audit, reason)
+        return ModelVersionType.from_row(row)
 
 
 def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
@@ -153,6 +184,15 @@ class Query:
     async def model_version(self, info: Info, version: str) -> ModelVersionType | None:
         row = await usecases.model_version(info.context.runtime.engine, version)
         return None if row is None else ModelVersionType.from_row(row)
+
+    @strawberry.field(
+        description="Switches of the active model version, newest first.",
+        extensions=requires("modelActivations"),
+    )
+    async def model_activations(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> ModelActivationConnectionType:
+        return await activation_connection(info, first, after)
 
     @strawberry.field(
         description="The version serving predictions, if any.", extensions=requires("activeModel")

@@ -52,4 +52,14 @@ def test_rows_are_encoded_as_postgresql_reads_them():
 
 def test_a_column_type_without_a_layout_is_refused_up_front():
     with pytest.raises(TypeError, match=r"t\.doc"):
-        BinaryCopy(_table(sa.Column("doc", sa.JSON)))
+        BinaryCopy(_table(sa.Column("doc", sa.LargeBinary)))
+
+
+def test_json_goes_as_jsonb_version_1_text_and_none_as_null():
+    copy = BinaryCopy(_table(sa.Column("doc", sa.JSON)))
+    values = {"doc": [{"a": [1, "é"]}, None]}
+    encoded = copy.encode(2, values.__getitem__)
+    text = '{"a":[1,"é"]}'.encode()
+    one = struct.pack("!h", 1) + struct.pack("!i", len(text) + 1) + b"\x01" + text
+    two = struct.pack("!h", 1) + struct.pack("!i", -1)
+    assert encoded == one + two
