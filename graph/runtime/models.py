@@ -63,7 +63,7 @@ class ModelService:
 
     def _load(self, row: ModelVersion) -> LoadedModel | None:
         try:
-            loaded = verified(row)
+            loaded = _serving(row)
         except ModelError as error:
             assert row.id is not None
             self._refused = (row.id, row.artifact_sha256)
@@ -89,7 +89,7 @@ class ModelService:
         """Load and verify a version before switching to it (ModelError if it cannot serve)."""
         with session_scope(self.engine) as session:
             row = ModelVersionRepository(session).get(version, with_artifact=True)
-        return verified(row)
+        return _serving(row)
 
     def _record_refusal(self, row: ModelVersion, reason: str) -> None:
         assert row.id is not None
@@ -146,14 +146,24 @@ class ModelService:
 
 
 def verified(row: ModelVersion) -> LoadedModel:
-    """The version loaded: digest, format, features and golden set checked (ModelError if not)."""
+    """The version loaded: digest, format, features and golden set checked (ModelError if not).
+
+    The row is left as it is: a caller holding it in an open session would otherwise write
+    back whatever was changed on it.
+    """
     predictor = load_artifact(row.artifact, row.artifact_sha256)
     _check_features(predictor.feature_names)
     if row.golden_set is not None:  # versions registered before golden sets have none
         check_golden_set(predictor, row.golden_set)
     assert row.id is not None
-    loaded = LoadedModel(row.id, row.version, row.artifact_sha256, predictor, info=row)
-    row.artifact = b""  # the bytes are in the predictor now; do not keep a second copy
+    return LoadedModel(row.id, row.version, row.artifact_sha256, predictor, info=row)
+
+
+def _serving(detached: ModelVersion) -> LoadedModel:
+    """verified(), then the row (out of its session) lets go of the artifact's bytes: they are
+    in the predictor now, and the row stays with the model as its registry facts."""
+    loaded = verified(detached)
+    detached.artifact = b""
     return loaded
 
 

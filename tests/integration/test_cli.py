@@ -55,3 +55,42 @@ def test_token_with_an_unknown_scope_is_refused(tmp_path):
         FAILCAST_JWT_SECRET="s" * 48,
     )
     assert done.returncode == 2
+
+
+def test_models_activate_rollback_and_history_write_the_same_history_as_the_api(
+    db_url, db_engine, active_model, demo_estimator
+):
+    from support import register_version
+
+    from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
+
+    metadata = ArtifactMetadata("decision_tree", DEVICE_FEATURES, 0.6, {"max_depth": 4})
+    register_version(db_engine, dump_artifact(demo_estimator, metadata), "v2", activate=False)
+    done = _cli(db_url, "models", "activate", "v2", "--reason", "canary passed")
+    assert (done.returncode, done.stdout) == (0, "v2 is active\n"), done.stderr
+    again = _cli(db_url, "models", "activate", "v2")
+    assert again.stdout == "v2 was already active\n"
+    back = _cli(db_url, "models", "rollback", "--reason", "pager went off")
+    assert (back.returncode, back.stdout) == (0, f"{active_model.version} is active\n")
+    history = _cli(db_url, "models", "history", "--limit", "2")
+    lines = history.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith(f"v2 -> {active_model.version} (cli)  pager went off")
+    assert lines[1].endswith(f"{active_model.version} -> v2 (cli)  canary passed")
+
+
+def test_models_activate_refuses_a_version_that_cannot_serve(db_url, db_engine, active_model):
+    with db_engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE model_version SET artifact_sha256 = :s WHERE version = :v"),
+            {"s": "0" * 64, "v": active_model.version},
+        )
+        connection.execute(sa.text("UPDATE model_version SET is_active = false"))
+    done = _cli(db_url, "models", "activate", active_model.version)
+    assert done.returncode == 1
+    assert "cannot be served: artifact bytes do not match" in done.stderr
+
+
+def test_models_rollback_without_a_previous_version_fails_clearly(db_url, db_engine, active_model):
+    done = _cli(db_url, "models", "rollback")
+    assert done.returncode == 1 and "nothing to roll back to" in done.stderr
