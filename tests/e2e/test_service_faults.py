@@ -32,12 +32,14 @@ def test_previous_model_keeps_serving_when_a_tampered_one_is_activated(
 ):
     register_version(db_engine, demo_artifact, "good")
     with TestClient(create_app(settings)) as client:
-        register_version(db_engine, demo_artifact, "bad")
+        # Tampered before it is activated: on PostgreSQL an activation is heard at once.
+        register_version(db_engine, demo_artifact, "bad", activate=False)
         with db_engine.begin() as connection:
             connection.execute(
                 sa.text("UPDATE model_version SET artifact_sha256 = :s WHERE version = 'bad'"),
                 {"s": "0" * 64},
             )
+        _activate(db_engine, "bad")
         time.sleep(settings.model_refresh_seconds * 3)
         body = gql(
             client,
@@ -94,6 +96,12 @@ def test_runaway_operation_is_cut_with_timeout_and_stores_nothing(
     assert count_rows(db_engine, "prediction") == 0
 
 
+def _activate(db_engine, version: str) -> None:
+    """Switch as the registry does, without the servability check of the API and CLI."""
+    with session_scope(db_engine) as session:
+        ModelVersionRepository(session).activate(version)
+
+
 def _tamper_golden_set(db_engine, version: str, row: int, delta: float) -> None:
     with session_scope(db_engine) as session:
         stored = ModelVersionRepository(session).get(version)
@@ -109,8 +117,9 @@ def test_a_version_whose_golden_set_no_longer_scores_is_refused_and_recorded(
 ):
     register_version(db_engine, demo_artifact, "good")
     with TestClient(create_app(settings)) as client:
-        register_version(db_engine, demo_artifact, "tampered")
+        register_version(db_engine, demo_artifact, "tampered", activate=False)
         _tamper_golden_set(db_engine, "tampered", row=3, delta=1e-6)
+        _activate(db_engine, "tampered")
         time.sleep(settings.model_refresh_seconds * 3)
         body = gql(
             client,
