@@ -10,6 +10,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from functools import partial
 
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from graph.edge.export import ExportEndpoint
 from graph.edge.graphiql import GraphiQL
 from graph.edge.graphql import GraphQLEndpoint
 from graph.edge.health import HealthEndpoints
+from graph.edge.idempotency import IdempotencyGate
 from graph.edge.responses import error_response
 from graph.edge.rest import PredictEndpoint
 from graph.errors import ErrorCode, FailcastError
@@ -45,8 +47,10 @@ from persistence import (
     PersistenceError,
     checkpoint,
     create_db_engine,
+    idempotency,
     is_sqlite,
     seal_pending,
+    session_scope,
     write_records,
 )
 
@@ -95,13 +99,14 @@ def create_app(settings: Settings) -> Starlette:
     runtime.metrics.registry.register(RefusalCollector())
     executor = GraphQLExecutor(build_schema(), settings)
     graphiql = GraphiQL() if settings.graphiql else None
-    graphql = GraphQLEndpoint(runtime, executor, graphiql)
+    idempotency = IdempotencyGate(runtime)
+    graphql = GraphQLEndpoint(runtime, executor, idempotency, graphiql)
     health = HealthEndpoints(runtime)
     routes = [
         # Every method reaches the endpoint, which takes GET and POST only (Starlette would let
         # HEAD through as GET, and HEAD must never run a mutation).
         Route("/graphql", graphql.handle, methods=ANY_METHOD),
-        Route("/predict", PredictEndpoint(runtime).handle, methods=["POST"]),
+        Route("/predict", PredictEndpoint(runtime, idempotency).handle, methods=["POST"]),
         Route("/exports/predictions.csv", ExportEndpoint(runtime).predictions_csv, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
@@ -184,11 +189,17 @@ def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
         runtime.models.follow_switches(),
         _every(settings.audit_seal_interval_seconds, "audit sealing", seal),
         _every(settings.refusal_tally_seconds, "refusal tally", partial(_flush_tally, runtime)),
+        _every(600.0, "idempotency key purge", partial(_purge_keys, runtime)),
         keep_share([runtime.limiter, runtime.anonymous], engine, settings.heartbeat_seconds),
     ]
     if is_sqlite(settings.database_url):  # keeps SQLite's WAL short off the request path
         work.append(_every(2.0, "WAL checkpoint", partial(checkpoint, engine)))
     return [asyncio.create_task(coroutine) for coroutine in work]
+
+
+def _purge_keys(runtime: Runtime) -> None:
+    with session_scope(runtime.engine) as session:
+        idempotency.purge(session, datetime.now(UTC))
 
 
 def _flush_tally(runtime: Runtime) -> None:

@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
@@ -103,6 +105,15 @@ SPECS: dict[ErrorCode, CodeSpec] = {
     ),
     _C.NOT_FOUND: CodeSpec(404, Outcome.INVALID, "no such route or record"),
     _C.CONFLICT: CodeSpec(409, Outcome.INVALID, "the write conflicts with stored data"),
+    _C.IDEMPOTENCY_KEY_REUSED: CodeSpec(
+        422, Outcome.INVALID, "the Idempotency-Key was used with another request body", 422
+    ),
+    _C.IDEMPOTENCY_KEY_IN_USE: CodeSpec(
+        409,
+        Outcome.DENIED,
+        "a request with this Idempotency-Key is still running; retry after `Retry-After`",
+        409,
+    ),
     _C.METHOD_NOT_ALLOWED: CodeSpec(
         405, Outcome.INVALID, "a method the route does not take (mutations need POST)", 405
     ),
@@ -134,7 +145,10 @@ SPECS: dict[ErrorCode, CodeSpec] = {
         500, Outcome.ERROR, "a bug: masked, and logged in full under the request id", 500
     ),
 }
-_RETRY_CODES = frozenset({_C.MODEL_UNAVAILABLE, _C.SERVICE_UNAVAILABLE})
+_RETRY_CODES = frozenset({_C.MODEL_UNAVAILABLE, _C.SERVICE_UNAVAILABLE, _C.IDEMPOTENCY_KEY_IN_USE})
+
+
+_RETRY_AFTER_CODES = frozenset({_C.RATE_LIMITED, _C.IDEMPOTENCY_KEY_IN_USE})  # in extensions
 
 
 class FailcastError(Exception):
@@ -166,7 +180,7 @@ class FailcastError(Exception):
         found = dict(self.extensions)
         if self.field is not None:
             found["field"] = self.field
-        if self.code is ErrorCode.RATE_LIMITED and self.retry_after is not None:
+        if self.code in _RETRY_AFTER_CODES and self.retry_after is not None:
             found["retryAfter"] = self.retry_after
         return found
 

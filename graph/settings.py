@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     commit_timeout_seconds: float = Field(default=3.0, gt=0)
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    idempotency_wait_seconds: float = Field(default=5.0, ge=0, le=60)  # a repeat waits this long
     anonymous_rate_limit: tuple[float, float] = (20.0, 40.0)  # per client address: (per s, burst)
     trusted_proxies: CommaList = Field(default_factory=list)  # addresses or networks
     cors_origins: CommaList = Field(default_factory=list)  # browser apps' origins; * dev only

@@ -1,6 +1,6 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
-from persistence import lifecycle, predictions
+from persistence import idempotency, lifecycle, predictions
 from persistence.engine import checkpoint, create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
@@ -25,6 +25,7 @@ from persistence.tables import (
     OUTCOMES,
     AuditEvent,
     AuditSeal,
+    IdempotencyKey,
     ModelActivation,
     ModelEvaluation,
     ModelRefusal,
@@ -53,6 +54,7 @@ __all__ = [
     "Conflict",
     "DatabaseUnavailable",
     "Effect",
+    "IdempotencyKey",
     "ModelActivation",
     "ModelEvaluation",
     "ModelRefusal",
@@ -78,6 +80,7 @@ __all__ = [
     "heartbeat",
     "id_floor",
     "id_time_ms",
+    "idempotency",
     "is_sqlite",
     "leave",
     "lifecycle",

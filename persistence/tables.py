@@ -164,6 +164,8 @@ class AuditEvent(SQLModel, table=True):
     # Added after sealing began: nullable, no server default (see sealing.FIRST_SEALED_COLUMNS).
     client_request_id: str | None = Field(default=None, max_length=64)  # the caller's X-Request-ID
     auth_failure: str | None = Field(default=None, max_length=32)  # why its token was refused
+    idempotency_key: str | None = Field(default=None, max_length=255)  # the Idempotency-Key sent
+    replay_of: uuid.UUID | None = None  # the request whose stored answer this one replayed
 
 
 class Prediction(SQLModel, table=True):
@@ -209,6 +211,27 @@ class Prediction(SQLModel, table=True):
     explanation: dict[str, Any] | None = Field(default=None, sa_type=NullableJSON)
     # Inputs outside the training range of the version that made the prediction; NULL: none.
     warnings: list[str] | None = Field(default=None, sa_type=NullableJSON)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A request made with an Idempotency-Key: its answer, replayed to repeats of it."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (sa.UniqueConstraint("subject", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(max_length=255)  # keys are the caller's own: scoped to its subject
+    key: str = Field(max_length=255)
+    request_sha256: str = Field(max_length=64)  # method, path and body of the first request
+    request_id: uuid.UUID  # the audit event of the request whose answer this is
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    operation_type: str | None = Field(default=None, max_length=16)
+    operation_name: str | None = Field(default=None, max_length=255)
+    status: int
+    content_type: str = Field(max_length=255)
+    body: bytes = Field(sa_type=sa.LargeBinary)
+    error_codes: list[str] = Field(default_factory=list, sa_type=JSONType)
 
 
 class AuditSeal(SQLModel, table=True):

@@ -35,6 +35,7 @@ from graph.runtime.audit import RequestAudit
 from graph.runtime.logs import log_request
 from graph.runtime.recorder import Stored
 from persistence import PersistenceError, RequestRecord, new_id
+from persistence.idempotency import KeyInUse
 
 log = logging.getLogger("failcast.audit")
 
@@ -203,6 +204,8 @@ class AuditMiddleware:
         timeout = self.runtime.settings.commit_timeout_seconds
         try:
             stored = await self.runtime.recorder.record(record, timeout, instead)
+        except KeyInUse:  # a request with its key committed first (on another server)
+            return self._key_taken(audit)
         except Exception as error:  # whatever stopped the commit, the answer must not leave
             log.error("audit record not written [request %s]: %r", audit.id, error)
             stored = Stored.NO
@@ -214,8 +217,21 @@ class AuditMiddleware:
         messages, failed = unavailable[stored]
         return messages, 503, failed
 
+    def _key_taken(self, audit: RequestAudit) -> tuple[list[Message], int, RequestRecord]:
+        """409 instead of an answer whose key another request took first; nothing of it stored."""
+        taken = FailcastError(
+            ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+            "a request with this Idempotency-Key was stored first: retry to get its answer",
+        )
+        audit.answer_replaced()
+        audit.answered_with([taken.code])
+        record = audit.record(taken.status)
+        self.runtime.recorder.write_later(record)
+        return _answer(taken, audit), taken.status, record
+
     def _finished(self, audit: RequestAudit, record: RequestRecord, status: int) -> None:
         """Log the request's line and update the metrics, once its fate is known."""
+        audit.finish()
         row = record.audit
         operation = audit.operation_type or "none"
         metrics = self.runtime.metrics
@@ -259,6 +275,7 @@ def _unavailable(audit: RequestAudit, stored: Stored) -> tuple[list[Message], Re
     else:
         message = "the request could not be recorded; nothing was stored, retry later"
         error = FailcastError(ErrorCode.SERVICE_UNAVAILABLE, message, stored=False)
+    audit.answer_replaced()
     audit.answered_with([ErrorCode.SERVICE_UNAVAILABLE])
     return _answer(error, audit), audit.record(503)
 

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from graph.edge.audit import request_state
 from graph.edge.graphiql import GraphiQL
+from graph.edge.idempotency import Claim, IdempotencyGate
 from graph.edge.responses import error_headers, read_json_body
 from graph.errors import (
     MISSING_TOKEN,
@@ -36,10 +37,15 @@ class GraphQLEndpoint:
     """The /graphql route of one application."""
 
     def __init__(
-        self, runtime: Runtime, executor: GraphQLExecutor, graphiql: GraphiQL | None = None
+        self,
+        runtime: Runtime,
+        executor: GraphQLExecutor,
+        idempotency: IdempotencyGate,
+        graphiql: GraphiQL | None = None,
     ) -> None:
         self.runtime = runtime
         self.executor = executor
+        self.idempotency = idempotency
         self.settings = runtime.settings
         self.graphiql = graphiql  # None: GET /graphql never serves the page
 
@@ -48,20 +54,30 @@ class GraphQLEndpoint:
         audit, caller = request_state(request.scope)
         if self.graphiql is not None and request.method == "GET" and _wants_page(request):
             return self.graphiql.page_response()
+        claim: Claim | None = None
         try:
             if request.method not in ALLOWED_METHODS:
                 raise FailcastError(ErrorCode.METHOD_NOT_ALLOWED, "use GET or POST")
             if caller.principal is None:
                 raise FailcastError(ErrorCode.UNAUTHENTICATED, caller.refusal or MISSING_TOKEN)
-            operation = await self._operation(request)
+            operation, raw = await self._operation(request)
+            if request.method == "POST":  # keys matter for writes, and GET never writes
+                entered = await self.idempotency.enter(request, audit, caller.principal, raw)
+                if isinstance(entered, Response):
+                    return entered  # the stored answer of the first request with this key
+                claim = entered
             context = GraphContext(self.runtime, audit, caller.principal, self.executor.cursors)
             allow_mutations = request.method == "POST"
             executed = await self.executor.execute(operation, context, allow_mutations)
+            response = self._answer(executed, audit)
         except FailcastError as error:
-            return self._refusal(error, audit)
-        return self._answer(executed, audit)
+            response = self._refusal(error, audit)
+        if claim is not None:
+            claim.remember(audit, response)
+        return response
 
-    async def _operation(self, request: Request) -> OperationRequest:
+    async def _operation(self, request: Request) -> tuple[OperationRequest, bytes]:
+        raw = b""
         if request.method == "GET":
             data: Any = dict(request.query_params)
             if "variables" in data:
@@ -71,9 +87,10 @@ class GraphQLEndpoint:
                     raise _bad_request("`variables` is not valid JSON") from error
         else:
             settings = self.settings
-            data = await read_json_body(
+            body = await read_json_body(
                 request, settings.max_body_bytes, settings.body_timeout_seconds
             )
+            data, raw = body.data, body.raw
         if not isinstance(data, dict):
             raise _bad_request("the body must be a JSON object")
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
@@ -83,7 +100,7 @@ class GraphQLEndpoint:
             raise _bad_request("`variables` must be an object")
         if name is not None and not isinstance(name, str):
             raise _bad_request("`operationName` must be a string")
-        return OperationRequest(query, variables, name)
+        return OperationRequest(query, variables, name), raw
 
     def _refusal(self, error: FailcastError, audit: RequestAudit) -> Response:
         payload: dict[str, Any] = {"data": None, "errors": [error_dict(error, audit.id)]}

@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ def json_response(
 def error_headers(error: FailcastError) -> dict[str, str]:
     """The headers an error's answer carries (Retry-After, WWW-Authenticate)."""
     headers: dict[str, str] = {}
-    if error.retry_after is not None and error.status in (429, 503):
+    if error.retry_after is not None and error.status in (409, 429, 503):
         headers["retry-after"] = str(error.retry_after)
     if error.code is ErrorCode.UNAUTHENTICATED:  # RFC 6750 3: no error code without a token
         challenge = 'Bearer realm="failcast"'
@@ -42,7 +43,15 @@ def error_response(error: FailcastError, request_id: uuid.UUID) -> Response:
     return json_response(error_body(error, request_id), error.status, error_headers(error))
 
 
-async def read_json_body(request: Request, max_bytes: int, timeout_s: float) -> Any:
+@dataclass(frozen=True)
+class JsonBody:
+    """A request's body: its bytes as they came, and the JSON value they hold."""
+
+    raw: bytes
+    data: Any
+
+
+async def read_json_body(request: Request, max_bytes: int, timeout_s: float) -> JsonBody:
     """The request's JSON body: 415, 413, 408 or 400 as a FailcastError when it is not one."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
@@ -56,7 +65,7 @@ async def read_json_body(request: Request, max_bytes: int, timeout_s: float) -> 
         message = "the client closed the connection before its body arrived"
         raise FailcastError(ErrorCode.CLIENT_CLOSED_REQUEST, message) from error
     try:
-        return orjson.loads(body)
+        return JsonBody(body, orjson.loads(body))
     except orjson.JSONDecodeError as error:
         raise FailcastError(ErrorCode.BAD_REQUEST, "the body is not valid JSON") from error
 

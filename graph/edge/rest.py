@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from auth import Scope
 from graph.edge.audit import request_state
+from graph.edge.idempotency import Claim, IdempotencyGate
 from graph.edge.responses import error_response, json_response, read_json_body
 from graph.errors import FailcastError, bad_input
 from graph.runtime import Runtime, usecases
@@ -32,24 +33,34 @@ def _original_format(block: PredictionBlock) -> dict[str, Any]:
 class PredictEndpoint:
     """The /predict route of one application."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, idempotency: IdempotencyGate) -> None:
         self.runtime = runtime
+        self.idempotency = idempotency
 
     async def handle(self, request: Request) -> Response:
         """Predict from the original JSON body; same token, scope, checks, storage and audit."""
         audit, caller = request_state(request.scope)
         audit.describe("rest", "predict", None)
         runtime = self.runtime
+        claim: Claim | None = None
         try:
             authorize(caller.principal, Scope.PREDICT, runtime.limiter, 1, caller.refusal)
             body = await read_json_body(
                 request, runtime.settings.max_body_bytes, runtime.settings.body_timeout_seconds
             )
-            block = usecases.predict(runtime.models, audit, _telemetry(body)).block
+            assert caller.principal is not None  # authorize refuses requests without one
+            entered = await self.idempotency.enter(request, audit, caller.principal, body.raw)
+            if isinstance(entered, Response):
+                return entered  # the stored answer of the first request with this key
+            claim = entered
+            block = usecases.predict(runtime.models, audit, _telemetry(body.data)).block
+            response = json_response(_original_format(block))
         except FailcastError as error:
             audit.answered_with([error.code])
-            return error_response(error, audit.id)
-        return json_response(_original_format(block))
+            response = error_response(error, audit.id)
+        if claim is not None:
+            claim.remember(audit, response)
+        return response
 
 
 def _telemetry(body: Any) -> Any:

@@ -48,10 +48,13 @@ class RequestAudit:
     operation_type: str | None = None
     operation_name: str | None = None
     query_sha256: str | None = None
+    idempotency_key: str | None = None
+    replay_of: uuid.UUID | None = None  # the request whose stored answer this one replays
     _codes: list[str] = field(default_factory=list)
     _made: list[Made] = field(default_factory=list)
-    _effects: list[Effect] = field(default_factory=list)
+    _effects: list[tuple[Effect, bool]] = field(default_factory=list)  # (effect, with errors)
     _on_commit: list[Callable[[], None]] = field(default_factory=list)
+    _on_finish: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def begin(
@@ -115,11 +118,26 @@ class RequestAudit:
         """Queue predictions to be committed with this request's audit row."""
         self._made.append(Made(block, model_version))
 
-    def add_effect(self, effect: Effect, on_commit: Callable[[], None] | None = None) -> None:
-        """Queue a change to be committed with this request's audit row (unless it errs)."""
-        self._effects.append(effect)
+    def add_effect(
+        self,
+        effect: Effect,
+        on_commit: Callable[[], None] | None = None,
+        with_errors: bool = False,
+    ) -> None:
+        """Queue a change to be committed with this request's audit row.
+
+        A change is dropped if the answer carries an error, unless `with_errors` (a record of
+        the answer itself, like the one an Idempotency-Key keeps).
+        """
+        self._effects.append((effect, with_errors))
         if on_commit is not None:
             self._on_commit.append(on_commit)
+
+    def answer_replaced(self) -> None:
+        """The answer was replaced by a refusal of the edge (a 503, a 409): nothing it did or
+        said may be committed, not even a record of the answer."""
+        self._effects.clear()
+        self._on_commit.clear()
 
     def committed(self) -> None:
         """The request's rows and changes are committed: run what must follow them."""
@@ -130,6 +148,19 @@ class RequestAudit:
                 hook()
             except Exception:  # the change is committed; pollers and listeners catch up
                 log.exception("after-commit step failed [request %s]", self.id)
+
+    def on_finish(self, hook: Callable[[], None]) -> None:
+        """Run `hook` when the request is over, whatever its fate (committed or not)."""
+        self._on_finish.append(hook)
+
+    def finish(self) -> None:
+        """The request is over: its answer is decided and its rows committed or given up."""
+        hooks, self._on_finish = self._on_finish, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("end-of-request step failed [request %s]", self.id)
 
     def stored(self) -> list[Made]:
         """The predictions that will be stored: all of them, unless the answer has errors."""
@@ -157,7 +188,9 @@ class RequestAudit:
             "outcome": str(outcome_of(self._codes, status)),
             "error_codes": list(self._codes),
             "auth_failure": self.auth_failure,
+            "idempotency_key": self.idempotency_key,
+            "replay_of": self.replay_of,
             "predictions_created": sum(len(block) for block in blocks),
         }
-        effects = [] if self._codes else list(self._effects)
+        effects = [effect for effect, kept in self._effects if kept or not self._codes]
         return RequestRecord(audit=row, predictions=blocks, effects=effects)

@@ -34,6 +34,12 @@ class AuditEventType:
     auth_failure: str | None = strawberry.field(
         description="Why the request had no valid token (missing, expired, bad_signature...)."
     )
+    idempotency_key: str | None = strawberry.field(
+        description="The Idempotency-Key the request carried, if any."
+    )
+    replay_of: strawberry.ID | None = strawberry.field(
+        description="The request whose stored answer this one was given (a retry), if any."
+    )
 
     @classmethod
     def from_row(cls, row: AuditEvent) -> "AuditEventType":
@@ -58,6 +64,8 @@ class AuditEventType:
             predictions_created=row.predictions_created,
             client_request_id=row.client_request_id,
             auth_failure=row.auth_failure,
+            idempotency_key=row.idempotency_key,
+            replay_of=strawberry.ID(str(row.replay_of)) if row.replay_of else None,
         )
 
 

@@ -101,6 +101,35 @@ def test_a_commit_stalled_past_the_timeout_is_answered_and_audited_alike(
     assert len(poller.answers) >= 10 and not slow, (slow, log[-2000:])
 
 
+def test_a_key_whose_answer_was_not_stored_runs_again_on_retry(
+    served, db_engine, active_model, tmp_path: Path
+):
+    url, stall = served
+    headers = {"Authorization": f"Bearer {make_token('stall')}", "Idempotency-Key": "retry-me"}
+    body = {"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}}
+    with run_server(url, ENV, tmp_path / "uvicorn.log") as server:
+        with stall():
+            started = time.monotonic()
+            refused = httpx.post(f"{server.base}/graphql", json=body, headers=headers, timeout=15)
+            time.sleep(max(0.0, STALL_S - (time.monotonic() - started)))
+        time.sleep(0.5)
+        retried = httpx.post(f"{server.base}/graphql", json=body, headers=headers, timeout=15)
+        replayed = httpx.post(f"{server.base}/graphql", json=body, headers=headers, timeout=15)
+    assert (
+        refused.status_code == 503 and refused.json()["errors"][0]["extensions"]["stored"] is False
+    )
+    # Nothing of the 503's request was kept, its answer included: the retry runs.
+    assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.content == retried.content
+    with db_engine.connect() as connection:
+        keys = connection.execute(sa.text("SELECT request_id FROM idempotency_key")).scalars()
+        kept = [str(k).replace("-", "") for k in keys]
+        predictions = connection.execute(sa.text("SELECT count(*) FROM prediction")).scalar()
+    assert kept == [retried.headers["x-request-id"].replace("-", "")]
+    assert predictions == 1
+
+
 @contextlib.contextmanager
 def _slow_commits(engine: sa.Engine, seconds: float, fail: bool) -> Iterator[None]:
     """PostgreSQL: every COMMIT that carries an audit row takes `seconds` (and fails if asked).
