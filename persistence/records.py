@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -100,12 +100,20 @@ def audit_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{**_AUDIT_NULLS, **row} for row in rows]
 
 
+class Effect(Protocol):
+    """A change a request makes besides its rows (a model switch), committed with them."""
+
+    def apply(self, connection: Connection) -> None:
+        """Make the change on the connection of the transaction (raise to refuse it)."""
+
+
 @dataclass
 class RequestRecord:
-    """The rows one request must leave behind: its audit event and any predictions."""
+    """The rows one request must leave behind: its audit event, predictions, other changes."""
 
     audit: Mapping[str, Any]
     predictions: Sequence[PredictionBlock] = field(default_factory=list)
+    effects: Sequence[Effect] = ()
 
     @property
     def prediction_count(self) -> int:
@@ -118,6 +126,9 @@ def write_records(
 ) -> bool:
     """Write the records of several requests in one transaction (all or nothing).
 
+    Each record's effects are applied after the audit rows, in order; one that raises (a
+    Conflict) fails the transaction, and the recorder retries the records one by one.
+
     `confirm` is asked right before COMMIT, once every row is written: when it answers False the
     transaction is rolled back instead (the caller changed its mind, e.g. a request stopped
     waiting) and False is returned; True means committed.
@@ -126,6 +137,8 @@ def write_records(
     with translate_errors(), Session(engine, expire_on_commit=False) as session:
         connection = session.connection()
         connection.execute(_AUDIT.insert(), audit_rows(r.audit for r in records))
+        for effect in (effect for r in records for effect in r.effects):
+            effect.apply(connection)
         if blocks:
             _insert_predictions(connection, blocks)
         if confirm is not None and not confirm():

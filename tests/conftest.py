@@ -21,6 +21,9 @@ if os.environ.get("FAILCAST_REQUIRE_POSTGRES") and not PG_URL:
     raise RuntimeError("FAILCAST_REQUIRE_POSTGRES is set but FAILCAST_TEST_DATABASE_URL is not")
 
 TABLES_CHILD_FIRST = (
+    "outcome",
+    "model_evaluation",
+    "model_activation",
     "refusal_tally",
     "model_refusal",
     "server_instance",

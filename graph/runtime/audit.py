@@ -2,9 +2,11 @@
 
 The edge opens it (`begin`), notes who called (`authenticated` / `token_refused`), what ran
 (`describe`) and which errors the answer carries (`answered_with`); the predict use case adds its
-predictions (`add_predictions`). `record(status)` turns it into the rows to commit. A request
-whose answer carries any error stores no prediction: the client only ever learns the ids of an
-answer without errors, so predictions behind an error answer would be rows nobody was told about.
+predictions (`add_predictions`), and a mutation that changes other rows adds that change
+(`add_effect`, e.g. an outcome), committed in the same transaction as the audit row.
+`record(status)` turns it into the rows to commit. A request whose answer carries any error
+stores no prediction and makes no change: the client only ever learns the ids of an answer
+without errors, so predictions behind an error answer would be rows nobody was told about.
 """
 
 import time
@@ -16,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from auth import Principal
 from graph.errors import outcome_of
 from persistence import PredictionBlock, RequestRecord, new_id
+from persistence.records import Effect
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class RequestAudit:
     query_sha256: str | None = None
     _codes: list[str] = field(default_factory=list)
     _made: list[Made] = field(default_factory=list)
+    _effects: list[Effect] = field(default_factory=list)
 
     @classmethod
     def begin(
@@ -108,6 +112,10 @@ class RequestAudit:
         """Queue predictions to be committed with this request's audit row."""
         self._made.append(Made(block, model_version))
 
+    def add_effect(self, effect: Effect) -> None:
+        """Queue a change to be committed with this request's audit row (unless it errs)."""
+        self._effects.append(effect)
+
     def stored(self) -> list[Made]:
         """The predictions that will be stored: all of them, unless the answer has errors."""
         return [] if self._codes else list(self._made)
@@ -136,4 +144,5 @@ class RequestAudit:
             "auth_failure": self.auth_failure,
             "predictions_created": sum(len(block) for block in blocks),
         }
-        return RequestRecord(audit=row, predictions=blocks)
+        effects = [] if self._codes else list(self._effects)
+        return RequestRecord(audit=row, predictions=blocks, effects=effects)

@@ -21,6 +21,9 @@ FIELD_SCOPES: dict[str, Scope | None] = {
     "modelVersions": Scope.MODELS_READ,
     "modelVersion": Scope.MODELS_READ,
     "activeModel": Scope.MODELS_READ,
+    "drift": Scope.MODELS_READ,
+    "modelPerformance": Scope.MODELS_READ,
+    "recordOutcome": Scope.OUTCOMES_WRITE,
     "auditEvents": Scope.AUDIT_READ,
     "me": None,  # any valid token
 }
