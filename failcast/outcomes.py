@@ -59,7 +59,7 @@ def _open(path: Path) -> IO[str]:
     try:
         with path.open("rb") as peek:
             gzipped = peek.read(2) == _GZIP_MAGIC
-        raw = gzip.open(path, "rb") if gzipped else path.open("rb")
+        raw = gzip.open(path, "rb") if gzipped else path.open("rb")  # noqa: SIM115 (returned)
     except OSError as error:
         raise OutcomeFileError(f"cannot read {path}: {error.strerror}") from error
     return io.TextIOWrapper(raw, encoding="latin-1", newline="")
