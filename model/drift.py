@@ -19,7 +19,7 @@ Two measures per feature, both plain numpy (serving never imports scipy):
   where the first does not. scipy's `ks_2samp(method="asymp")` now uses the finite-n
   distribution of round(n1 n2 / (n1 + n2)); with the sample sizes used here (a window of at
   least 500 against a 2,000-value reference) the two differ by less than 0.015
-  (tests/unit/test_drift.py checks both).
+  (tests/unit/test_drift_statistics.py checks both).
 """
 
 import math

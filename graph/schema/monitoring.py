@@ -6,7 +6,7 @@ graph/runtime/monitoring.py, the SQL persistence/drift.py, outcomes.py and evalu
 
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -18,6 +18,13 @@ from graph.runtime.monitoring import DriftReport, FeatureDrift, Performance, Rec
 from persistence import ModelEvaluation
 
 DEFAULT_EVALUATIONS = 20
+# The arguments drift and modelPerformance share.
+VersionArgument = Annotated[
+    str | None, strawberry.argument(description="The version (default: the active one).")
+]
+ToArgument = Annotated[
+    datetime | None, strawberry.argument(description="End, exclusive (default: now).")
+]
 
 
 @strawberry.enum(

@@ -254,18 +254,14 @@ class Query:
     async def drift(
         self,
         info: Info,
-        model_version: Annotated[
-            str | None, strawberry.argument(description="The version (default: the active one).")
-        ] = None,
+        model_version: monitoring.VersionArgument = None,
         from_: Annotated[
             datetime | None,
             strawberry.argument(
                 name="from", description="Start (default: `to` - FAILCAST_DRIFT_WINDOW_HOURS)."
             ),
         ] = None,
-        to: Annotated[
-            datetime | None, strawberry.argument(description="End, exclusive (default: now).")
-        ] = None,
+        to: monitoring.ToArgument = None,
     ) -> DriftReportType:
         return await monitoring.drift(info, model_version, from_, to)
 
@@ -279,15 +275,11 @@ class Query:
     async def model_performance(
         self,
         info: Info,
-        model_version: Annotated[
-            str | None, strawberry.argument(description="The version (default: the active one).")
-        ] = None,
+        model_version: monitoring.VersionArgument = None,
         from_: Annotated[
             datetime | None,
             strawberry.argument(name="from", description="Start (default: the first prediction)."),
         ] = None,
-        to: Annotated[
-            datetime | None, strawberry.argument(description="End, exclusive (default: now).")
-        ] = None,
+        to: monitoring.ToArgument = None,
     ) -> ModelPerformanceType:
         return await monitoring.model_performance(info, model_version, from_, to)
