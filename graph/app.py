@@ -200,18 +200,24 @@ def _flush_tally(runtime: Runtime) -> None:
 
 
 async def _keep_drift_gauges(runtime: Runtime) -> None:
-    """Measure the active version's drift now and every FAILCAST_DRIFT_REFRESH_SECONDS.
+    """Measure the active version's drift every FAILCAST_DRIFT_REFRESH_SECONDS, off the loop.
 
-    Off the event loop, through the exports' small pool: a window's scan never holds a
-    connection the API needs.
+    A measurement under way when the server stops is waited for (the database's statement
+    timeout bounds it), so no read outlives the engine it uses.
     """
     while True:
+        await asyncio.sleep(runtime.settings.drift_refresh_seconds)
+        work = asyncio.ensure_future(
+            asyncio.to_thread(active_drift, runtime.engine, runtime.settings)
+        )
         try:
-            report = await asyncio.to_thread(active_drift, runtime.exports, runtime.settings)
-            runtime.metrics.drift.show(report)
+            runtime.metrics.drift.show(await asyncio.shield(work))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await work
+            raise
         except (PersistenceError, FailcastError) as error:
             log.warning("drift gauges not refreshed: %s", error)
-        await asyncio.sleep(runtime.settings.drift_refresh_seconds)
 
 
 async def _every(seconds: float, what: str, work: Callable[[], object]) -> None:

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from auth import AuthConfig, check_production_ready, parse_scopes_strict
+from model import DEVICE_FEATURES
 from persistence import is_sqlite
 
 
@@ -165,7 +166,10 @@ class Settings(BaseSettings):
             max_fields=self.max_fields,
             max_field_pairs=self.max_field_pairs,
             check_budget_ms=self.max_check_ms,
-            list_bounds=(("Query.predictionStats", self.max_stats_rows),),
+            list_bounds=(
+                ("Query.predictionStats", self.max_stats_rows),
+                ("DriftReport.features", len(DEVICE_FEATURES)),  # one entry per model input
+            ),
         )
 
     @property

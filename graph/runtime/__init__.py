@@ -23,7 +23,7 @@ class Runtime:
 
     settings: Settings
     engine: Engine
-    exports: Engine  # long reads (CSV exports, the drift gauges): a small pool of their own
+    exports: Engine  # reads of CSV exports only: a small pool of their own
     verifier: TokenVerifier
     models: ModelService
     recorder: Recorder

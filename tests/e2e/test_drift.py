@@ -177,6 +177,9 @@ def test_refusals_name_what_is_wrong(client, auth_headers, make_token, db_engine
     for variables, code, words in cases:
         error = gql(client, DRIFT, variables, auth_headers)["errors"][0]
         assert error["extensions"]["code"] == code and words in error["message"], error
+    cheap = "{ drift { status features { feature status } } }"
+    answer = client.post("/graphql", json={"query": cheap}, headers=auth_headers).json()
+    assert answer["extensions"]["cost"]["requested"] == 1 + 8  # the report, its 8 features
     reader = {"Authorization": f"Bearer {make_token(Scope.PREDICTIONS_READ)}"}
     error = gql(client, DRIFT, {}, reader)["errors"][0]
     assert error["extensions"]["code"] == "FORBIDDEN"
