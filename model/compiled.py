@@ -114,13 +114,19 @@ def _transform_spec(step: Any) -> Spec | None:
 def _tree_spec(estimator: Any, positive: int) -> Spec:
     tree = estimator.tree_
     values = np.asarray(tree.value, dtype=np.float64)[:, 0, :]
+    sums = values.sum(axis=1)
+    # scikit-learn >= 1.4 stores each node's class fractions and predict_proba returns them as
+    # they are; dividing them by their sum again (about 1) can move a probability by an ulp,
+    # enough to flip a row whose score is exactly the threshold (a tree's threshold is a leaf's
+    # score). Older versions store counts, which predict_proba divides by their sum.
+    fractions = bool(np.all(np.abs(sums - 1.0) <= 1e-9))
     return {
         "kind": "tree",
         "left": np.array(tree.children_left),
         "right": np.array(tree.children_right),
         "feature": np.maximum(np.array(tree.feature), 0),
         "threshold": np.array(tree.threshold, dtype=np.float64),
-        "leaf_proba": values[:, positive] / values.sum(axis=1),
+        "leaf_proba": values[:, positive] if fractions else values[:, positive] / sums,
         "depth": int(tree.max_depth),
     }
 

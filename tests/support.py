@@ -107,6 +107,7 @@ def register_version(
     activate: bool = True,
     *,
     lifecycle: bool = True,
+    metrics: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Register artifact bytes as a model version (as training would).
 
@@ -120,7 +121,7 @@ def register_version(
         params={"max_depth": 4},
         feature_names=list(DEVICE_FEATURES),
         threshold=0.5,
-        metrics={"test": {"pr_auc": 0.5}},
+        metrics={"test": {"pr_auc": 0.5}} if metrics is None else metrics,
         trained_on_synthetic_data=True,
         data_sha256="synthetic:test",
         data_rows=18000,

@@ -62,31 +62,31 @@ def check_batch_size(count: int, limit: int) -> None:
 def check_telemetry(telemetry: Telemetry, batch: bool) -> None:
     """BAD_USER_INPUT, naming the first bad value, unless every value may be predicted from."""
     for row, device_id in enumerate(telemetry.device_ids):
-        if device_id is None:
-            continue
-        if not device_id or len(device_id) > MAX_DEVICE_ID:
-            message = f"deviceId must be 1..{MAX_DEVICE_ID} characters"
-            raise bad_input(message, _where(batch, row, "deviceId"))
-        if not device_id.isprintable():
-            message = "deviceId must not contain control characters"
-            raise bad_input(message, _where(batch, row, "deviceId"))
-    _check_observed(telemetry.observed_at or (), batch)
+        if device_id is not None:
+            check_device_id(device_id, _where(batch, row, "deviceId"))
+    for row, moment in enumerate(telemetry.observed_at or ()):
+        if moment is not None:
+            check_observed_at(moment, _where(batch, row, "observedAt"))
     problems = find_invalid_values(telemetry.matrix, DEVICE_FEATURES, limit=1)
     if problems:
         where = _where(batch, problems[0].row, problems[0].field)
         raise bad_input(f"{where} {problems[0].reason}", where)
 
 
-def _check_observed(observed: Sequence[datetime | None], batch: bool) -> None:
-    latest = datetime.now(UTC) + FUTURE_SLACK
-    for row, moment in enumerate(observed):
-        if moment is None:
-            continue
-        where = _where(batch, row, "observedAt")
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise bad_input("observedAt needs a UTC offset (e.g. 2026-11-29T08:00:00Z)", where)
-        if not EARLIEST_OBSERVATION <= moment <= latest:
-            raise bad_input("observedAt must lie between 2000-01-01 and 5 minutes from now", where)
+def check_device_id(device_id: str, where: str) -> None:
+    """BAD_USER_INPUT at `where` unless a device id is 1..64 printable characters."""
+    if not device_id or len(device_id) > MAX_DEVICE_ID:
+        raise bad_input(f"deviceId must be 1..{MAX_DEVICE_ID} characters", where)
+    if not device_id.isprintable():
+        raise bad_input("deviceId must not contain control characters", where)
+
+
+def check_observed_at(moment: datetime, where: str) -> None:
+    """BAD_USER_INPUT at `where` unless a time has an offset and lies in the accepted range."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise bad_input("observedAt needs a UTC offset (e.g. 2026-11-29T08:00:00Z)", where)
+    if not EARLIEST_OBSERVATION <= moment <= datetime.now(UTC) + FUTURE_SLACK:
+        raise bad_input("observedAt must lie between 2000-01-01 and 5 minutes from now", where)
 
 
 def predict(

@@ -8,9 +8,10 @@ from strawberry.dataloader import DataLoader
 from auth import Principal
 from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
+from graph.runtime.monitoring import evaluations
 from graph.runtime.usecases import latest_predictions, model_versions, request_subjects
 from graph.schema.cursors import CursorCodec
-from persistence import ModelVersion, Prediction
+from persistence import ModelEvaluation, ModelVersion, Prediction
 
 
 @dataclass
@@ -24,6 +25,9 @@ class GraphContext:
     _versions: DataLoader[int, ModelVersion | None] | None = field(default=None, repr=False)
     _subjects: DataLoader[uuid.UUID, str | None] | None = field(default=None, repr=False)
     _latest: DataLoader[str, Prediction | None] | None = field(default=None, repr=False)
+    _evaluations: DataLoader[tuple[int, int], list[ModelEvaluation]] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def versions(self) -> DataLoader[int, ModelVersion | None]:
@@ -63,3 +67,20 @@ class GraphContext:
 
             self._latest = DataLoader(load_fn=load)
         return self._latest
+
+    @property
+    def evaluations(self) -> DataLoader[tuple[int, int], list[ModelEvaluation]]:
+        """Batches the lookups of versions' evaluation runs, keyed by (version id, how many)."""
+        if self._evaluations is None:
+            engine = self.runtime.engine
+
+            async def load(keys: list[tuple[int, int]]) -> list[list[ModelEvaluation]]:
+                found: dict[tuple[int, int], list[ModelEvaluation]] = {}
+                for first in sorted({n for _, n in keys}):  # one query per page size asked
+                    ids = [i for i, n in keys if n == first]
+                    rows = await evaluations(engine, ids, first)
+                    found |= {(i, first): rows.get(i, []) for i in ids}
+                return [found[key] for key in keys]
+
+            self._evaluations = DataLoader(load_fn=load)
+        return self._evaluations

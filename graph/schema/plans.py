@@ -16,7 +16,10 @@ The leaves are derived from the schema: every field of `Prediction` must have a 
 `SOURCES`, every field of `Metrics` a metric column, and every field of `ModelVersion` (and the
 objects under it) must be a plain attribute. A field added to one of these types without a way
 to serve it here makes every plan decline (a slowdown), and `tests/unit/test_plan_coverage.py`
-fails naming this module. Any other document goes through the executor: a plan only ever
+fails naming this module. The one exception is `EXECUTOR_ONLY`: fields that read more rows than
+the registry row (a version's evaluation runs), which a predict answer has no business asking
+for with every prediction; a plan declines a document that selects one, and the executor
+answers it. Any other document goes through the executor: a plan only ever
 declines, never guesses; `tests/e2e/test_plans.py` runs every shape both ways.
 """
 
@@ -56,6 +59,8 @@ from model import DEVICE_FEATURES
 from persistence import ModelVersion, PredictionBlock
 
 _LABELS = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}
+# Fields under ModelVersion with resolvers of their own, left to the executor (see above).
+EXECUTOR_ONLY = frozenset({"ModelVersion.evaluations"})
 
 
 @dataclass(frozen=True)
@@ -409,6 +414,8 @@ def _with_resolvers(object_type: GraphQLObjectType, seen: set[str]) -> list[str]
     seen.add(object_type.name)
     found = []
     for name, field in object_type.fields.items():
+        if f"{object_type.name}.{name}" in EXECUTOR_ONLY:
+            continue
         if _plain_attribute(field) is None:
             found.append(f"{object_type.name}.{name}")
         nested = get_named_type(field.type)

@@ -9,7 +9,7 @@ from strawberry.types import Info
 from graph.errors import bad_input
 from graph.runtime import lifecycle, usecases
 from graph.runtime.telemetry import decode_telemetry
-from graph.schema import analytics
+from graph.schema import analytics, monitoring
 from graph.schema.analytics import (
     DeviceAtRiskType,
     PredictionStatsType,
@@ -33,6 +33,7 @@ from graph.schema.history import (
 )
 from graph.schema.inputs import PredictInput, PredictionFilterInput, PredictionOrderInput
 from graph.schema.lifecycle import ModelActivationConnectionType, activation_connection
+from graph.schema.monitoring import DriftReportType, ModelPerformanceType, OutcomeType
 from graph.schema.permissions import requires
 from graph.schema.types import (
     MeType,
@@ -101,6 +102,26 @@ class Mutation:
         runtime, audit = info.context.runtime, info.context.audit
         row = await lifecycle.rollback(runtime.engine, runtime.models, audit, reason)
         return ModelVersionType.from_row(row)
+
+    @strawberry.mutation(
+        description=(
+            "Record what happened to a device: it labels the device's predictions observed in "
+            "(observedAt - FAILCAST_OUTCOME_HORIZON_DAYS, observedAt]. One outcome per device "
+            "and UTC day: recording it again replaces it."
+        ),
+        extensions=requires("recordOutcome"),
+    )
+    async def record_outcome(
+        self,
+        info: Info,
+        device_id: Annotated[str, strawberry.argument(description="The device (1..64 chars).")],
+        failed: Annotated[bool, strawberry.argument(description="Whether it failed.")],
+        observed_at: Annotated[
+            datetime,
+            strawberry.argument(description="When (with an offset; 2000-01-01 to now + 5 min)."),
+        ],
+    ) -> OutcomeType:
+        return await monitoring.record_outcome(info, device_id, failed, observed_at)
 
 
 def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
@@ -261,3 +282,44 @@ class Query:
         ] = StatsTimeFieldEnum.OBSERVED_AT,
     ) -> list[PredictionStatsType]:
         return await analytics.prediction_stats(info, filter, bucket, time_field)
+
+    @strawberry.field(
+        description=(
+            "Input drift of a model version: per feature, the population stability index of the "
+            "inputs it received in [from, to) (by observedAt) against its training profile, and "
+            "a two-sample Kolmogorov-Smirnov test; statuses per feature and overall."
+        ),
+        extensions=requires("drift"),
+    )
+    async def drift(
+        self,
+        info: Info,
+        model_version: monitoring.VersionArgument = None,
+        from_: Annotated[
+            datetime | None,
+            strawberry.argument(
+                name="from", description="Start (default: `to` - FAILCAST_DRIFT_WINDOW_HOURS)."
+            ),
+        ] = None,
+        to: monitoring.ToArgument = None,
+    ) -> DriftReportType:
+        return await monitoring.drift(info, model_version, from_, to)
+
+    @strawberry.field(
+        description=(
+            "Live performance of a model version: its predictions observed in [from, to) "
+            "against recorded outcomes, side by side with its training test-set figures."
+        ),
+        extensions=requires("modelPerformance"),
+    )
+    async def model_performance(
+        self,
+        info: Info,
+        model_version: monitoring.VersionArgument = None,
+        from_: Annotated[
+            datetime | None,
+            strawberry.argument(name="from", description="Start (default: the first prediction)."),
+        ] = None,
+        to: monitoring.ToArgument = None,
+    ) -> ModelPerformanceType:
+        return await monitoring.model_performance(info, model_version, from_, to)

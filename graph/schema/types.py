@@ -4,13 +4,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from enum import Enum
-from typing import cast
+from typing import Annotated, cast
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from graph.errors import bad_input
+from graph.schema.monitoring import DEFAULT_EVALUATIONS, ModelEvaluationType, check_first
 from model import DEVICE_FEATURES
 from persistence import ModelVersion, Prediction, PredictionBlock
 
@@ -61,6 +62,21 @@ class ModelVersionType:
     params: JSON = strawberry.field(description="Hyper-parameters of the estimator.")
     training_data: TrainingDataType = strawberry.field(description="Data fingerprint.")
     lineage: JSON = strawberry.field(description="Seed, library versions, splits, options.")
+    row_id: strawberry.Private[int]
+
+    @strawberry.field(
+        description="Runs of `failcast evaluate` on this version, newest first (1..500)."
+    )
+    async def evaluations(
+        self,
+        info: Info,
+        first: Annotated[
+            int | None, strawberry.argument(description="How many runs, 1..500.")
+        ] = DEFAULT_EVALUATIONS,
+    ) -> list[ModelEvaluationType]:
+        size = check_first(first, info.context.runtime.settings.max_page_size)
+        rows = await info.context.evaluations.load((self.row_id, size))
+        return [ModelEvaluationType.from_row(row) for row in rows]
 
     @classmethod
     def from_row(cls, row: ModelVersion) -> "ModelVersionType":
@@ -88,6 +104,7 @@ class ModelVersionType:
             params=cast(JSON, row.params),
             training_data=data,
             lineage=cast(JSON, row.lineage),
+            row_id=row.id or 0,  # a stored row always has one
         )
 
 

@@ -107,6 +107,7 @@ def test_both_servers_follow_a_switch_under_traffic_without_a_failed_request(
         assert {x.version for x in mine if x.sent < switched - 0.5} == {active_model.version}
         old_after = [x.sent - switched for x in mine if x.version != "v2" and x.sent > switched]
         lag = max(old_after, default=0.0)
+        print(f"{backend}: server {server} last answered the old version {lag * 1000:.0f} ms on")
         assert lag <= FOLLOW_S[backend], f"server {server} served the old version {lag:.2f} s on"
         first_new = next(i for i, x in enumerate(mine) if x.version == "v2")
         assert {x.version for x in mine[first_new:]} == {"v2"}, "a server went back"
