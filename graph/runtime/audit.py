@@ -5,8 +5,9 @@ The edge opens it (`begin`), notes who called (`authenticated` / `token_refused`
 predictions (`add_predictions`), a model switch or an outcome its change (`add_effect`).
 `record(status)` turns it into the rows to commit. A request whose answer carries any error
 stores no prediction and makes no change: the client only ever learns of an answer without
-errors, so rows behind an error answer would be rows nobody was told about. What must follow a change once it is
-committed (serving the new model) runs from `committed()`, which the edge calls after COMMIT.
+errors, so rows behind an error answer would be rows nobody was told about. What must follow a
+change once it is committed (serving the new model) runs from `committed()`, which the edge
+calls after COMMIT.
 """
 
 import logging
