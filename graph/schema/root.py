@@ -5,6 +5,7 @@ from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from graph.errors import bad_input
 from graph.runtime import usecases
@@ -49,10 +50,32 @@ def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[Predic
     if batch:
         usecases.check_batch_size(len(inputs), context.runtime.settings.max_batch_size)
     telemetry = decode_telemetry([item.as_input() for item in inputs])
-    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch)
+    explain = _selects(info.selected_fields, "explanation")
+    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch, explain)
     context.versions.prime(predicted.model.version_id, predicted.model.info)
     context.subjects.prime(context.audit.id, context.audit.subject)  # its row is not stored yet
     return PredictionType.from_block(predicted.block)
+
+
+def _selects(selections: list[Selection], name: str) -> bool:
+    """Whether the answer selects a field of the root field's type (through fragments too)."""
+    for root in selections:
+        for selection in root.selections:
+            if _skipped(selection.directives):
+                continue
+            if isinstance(selection, SelectedField):
+                if selection.name == name:
+                    return True
+            elif _selects([selection], name):  # a fragment: its selections, one level down
+                return True
+    return False
+
+
+def _skipped(directives: dict[str, dict[str, object]]) -> bool:
+    skip, include = directives.get("skip"), directives.get("include")
+    return (skip is not None and skip.get("if") is True) or (
+        include is not None and include.get("if") is False
+    )
 
 
 @strawberry.type

@@ -19,11 +19,13 @@ def test_a_field_added_without_a_source_is_reported():
     extended = extend_schema(
         schema,
         parse(
-            "extend type Prediction { explanation: String } "
+            "extend type Prediction { rationale: String } "
             "extend type Metrics { metric8: Float } "
-            "extend type TrainingData { owner: String }"
+            "extend type TrainingData { owner: String } "
+            "extend type DecisionStep { depth: Int }"
         ),
     )
     missing = unserved_fields(extended)
-    assert "Prediction.explanation" in missing and "Metrics.metric8" in missing
+    assert "Prediction.rationale" in missing and "Metrics.metric8" in missing
     assert "TrainingData.owner" in missing  # no strawberry definition: not a plain attribute
+    assert "DecisionStep.depth" in missing  # under Explanation, served from the stored JSON
