@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 from support import demo_fleet, gql, register_version
@@ -233,3 +234,23 @@ def test_a_versions_input_profile_is_its_stored_profile_without_the_sample(
         assert [[q["q"], q["value"]] for q in feature["quantiles"]] == facts["quantiles"]
     fields = client.app.state.executor.graphql_schema.type_map["FeatureProfile"].fields
     assert not {"sample", "bins"} & set(fields)
+
+
+def test_an_explanation_from_an_altered_artifact_is_refused_and_the_rest_answered(
+    client, auth_headers, db_engine, demo_artifact
+):
+    [made] = _predicted(client, auth_headers, _inside(1))
+    register_version(db_engine, demo_artifact, "test-2")  # the first version stops serving
+    client.app.state.runtime.models.refresh_sync()
+    altered = bytearray(demo_artifact)
+    altered[len(altered) // 2] ^= 0xFF
+    with db_engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE model_version SET artifact = :bytes WHERE version = 'test-1'"),
+            {"bytes": bytes(altered)},
+        )
+    body = gql(client, ONE % "explanation { kind }", {"id": made}, auth_headers)
+    assert body["data"]["prediction"]["id"] == made
+    assert body["data"]["prediction"]["explanation"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["MODEL_UNAVAILABLE"]
+    assert body["errors"][0]["path"] == ["prediction", "explanation"]
