@@ -318,24 +318,46 @@ def _value(
     """graphql-core's completion of one value of this type, for plain (resolver-less) data;
     `keyed`: objects are JSON objects keyed by field name (see `_object`)."""
     if isinstance(kind, GraphQLNonNull):
+        if isinstance(kind.of_type, GraphQLScalarType | GraphQLEnumType):
+            return _leaf(kind.of_type, _non_null)
         inner = _value(kind.of_type, selection_set, keyed)
-
-        def non_null(value: Any) -> Any:
-            if value is None:
-                raise TypeError("a non-null field of the model registry holds null")
-            return inner(value)
-
-        return non_null
+        return lambda value: inner(_non_null(_same, value))
     if isinstance(kind, GraphQLList):
         item = _value(kind.of_type, selection_set, keyed)
         return lambda value: None if value is None else [item(v) for v in value]
     if isinstance(kind, GraphQLScalarType | GraphQLEnumType):
-        leaf = kind.serialize
-        return lambda value: None if value is None else leaf(value)
+        return _leaf(kind, _or_none)
     if isinstance(kind, GraphQLObjectType):
         nested = _object(kind, selection_set, keyed)
         return lambda value: None if value is None else nested(value)
     raise Declined  # interfaces and unions
+
+
+Serialized = Callable[[Callable[[Any], Any], Any], Any]
+
+
+def _leaf(kind: GraphQLScalarType | GraphQLEnumType, slow: Serialized) -> Callable[[Any], Any]:
+    """A leaf's serializer (`slow`: with null allowed or not). A value of a built-in scalar
+    already in its output form (a finite float, a string, a bool) is passed as it is, as its
+    serializer would give it back."""
+    serialize = kind.serialize
+    if specified_scalar_types.get(kind.name) is not kind or kind.name == "Int":
+        return lambda v: slow(serialize, v)
+    if kind.name == "Float":
+        # v - v is 0.0 for finite floats only: NaN and infinities go to the serializer (refused)
+        return lambda v: v if type(v) is float and v - v == 0.0 else slow(serialize, v)
+    output = bool if kind.name == "Boolean" else str
+    return lambda v: v if type(v) is output else slow(serialize, v)
+
+
+def _non_null(serialize: Callable[[Any], Any], value: Any) -> Any:
+    if value is None:
+        raise TypeError("a non-null field holds null")
+    return serialize(value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _object_type(schema: GraphQLSchema, name: str) -> GraphQLObjectType:
