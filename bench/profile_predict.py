@@ -2,12 +2,16 @@
 
 Each part is timed in a loop (median of 5 repeats, one call at a time) and shown as a ratio to
 the baseline measured in the same run: the reference service's per-request work (a one-row
-pandas DataFrame and scikit-learn's `predict_proba`). Run: `.venv/bin/python -m
-bench.profile_predict` (it trains a model on synthetic data in a temp dir first).
+pandas DataFrame and scikit-learn's `predict_proba`). Pairs measured in the same run are also
+shown as ratios to each other: `predict` with and without `explanation` selected, and the use
+case with the serving version's input profile (input warnings checked) and without one (as
+before warnings existed). Run: `.venv/bin/python -m bench.profile_predict` (it trains a model on
+synthetic data in a temp dir first); `--only explain` times just those pairs.
 """
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import os
 import statistics
@@ -30,6 +34,7 @@ from bench.stack import UNREACHABLE_RATE, prepare_stack
 from graph.app import build_runtime, create_app
 from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
+from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry, decode_telemetry
 from graph.runtime.usecases import predict
 from graph.schema import build_schema
@@ -115,6 +120,26 @@ async def asgi_call(app: Any, path: str, body: bytes, token: str | None) -> None
     assert statuses == [200], statuses
 
 
+# (with, without): each pair's ratio is reported; the parts are named in Profile's lists.
+PAIRS = [
+    ("use case, 1 row, with explanation", "use case, 1 row"),
+    ("use case, 1,000 rows, with explanation", "use case, 1,000 rows"),
+    ("compiled plan: predict + explanation, prepared context",
+     "compiled plan: predict, prepared context"),
+    ("compiled plan: predictBatch, 1,000 rows + explanation, prepared context",
+     "compiled plan: predictBatch, 1,000 rows, prepared context"),
+    ("executor: predict + explanation, prepared context", "executor: predict, prepared context"),
+    ("failcast app via ASGI, in-process: predict + explanation",
+     "failcast app via ASGI, in-process: predict (auth, GraphQL, own commit)"),
+    ("failcast app via ASGI, in-process: predictBatch 1,000 rows + explanation",
+     "failcast app via ASGI, in-process: predictBatch 1,000 rows"),
+    ("use case, 1 row", "use case, 1 row, no input profile (no warnings: as at 53a2805)"),
+    ("use case, 1 row, out of range (warnings written)",
+     "use case, 1 row, no input profile (no warnings: as at 53a2805)"),
+    ("use case, 1,000 rows", "use case, 1,000 rows, no input profile (as at 53a2805)"),
+]  # fmt: skip
+
+
 class Profile:
     """The parts of the predict path, prepared once and timed one by one."""
 
@@ -127,6 +152,36 @@ class Profile:
         self.row = {k: float(v) for k, v in payloads.rows(1, 7)[0].items() if k != "deviceId"}
         self.one = np.array([[self.row[f] for f in names]])
         self.many = np.array([[r[f] for f in names] for r in payloads.rows(BATCH, 8)], dtype=float)
+        # The use case's rows: inside the serving version's training range (the common case).
+        loaded = services.models.current
+        assert loaded.ranges is not None, "the trained version has no input profile"
+        low, high = loaded.ranges
+        self.inside = dict(zip(names, ((low + high) / 2).tolist(), strict=True))
+        self.outside = {**self.inside, names[0]: float(high[0]) * 2}
+
+    def explain_parts(self) -> list[Timing]:
+        """The use case with and without explanation, with and without input warnings."""
+        models = self.services.models
+        unprofiled = ModelService(self.services.engine)  # the same model, without its ranges
+        assert models.current is not None
+        unprofiled.holder.swap(dataclasses.replace(models.current, ranges=None))
+        inside, outside = self._telemetry(1, self.inside), self._telemetry(1, self.outside)
+        many = self._telemetry(BATCH, self.inside)
+        parts: list[tuple[str, Callable[[], object], int]] = [
+            ("use case, 1 row, no input profile (no warnings: as at 53a2805)",
+             lambda: predict(unprofiled, _audit(), inside), 1),
+            ("use case, 1 row", lambda: predict(models, _audit(), inside), 1),
+            ("use case, 1 row, out of range (warnings written)",
+             lambda: predict(models, _audit(), outside), 1),
+            ("use case, 1 row, with explanation",
+             lambda: predict(models, _audit(), inside, explain=True), 1),
+            ("use case, 1,000 rows, no input profile (as at 53a2805)",
+             lambda: predict(unprofiled, _audit(), many, batch=True), BATCH),
+            ("use case, 1,000 rows", lambda: predict(models, _audit(), many, batch=True), BATCH),
+            ("use case, 1,000 rows, with explanation",
+             lambda: predict(models, _audit(), many, batch=True, explain=True), BATCH),
+        ]  # fmt: skip
+        return [Timing(name, time_sync(fn, self.budget), rows) for name, fn, rows in parts]
 
     def sync_parts(self) -> list[Timing]:
         """Everything that runs without an event loop."""
@@ -176,8 +231,8 @@ class Profile:
             records.append(audit.record(200))
         write_records(self.services.engine, records)
 
-    def _telemetry(self, rows: int) -> Telemetry:
-        return decode_telemetry([{**self.row, "deviceId": "B0000001"}] * rows)
+    def _telemetry(self, rows: int, row: dict[str, float] | None = None) -> Telemetry:
+        return decode_telemetry([{**(row or self.row), "deviceId": "B0000001"}] * rows)
 
     async def _run(self, document: str, variables: dict[str, Any], plans: bool) -> None:
         principal = self.services.verifier.verify(self.token)
@@ -186,24 +241,39 @@ class Profile:
         executed = await self.executor.execute(OperationRequest(document, variables), context, True)
         assert not executed.result.errors, executed.result.errors
 
-    async def async_parts(self, reference_app: Any) -> list[Timing]:
-        """schema.execute with a prepared context, and whole apps through ASGI in-process."""
+    async def async_parts(self, reference_app: Any | None) -> list[Timing]:
+        """schema.execute with a prepared context, and whole apps through ASGI in-process;
+        without a reference app, only the parts the explanation pairs compare."""
         one = {"input": payloads.rows(1, 2)[0]}
         many = {"inputs": payloads.rows(BATCH, 3)}
-        rest = payloads.rest_bodies(1)[0].encode()
-        body, batch_body = payloads.predict_bodies(1)[0], payloads.batch_bodies(1, BATCH)[0]
+        explained, explained_batch = (
+            payloads.EXPLAINED_PREDICT_DOCUMENT,
+            payloads.EXPLAINED_BATCH_DOCUMENT,
+        )
         parts: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
             ("executor: predict, prepared context",
              lambda: self._run(payloads.PREDICT_DOCUMENT, one, plans=False), 1),
+            ("executor: predict + explanation, prepared context",
+             lambda: self._run(explained, one, plans=False), 1),
             ("executor: predictBatch, 1,000 rows, prepared context",
              lambda: self._run(payloads.BATCH_DOCUMENT, many, plans=False), BATCH),
             ("compiled plan: predict, prepared context",
              lambda: self._run(payloads.PREDICT_DOCUMENT, one, plans=True), 1),
+            ("compiled plan: predict + explanation, prepared context",
+             lambda: self._run(explained, one, plans=True), 1),
             ("compiled plan: predictBatch, 1,000 rows, prepared context",
              lambda: self._run(payloads.BATCH_DOCUMENT, many, plans=True), BATCH),
-            ("reference FastAPI app via ASGI, in-process",
-             lambda: asgi_call(reference_app, "/predict", rest, None), 1),
+            ("compiled plan: predictBatch, 1,000 rows + explanation, prepared context",
+             lambda: self._run(explained_batch, many, plans=True), BATCH),
         ]  # fmt: skip
+        if reference_app is not None:
+            rest = payloads.rest_bodies(1)[0].encode()
+            parts.append(
+                ("reference FastAPI app via ASGI, in-process",
+                 lambda: asgi_call(reference_app, "/predict", rest, None), 1)
+            )  # fmt: skip
+        else:
+            parts = [p for p in parts if "executor: predictBatch" not in p[0]]
         timings = [
             Timing(name, await time_async(fn, self.budget), rows) for name, fn, rows in parts
         ]
@@ -211,9 +281,13 @@ class Profile:
         async with app.router.lifespan_context(app):
             apps: list[tuple[str, bytes, int]] = [
                 ("failcast app via ASGI, in-process: predict (auth, GraphQL, own commit)",
-                 body.encode(), 1),
+                 payloads.predict_bodies(1)[0].encode(), 1),
+                ("failcast app via ASGI, in-process: predict + explanation",
+                 payloads.predict_bodies(1, explained)[0].encode(), 1),
                 ("failcast app via ASGI, in-process: predictBatch 1,000 rows",
-                 batch_body.encode(), BATCH),
+                 payloads.batch_bodies(1, BATCH)[0].encode(), BATCH),
+                ("failcast app via ASGI, in-process: predictBatch 1,000 rows + explanation",
+                 payloads.batch_bodies(1, BATCH, explained_batch)[0].encode(), BATCH),
             ]  # fmt: skip
             for name, payload, rows in apps:
                 call = functools.partial(asgi_call, app, "/graphql", payload, self.token)
@@ -226,16 +300,21 @@ def _audit() -> RequestAudit:
 
 
 def render(timings: list[Timing]) -> str:
-    """The profile as a Markdown table, each part relative to the baseline."""
-    base = next(t.micros for t in timings if t.name.startswith("BASELINE"))
+    """The profile as a Markdown table, each part relative to the baseline (when measured),
+    then the ratio of each pair of PAIRS measured in the run."""
+    base = next((t.micros for t in timings if t.name.startswith("BASELINE")), None)
     lines = [
         "| part | us per call | x baseline | us per prediction |",
         "|---|---|---|---|",
     ]
     for t in timings:
-        lines.append(
-            f"| {t.name} | {t.micros:,.1f} | {t.micros / base:.3f} | {t.micros / t.rows:,.1f} |"
-        )
+        ratio = f"{t.micros / base:.3f}" if base else "-"
+        lines.append(f"| {t.name} | {t.micros:,.1f} | {ratio} | {t.micros / t.rows:,.1f} |")
+    micros = {t.name: t.micros for t in timings}
+    pairs = [(a, b) for a, b in PAIRS if a in micros and b in micros]
+    if pairs:
+        lines += ["", "| this | over that | ratio |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {micros[a] / micros[b]:.3f} |" for a, b in pairs]
     return "\n".join(lines)
 
 
@@ -256,6 +335,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_predict", description=__doc__)
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per repeat (0.3)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--only", choices=["explain"], help="explain: only the pairs with/without explanation"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="X has feature names")
     with tempfile.TemporaryDirectory(prefix="failcast-profile-") as tmp:
@@ -272,8 +354,12 @@ def main() -> int:
         services = build_runtime(settings)
         services.models.refresh_sync()
         profile = Profile(services, stack.token, args.budget)
-        timings = profile.sync_parts()
-        timings += asyncio.run(profile.async_parts(_reference_app(services, Path(tmp))))
+        timings = profile.explain_parts()
+        if args.only is None:
+            timings = profile.sync_parts() + timings
+            timings += asyncio.run(profile.async_parts(_reference_app(services, Path(tmp))))
+        else:
+            timings += asyncio.run(profile.async_parts(None))
         services.engine.dispose()
     report = render(timings)
     args.output.parent.mkdir(parents=True, exist_ok=True)
