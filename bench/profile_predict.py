@@ -6,13 +6,15 @@ pandas DataFrame and scikit-learn's `predict_proba`). Pairs measured in the same
 shown as ratios to each other: `predict` with and without `explanation` selected, and the use
 case with the serving version's input profile (input warnings checked) and without one (as
 before warnings existed). Run: `.venv/bin/python -m bench.profile_predict` (it trains a model on
-synthetic data in a temp dir first); `--only explain` times just those pairs.
+synthetic data in a temp dir first); `--only explain --rounds 3` times just those pairs, three
+times over.
 """
 
 import argparse
 import asyncio
 import dataclasses
 import functools
+import gc
 import os
 import statistics
 import sys
@@ -299,23 +301,33 @@ def _audit() -> RequestAudit:
     return RequestAudit.begin("POST", "/graphql", "127.0.0.1", "profile")
 
 
-def render(timings: list[Timing]) -> str:
-    """The profile as a Markdown table, each part relative to the baseline (when measured),
-    then the ratio of each pair of PAIRS measured in the run."""
-    base = next((t.micros for t in timings if t.name.startswith("BASELINE")), None)
+def render(rounds: list[list[Timing]]) -> str:
+    """The profile as a Markdown table (each part's median over the rounds, relative to the
+    baseline when measured), then each pair of PAIRS: its ratio's median [min-max] over the
+    rounds, each round's ratio taken from that round's own two timings."""
+    parts = {t.name: t.rows for t in rounds[0]}
+    micros = {name: [r[name] for r in _by_name(rounds)] for name in parts}
+    median = {name: statistics.median(values) for name, values in micros.items()}
+    base = next((m for name, m in median.items() if name.startswith("BASELINE")), None)
     lines = [
         "| part | us per call | x baseline | us per prediction |",
         "|---|---|---|---|",
     ]
-    for t in timings:
-        ratio = f"{t.micros / base:.3f}" if base else "-"
-        lines.append(f"| {t.name} | {t.micros:,.1f} | {ratio} | {t.micros / t.rows:,.1f} |")
-    micros = {t.name: t.micros for t in timings}
-    pairs = [(a, b) for a, b in PAIRS if a in micros and b in micros]
+    for name, m in median.items():
+        ratio = f"{m / base:.3f}" if base else "-"
+        lines.append(f"| {name} | {m:,.1f} | {ratio} | {m / parts[name]:,.1f} |")
+    pairs = [(a, b) for a, b in PAIRS if a in parts and b in parts]
     if pairs:
-        lines += ["", "| this | over that | ratio |", "|---|---|---|"]
-        lines += [f"| {a} | {b} | {micros[a] / micros[b]:.3f} |" for a, b in pairs]
+        lines += ["", f"| this | over that | ratio ({len(rounds)} rounds) |", "|---|---|---|"]
+        for a, b in pairs:
+            ratios = [x / y for x, y in zip(micros[a], micros[b], strict=True)]
+            spread = f" [{min(ratios):.3f}-{max(ratios):.3f}]" if len(ratios) > 1 else ""
+            lines.append(f"| {a} | {b} | {statistics.median(ratios):.3f}{spread} |")
     return "\n".join(lines)
+
+
+def _by_name(rounds: list[list[Timing]]) -> list[dict[str, float]]:
+    return [{t.name: t.micros for t in timings} for timings in rounds]
 
 
 def _reference_app(services: Runtime, tmp: Path) -> Any:
@@ -338,6 +350,7 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=["explain"], help="explain: only the pairs with/without explanation"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="times every part is timed (1)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="X has feature names")
     with tempfile.TemporaryDirectory(prefix="failcast-profile-") as tmp:
@@ -354,14 +367,20 @@ def main() -> int:
         services = build_runtime(settings)
         services.models.refresh_sync()
         profile = Profile(services, stack.token, args.budget)
-        timings = profile.explain_parts()
-        if args.only is None:
-            timings = profile.sync_parts() + timings
-            timings += asyncio.run(profile.async_parts(_reference_app(services, Path(tmp))))
-        else:
-            timings += asyncio.run(profile.async_parts(None))
+        reference = _reference_app(services, Path(tmp)) if args.only is None else None
+        # As a server does once started (graph.app's lifespan): what lives as long as the
+        # process is moved out of the collector's reach, so collections stay short.
+        gc.collect()
+        gc.freeze()
+        rounds = []
+        for _ in range(args.rounds):
+            timings = profile.explain_parts()
+            if args.only is None:
+                timings = profile.sync_parts() + timings
+            timings += asyncio.run(profile.async_parts(reference))
+            rounds.append(timings)
         services.engine.dispose()
-    report = render(timings)
+    report = render(rounds)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report + "\n", encoding="utf-8")
     print(report)
