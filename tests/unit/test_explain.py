@@ -42,10 +42,14 @@ def fleet():
 
 @pytest.fixture(scope="module")
 def real():
-    if not REAL_DATA.is_file():
-        pytest.skip(f"real dataset absent: {REAL_DATA} (set FAILCAST_TEST_DATA)")
     data = load_dataset(REAL_DATA)
     return data.X, data.y
+
+
+@pytest.fixture(params=["fleet", pytest.param("real", marks=needs_real_data)])
+def dataset(request):
+    """Rows of the synthetic fleet, and of the public dataset (skipped visibly without it)."""
+    return request.getfixturevalue(request.param)
 
 
 def _check_tree(estimator, predictor: Predictor, rows: np.ndarray) -> None:
@@ -99,29 +103,15 @@ def _check_linear(estimator, predictor: Predictor, rows: np.ndarray) -> None:
             assert abs(part["contribution"] - coef[j] * transformed[i, j]) <= TOLERANCE
 
 
-@needs_real_data
-def test_tree_paths_are_scikit_learns_decision_path_on_real_rows(real):
-    X, y = real
-    estimator, predictor = _fitted("decision_tree", X, y)
-    _check_tree(estimator, predictor, _rows(X, y))
-
-
-@needs_real_data
-def test_contributions_add_up_to_scikit_learns_decision_function_on_real_rows(real):
-    X, y = real
-    estimator, predictor = _fitted("logistic_regression", X, y)
-    _check_linear(estimator, predictor, _rows(X, y))
-
-
-def test_tree_paths_are_scikit_learns_decision_path_on_the_fleet(fleet):
-    X, y = fleet
+def test_tree_paths_are_scikit_learns_decision_path(dataset):
+    X, y = dataset
     for params in ({}, {"max_depth": None}):  # the pruned tree, and a deep unpruned one
         estimator, predictor = _fitted("decision_tree", X, y, **params)
         _check_tree(estimator, predictor, _rows(X, y))
 
 
-def test_contributions_add_up_to_scikit_learns_decision_function_on_the_fleet(fleet):
-    X, y = fleet
+def test_contributions_add_up_to_scikit_learns_decision_function(dataset):
+    X, y = dataset
     estimator, predictor = _fitted("logistic_regression", X, y)
     _check_linear(estimator, predictor, _rows(X, y))
 
