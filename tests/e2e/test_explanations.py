@@ -3,6 +3,7 @@ with the predictions, and read back from history as they were (or, for a predict
 without an explanation, computed from the version that made it)."""
 
 import math
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
-from support import demo_fleet, gql, register_version
+from support import REPO_ROOT, demo_fleet, gql, register_version
 
 from graph.app import create_app
+from graph.runtime.models import OTHER_VERSIONS_KEPT
 from graph.settings import Settings
 from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact, load_artifact, sha256_hex
 from persistence import Prediction, session_scope
@@ -40,6 +42,10 @@ IN_FRAGMENT = (
   predictBatch(inputs: $rows) { id ...E @include(if: $x) } }
 fragment E on Prediction { failureProbability %s }"""
     % EXPLANATION
+)
+INLINE = """mutation I($rows: [PredictInput!]!, $x: Boolean!) {
+  predictBatch(inputs: $rows) { id ... on Prediction { ... @include(if: $x) { %s } } } }""" % (
+    EXPLANATION
 )
 SKIPPED = """mutation S($rows: [PredictInput!]!, $x: Boolean!) {
   predictBatch(inputs: $rows) { id explanation @skip(if: $x) { kind } } }"""
@@ -116,7 +122,9 @@ def test_a_predict_not_selecting_explanation_stores_none(either, auth_headers, d
     assert _stored(db_engine, [answer["id"]])[answer["id"]].explanation is None
 
 
-@pytest.mark.parametrize(("query", "stores"), [(IN_FRAGMENT, True), (SKIPPED, False)])
+@pytest.mark.parametrize(
+    ("query", "stores"), [(IN_FRAGMENT, True), (INLINE, True), (SKIPPED, False)]
+)
 def test_the_executor_sees_explanation_in_fragments_and_under_directives(
     client, auth_headers, db_engine, query, stores
 ):
@@ -254,3 +262,13 @@ def test_an_explanation_from_an_altered_artifact_is_refused_and_the_rest_answere
     assert body["data"]["prediction"]["explanation"] is None
     assert [e["extensions"]["code"] for e in body["errors"]] == ["MODEL_UNAVAILABLE"]
     assert body["errors"][0]["path"] == ["prediction", "explanation"]
+
+
+def test_the_readmes_explanation_query_runs_and_its_figures_hold(client, auth_headers):
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Explanations", 1)[1].split("\n### ", 1)[0]
+    [query] = re.findall(r"```graphql\n(.*?)```", section, re.S)
+    body = gql(client, query, {"one": _inside(1)[0]}, auth_headers)
+    assert "errors" not in body, body
+    assert body["data"]["predict"]["explanation"]["kind"] == "DECISION_PATH"
+    assert f"the last {OTHER_VERSIONS_KEPT} versions" in " ".join(section.split())
