@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,40 +63,63 @@ class Timing:
     rows: int = 1
 
 
-def _calls_per_repeat(elapsed: Callable[[], float], budget_s: float, calls: int) -> int:
-    return max(1, int(calls * budget_s / max(elapsed(), 1e-9)))
-
-
 def time_sync(fn: Callable[[], object], budget_s: float, repeats: int = 5) -> float:
     """Median over `repeats` of the mean time per call (us), each repeat ~`budget_s` long."""
-    started, calls = time.perf_counter(), 0
-    while time.perf_counter() - started < budget_s / 5:
-        fn()
-        calls += 1
-    count = _calls_per_repeat(lambda: time.perf_counter() - started, budget_s, calls)
-    samples = []
+    return time_together([fn], budget_s, repeats)[0]
+
+
+def time_together(
+    fns: Sequence[Callable[[], object]], budget_s: float, repeats: int = 5
+) -> list[float]:
+    """time_sync of several functions, their repeats taken in turn (A, B, A, B, ...): the
+    ratios of parts timed together hold while the machine's load drifts."""
+
+    def calls(fn: Callable[[], object]) -> Callable[[int], Awaitable[float]]:
+        async def run(count: int) -> float:
+            started = time.perf_counter()
+            for _ in range(count):
+                fn()
+            return time.perf_counter() - started
+
+        return run
+
+    return asyncio.run(_together([calls(fn) for fn in fns], budget_s, repeats))
+
+
+async def time_async_together(
+    fns: Sequence[Callable[[], Awaitable[object]]], budget_s: float, repeats: int = 5
+) -> list[float]:
+    """time_together for coroutines, awaited one after another on the running loop."""
+
+    def calls(fn: Callable[[], Awaitable[object]]) -> Callable[[int], Awaitable[float]]:
+        async def run(count: int) -> float:
+            started = time.perf_counter()
+            for _ in range(count):
+                await fn()
+            return time.perf_counter() - started
+
+        return run
+
+    return await _together([calls(fn) for fn in fns], budget_s, repeats)
+
+
+async def _together(
+    runs: Sequence[Callable[[int], Awaitable[float]]], budget_s: float, repeats: int
+) -> list[float]:
+    """Each run(count) times `count` calls of one part: calls per repeat are chosen so that a
+    repeat takes ~budget_s, then the repeats of every part are taken in turn."""
+    counts = []
+    for run in runs:
+        elapsed, calls = 0.0, 0
+        while elapsed < budget_s / 5:
+            elapsed += await run(1)
+            calls += 1
+        counts.append(max(1, int(calls * budget_s / max(elapsed, 1e-9))))
+    samples: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(count):
-            fn()
-        samples.append((time.perf_counter() - started) / count)
-    return statistics.median(samples) * 1e6
-
-
-async def time_async(fn: Callable[[], Awaitable[object]], budget_s: float) -> float:
-    """time_sync for coroutines, awaited one after another on the running loop."""
-    started, calls = time.perf_counter(), 0
-    while time.perf_counter() - started < budget_s / 5:
-        await fn()
-        calls += 1
-    count = _calls_per_repeat(lambda: time.perf_counter() - started, budget_s, calls)
-    samples = []
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(count):
-            await fn()
-        samples.append((time.perf_counter() - started) / count)
-    return statistics.median(samples) * 1e6
+        for run, count, taken in zip(runs, counts, samples, strict=True):
+            taken.append(await run(count) / count)
+    return [statistics.median(taken) * 1e6 for taken in samples]
 
 
 def _scope(path: str, token: str | None) -> dict[str, Any]:
@@ -183,7 +206,8 @@ class Profile:
             ("use case, 1,000 rows, with explanation",
              lambda: predict(models, _audit(), many, batch=True, explain=True), BATCH),
         ]  # fmt: skip
-        return [Timing(name, time_sync(fn, self.budget), rows) for name, fn, rows in parts]
+        micros = time_together([fn for _, fn, _ in parts], self.budget)
+        return [Timing(name, m, rows) for (name, _, rows), m in zip(parts, micros, strict=True)]
 
     def sync_parts(self) -> list[Timing]:
         """Everything that runs without an event loop."""
@@ -276,9 +300,8 @@ class Profile:
             )  # fmt: skip
         else:
             parts = [p for p in parts if "executor: predictBatch" not in p[0]]
-        timings = [
-            Timing(name, await time_async(fn, self.budget), rows) for name, fn, rows in parts
-        ]
+        micros = await time_async_together([fn for _, fn, _ in parts], self.budget)
+        timings = [Timing(name, m, rows) for (name, _, rows), m in zip(parts, micros, strict=True)]
         app = create_app(self.services.settings)
         async with app.router.lifespan_context(app):
             apps: list[tuple[str, bytes, int]] = [
@@ -291,9 +314,14 @@ class Profile:
                 ("failcast app via ASGI, in-process: predictBatch 1,000 rows + explanation",
                  payloads.batch_bodies(1, BATCH, explained_batch)[0].encode(), BATCH),
             ]  # fmt: skip
-            for name, payload, rows in apps:
-                call = functools.partial(asgi_call, app, "/graphql", payload, self.token)
-                timings.append(Timing(name, await time_async(call, self.budget), rows))
+            calls = [
+                functools.partial(asgi_call, app, "/graphql", payload, self.token)
+                for _, payload, _ in apps
+            ]
+            micros = await time_async_together(calls, self.budget)
+            timings += [
+                Timing(name, m, rows) for (name, _, rows), m in zip(apps, micros, strict=True)
+            ]
         return timings
 
 
