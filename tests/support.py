@@ -108,6 +108,7 @@ def register_version(
     *,
     lifecycle: bool = True,
     metrics: dict[str, Any] | None = None,
+    algorithm: str = "decision_tree",
 ) -> ModelVersion:
     """Register artifact bytes as a model version (as training would).
 
@@ -117,7 +118,7 @@ def register_version(
     profile, golden = lifecycle_facts(artifact) if lifecycle else (None, None)
     row = ModelVersion(
         version=version,
-        algorithm="decision_tree",
+        algorithm=algorithm,
         params={"max_depth": 4},
         feature_names=list(DEVICE_FEATURES),
         threshold=0.5,

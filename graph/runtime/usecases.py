@@ -2,11 +2,13 @@
 
 import asyncio
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
+import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -15,6 +17,8 @@ from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry
 from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
+from model.compiled import Explanation
+from model.profile import range_warnings
 from persistence import (
     AuditEvent,
     AuditFilter,
@@ -90,19 +94,36 @@ def check_observed_at(moment: datetime, where: str) -> None:
 
 
 def predict(
-    models: ModelService, audit: RequestAudit, telemetry: Telemetry, batch: bool = False
+    models: ModelService,
+    audit: RequestAudit,
+    telemetry: Telemetry,
+    batch: bool = False,
+    explain: bool = False,
 ) -> Predicted:
-    """Check, predict, and queue the predictions for storage with the request's audit row."""
+    """Check, predict, and queue the predictions for storage with the request's audit row.
+
+    With `explain` (the answer selects `explanation`) each prediction's explanation is computed
+    in the same pass and stored with it. Values outside the serving version's training range
+    are noted as warnings, stored too; the prediction is made all the same.
+    """
     check_telemetry(telemetry, batch)
     loaded = models.current
     if loaded is None:
         raise FailcastError(
             ErrorCode.MODEL_UNAVAILABLE, "no model is available to serve predictions"
         )
-    columns = [DEVICE_FEATURES.index(name) for name in loaded.predictor.feature_names]
+    predictor = loaded.predictor
     matrix = telemetry.matrix
-    probabilities = loaded.predictor.predict_proba(matrix[:, columns])
-    threshold = loaded.predictor.threshold
+    inputs = matrix[:, _columns(predictor.feature_names)]
+    explanations = None
+    if explain:
+        probabilities, explanations = predictor.explain(inputs)
+    else:
+        probabilities = predictor.predict_proba(inputs)
+    warnings = None
+    if loaded.ranges is not None:  # one comparison per batch when every value is inside
+        warnings = range_warnings(inputs, predictor.feature_names, *loaded.ranges)
+    threshold = predictor.threshold
     now = datetime.now(UTC)
     block = PredictionBlock(
         audit_event_id=audit.id,
@@ -115,9 +136,47 @@ def predict(
         metrics={name: matrix[:, i].tolist() for i, name in enumerate(DEVICE_FEATURES)},
         failure_probability=probabilities.tolist(),
         is_failure=(probabilities >= threshold).tolist(),
+        explanations=explanations,
+        warnings=warnings,
     )
     audit.add_predictions(block, loaded.version)
     return Predicted(block, loaded)
+
+
+@dataclass(frozen=True, slots=True)
+class Explainable:
+    """A prediction to explain: the version that made it, and its inputs (DEVICE_FEATURES)."""
+
+    model_version_id: int
+    inputs: tuple[float, ...]
+
+
+async def explanations(
+    models: ModelService, items: Sequence[Explainable]
+) -> list[Explanation | None]:
+    """Explain stored predictions with the versions that made them, off the event loop."""
+    return await asyncio.to_thread(_explanations, models, items)
+
+
+def _explanations(models: ModelService, items: Sequence[Explainable]) -> list[Explanation | None]:
+    found: list[Explanation | None] = [None] * len(items)
+    by_version: dict[int, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        by_version[item.model_version_id].append(i)
+    for version_id, rows in by_version.items():  # one pass per version
+        predictor = models.predictor_for(version_id)
+        inputs = np.array([items[i].inputs for i in rows], dtype=np.float64)
+        matrix = inputs[:, _columns(predictor.feature_names)]
+        _, explained = predictor.explain(matrix)
+        if explained is not None:  # None: a model scikit-learn answers has no explanations
+            for i, explanation in zip(rows, explained, strict=True):
+                found[i] = explanation
+    return found
+
+
+def _columns(feature_names: Sequence[str]) -> list[int]:
+    """Where a model's features are among DEVICE_FEATURES (the telemetry's columns)."""
+    return [DEVICE_FEATURES.index(name) for name in feature_names]
 
 
 def _observed_or(

@@ -4,7 +4,9 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from graph.errors import bad_input
 from graph.runtime import lifecycle, usecases
@@ -51,10 +53,50 @@ def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[Predic
     if batch:
         usecases.check_batch_size(len(inputs), context.runtime.settings.max_batch_size)
     telemetry = decode_telemetry([item.as_input() for item in inputs])
-    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch)
+    explain = _mentions(info, "explanation") and _selects(info.selected_fields, "explanation")
+    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch, explain)
     context.versions.prime(predicted.model.version_id, predicted.model.info)
     context.subjects.prime(context.audit.id, context.audit.subject)  # its row is not stored yet
     return PredictionType.from_block(predicted.block)
+
+
+def _mentions(info: Info, name: str) -> bool:
+    """Whether the root field's selection names the field at all (a walk of the document's
+    nodes, cheaper than strawberry's `selected_fields`, which only then decides)."""
+    raw = info._raw_info
+    pending = [node.selection_set for node in raw.field_nodes]
+    while pending:
+        selection_set = pending.pop()
+        for node in selection_set.selections if selection_set else ():
+            if isinstance(node, FieldNode):
+                if node.name.value == name:
+                    return True
+            elif isinstance(node, FragmentSpreadNode):
+                pending.append(raw.fragments[node.name.value].selection_set)
+            elif isinstance(node, InlineFragmentNode):
+                pending.append(node.selection_set)
+    return False
+
+
+def _selects(selections: list[Selection], name: str) -> bool:
+    """Whether the answer selects a field of the root field's type (through fragments too)."""
+    for root in selections:
+        for selection in root.selections:
+            if _skipped(selection.directives):
+                continue
+            if isinstance(selection, SelectedField):
+                if selection.name == name:
+                    return True
+            elif _selects([selection], name):  # a fragment: its selections, one level down
+                return True
+    return False
+
+
+def _skipped(directives: dict[str, dict[str, object]]) -> bool:
+    skip, include = directives.get("skip"), directives.get("include")
+    return (skip is not None and skip.get("if") is True) or (
+        include is not None and include.get("if") is False
+    )
 
 
 @strawberry.type
