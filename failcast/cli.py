@@ -75,7 +75,7 @@ def _evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p = sub.add_parser(
         "evaluate",
         help="score a registered version on a labeled dataset, store the run, gate it (train "
-        "extra); exit 3 when recall or precision fall more than the tolerance below training's",
+        "extra); exit 1 when recall or precision fall more than the tolerance below training's",
     )
     p.add_argument("version")
     p.add_argument("--data", required=True, help="dataset CSV (.csv or .csv.gz)")

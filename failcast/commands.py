@@ -41,7 +41,7 @@ from persistence.outcomes import OutcomeRecord, count_outcomes, upsert_outcomes
 
 # The `train` extra: `pip install .` serves without it; train and evaluate need it.
 TRAINING_STACK = ("sklearn", "matplotlib")
-EXIT_GATE_FAILED = 3  # failcast evaluate: scored, and below the training figures
+EXIT_GATE_FAILED = 1  # failcast evaluate: scored, and below the training figures (a failed check)
 NEEDS_TRAIN_EXTRA = "training needs the train extra: pip install 'failcast[train]'"
 
 

@@ -3,7 +3,7 @@
 The gate's main case runs on the public dataset (tests/support.REAL_DATA; skipped visibly
 without it): a version trained on it, evaluated on its own held-out devices, reproduces the
 training report's test figures and passes; the same estimator registered with a threshold no
-score reaches (claiming the good version's figures) fails with exit code 3. Both runs are stored.
+score reaches (claiming the good version's figures) fails with exit code 1 (a failed check, as every gate of the CLI). Both runs are stored.
 """
 
 import gzip
@@ -151,7 +151,7 @@ def _held_out_gate(db_url: str, engine: Engine, data: Path, options: TrainOption
     never = float(np.nextafter(1.0, 2.0))  # a threshold no score reaches: it never says FAILURE
     _degraded_copy(engine, outcome.version, "worse-1", never)
     code, worse, err = _evaluate(db_url, "worse-1", data, "--held-out")
-    assert code == 3, err
+    assert code == 1, err
     assert worse["metrics"]["recall"] == 0.0 < test["recall"] - 0.1
     assert not worse["gate"]["passed"] and "worse-1 fails the gate: recall" in err
     runs = _stored_runs(engine)
