@@ -58,7 +58,11 @@ def _check_tree(estimator, predictor: Predictor, rows: np.ndarray) -> None:
     assert explanations is not None
     indicator = estimator.decision_path(rows)
     leaves = estimator.apply(rows)
-    node_proba = tree.value[:, 0, 1] / tree.value[:, 0, :].sum(axis=1)
+    # Each node's probability as scikit-learn's predict_proba gives it: scikit-learn >= 1.4
+    # stores class fractions (returned as they are), older versions counts (divided).
+    values = tree.value[:, 0, :]
+    sums = values.sum(axis=1)
+    node_proba = values[:, 1] if np.all(np.abs(sums - 1) <= 1e-9) else values[:, 1] / sums
     expected_proba = estimator.predict_proba(rows)[:, 1]
     assert np.abs(probabilities - expected_proba).max() <= 1e-12
     for i, explanation in enumerate(explanations):
