@@ -14,6 +14,13 @@ BATCH_DOCUMENT = (
     "mutation PredictBatch($inputs: [PredictInput!]!) { predictBatch(inputs: $inputs) "
     "{ id label failureProbability } }"
 )
+# The same documents selecting every field of the explanation (computed and stored with it).
+EXPLANATION = (
+    "explanation { kind score baseValue path { feature threshold value goesLeft } "
+    "contributions { feature value contribution } }"
+)
+EXPLAINED_PREDICT_DOCUMENT = PREDICT_DOCUMENT.replace("threshold ", f"threshold {EXPLANATION} ")
+EXPLAINED_BATCH_DOCUMENT = BATCH_DOCUMENT.replace(" } }", f" {EXPLANATION} }} }}")
 
 
 def _heavy_tail(rng: random.Random, zero_share: float, scale: float) -> int:
@@ -51,20 +58,20 @@ def rest_bodies(variants: int) -> list[str]:
     return [_dumps({k: v for k, v in row.items() if k != "deviceId"}) for row in rows(variants, 1)]
 
 
-def predict_bodies(variants: int) -> list[str]:
+def predict_bodies(variants: int, document: str = PREDICT_DOCUMENT) -> list[str]:
     """Bodies of the `predict` mutation, with the row in variables (as a client sends it)."""
     return [
-        _dumps({"query": PREDICT_DOCUMENT, "variables": {"input": row}, "operationName": "Predict"})
+        _dumps({"query": document, "variables": {"input": row}, "operationName": "Predict"})
         for row in rows(variants, 2)
     ]
 
 
-def batch_bodies(variants: int, size: int) -> list[str]:
+def batch_bodies(variants: int, size: int, document: str = BATCH_DOCUMENT) -> list[str]:
     """Bodies of the `predictBatch` mutation with `size` rows each."""
     return [
         _dumps(
             {
-                "query": BATCH_DOCUMENT,
+                "query": document,
                 "variables": {"inputs": rows(size, 100 + variant)},
                 "operationName": "PredictBatch",
             }

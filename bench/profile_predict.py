@@ -2,20 +2,26 @@
 
 Each part is timed in a loop (median of 5 repeats, one call at a time) and shown as a ratio to
 the baseline measured in the same run: the reference service's per-request work (a one-row
-pandas DataFrame and scikit-learn's `predict_proba`). Run: `.venv/bin/python -m
-bench.profile_predict` (it trains a model on synthetic data in a temp dir first).
+pandas DataFrame and scikit-learn's `predict_proba`). Pairs measured in the same run are also
+shown as ratios to each other: `predict` with and without `explanation` selected, and the use
+case with the serving version's input profile (input warnings checked) and without one (as
+before warnings existed). Run: `.venv/bin/python -m bench.profile_predict` (it trains a model on
+synthetic data in a temp dir first); `--only explain --rounds 3` times just those pairs, three
+times over.
 """
 
 import argparse
 import asyncio
+import dataclasses
 import functools
+import gc
 import os
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ from bench.stack import UNREACHABLE_RATE, prepare_stack
 from graph.app import build_runtime, create_app
 from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
+from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry, decode_telemetry
 from graph.runtime.usecases import predict
 from graph.schema import build_schema
@@ -56,40 +63,66 @@ class Timing:
     rows: int = 1
 
 
-def _calls_per_repeat(elapsed: Callable[[], float], budget_s: float, calls: int) -> int:
-    return max(1, int(calls * budget_s / max(elapsed(), 1e-9)))
-
-
 def time_sync(fn: Callable[[], object], budget_s: float, repeats: int = 5) -> float:
     """Median over `repeats` of the mean time per call (us), each repeat ~`budget_s` long."""
-    started, calls = time.perf_counter(), 0
-    while time.perf_counter() - started < budget_s / 5:
-        fn()
-        calls += 1
-    count = _calls_per_repeat(lambda: time.perf_counter() - started, budget_s, calls)
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(count):
-            fn()
-        samples.append((time.perf_counter() - started) / count)
-    return statistics.median(samples) * 1e6
+    return time_together([fn], budget_s, repeats)[0]
 
 
-async def time_async(fn: Callable[[], Awaitable[object]], budget_s: float) -> float:
-    """time_sync for coroutines, awaited one after another on the running loop."""
-    started, calls = time.perf_counter(), 0
-    while time.perf_counter() - started < budget_s / 5:
-        await fn()
-        calls += 1
-    count = _calls_per_repeat(lambda: time.perf_counter() - started, budget_s, calls)
-    samples = []
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(count):
-            await fn()
-        samples.append((time.perf_counter() - started) / count)
-    return statistics.median(samples) * 1e6
+def time_together(
+    fns: Sequence[Callable[[], object]], budget_s: float, repeats: int = 5
+) -> list[float]:
+    """time_sync of several functions, their repeats taken in turn (A, B, A, B, ...): the
+    ratios of parts timed together hold while the machine's load drifts."""
+
+    def calls(fn: Callable[[], object]) -> Callable[[int], Awaitable[float]]:
+        async def run(count: int) -> float:
+            started = time.perf_counter()
+            for _ in range(count):
+                fn()
+            return time.perf_counter() - started
+
+        return run
+
+    return asyncio.run(_together([calls(fn) for fn in fns], budget_s, repeats))
+
+
+async def time_async_together(
+    fns: Sequence[Callable[[], Awaitable[object]]], budget_s: float, repeats: int = 5
+) -> list[float]:
+    """time_together for coroutines, awaited one after another on the running loop."""
+
+    def calls(fn: Callable[[], Awaitable[object]]) -> Callable[[int], Awaitable[float]]:
+        async def run(count: int) -> float:
+            started = time.perf_counter()
+            for _ in range(count):
+                await fn()
+            return time.perf_counter() - started
+
+        return run
+
+    return await _together([calls(fn) for fn in fns], budget_s, repeats)
+
+
+async def _together(
+    runs: Sequence[Callable[[int], Awaitable[float]]], budget_s: float, repeats: int
+) -> list[float]:
+    """Each run(count) times `count` calls of one part: calls per repeat are chosen so that a
+    repeat takes ~budget_s, then the repeats of every part are taken in turn."""
+    counts = []
+    for run in runs:
+        elapsed, calls = 0.0, 0
+        while elapsed < budget_s / 5:
+            elapsed += await run(1)
+            calls += 1
+        counts.append(max(1, int(calls * budget_s / max(elapsed, 1e-9))))
+    samples: list[list[float]] = [[] for _ in runs]
+    order = list(zip(runs, counts, samples, strict=True))
+    # Forwards, then backwards: what one part leaves behind (a WAL to checkpoint, garbage to
+    # collect) falls on the parts before and after it alike.
+    for repeat in range(repeats):
+        for run, count, taken in order[:: 1 if repeat % 2 == 0 else -1]:
+            taken.append(await run(count) / count)
+    return [statistics.median(taken) * 1e6 for taken in samples]
 
 
 def _scope(path: str, token: str | None) -> dict[str, Any]:
@@ -115,6 +148,26 @@ async def asgi_call(app: Any, path: str, body: bytes, token: str | None) -> None
     assert statuses == [200], statuses
 
 
+# (with, without): each pair's ratio is reported; the parts are named in Profile's lists.
+PAIRS = [
+    ("use case, 1 row, with explanation", "use case, 1 row"),
+    ("use case, 1,000 rows, with explanation", "use case, 1,000 rows"),
+    ("compiled plan: predict + explanation, prepared context",
+     "compiled plan: predict, prepared context"),
+    ("compiled plan: predictBatch, 1,000 rows + explanation, prepared context",
+     "compiled plan: predictBatch, 1,000 rows, prepared context"),
+    ("executor: predict + explanation, prepared context", "executor: predict, prepared context"),
+    ("failcast app via ASGI, in-process: predict + explanation",
+     "failcast app via ASGI, in-process: predict (auth, GraphQL, own commit)"),
+    ("failcast app via ASGI, in-process: predictBatch 1,000 rows + explanation",
+     "failcast app via ASGI, in-process: predictBatch 1,000 rows"),
+    ("use case, 1 row", "use case, 1 row, no input profile (no warnings: as at 53a2805)"),
+    ("use case, 1 row, out of range (warnings written)",
+     "use case, 1 row, no input profile (no warnings: as at 53a2805)"),
+    ("use case, 1,000 rows", "use case, 1,000 rows, no input profile (as at 53a2805)"),
+]  # fmt: skip
+
+
 class Profile:
     """The parts of the predict path, prepared once and timed one by one."""
 
@@ -127,6 +180,37 @@ class Profile:
         self.row = {k: float(v) for k, v in payloads.rows(1, 7)[0].items() if k != "deviceId"}
         self.one = np.array([[self.row[f] for f in names]])
         self.many = np.array([[r[f] for f in names] for r in payloads.rows(BATCH, 8)], dtype=float)
+        # The use case's rows: inside the serving version's training range (the common case).
+        loaded = services.models.current
+        assert loaded.ranges is not None, "the trained version has no input profile"
+        low, high = loaded.ranges
+        self.inside = dict(zip(names, ((low + high) / 2).tolist(), strict=True))
+        self.outside = {**self.inside, names[0]: float(high[0]) * 2}
+
+    def explain_parts(self) -> list[Timing]:
+        """The use case with and without explanation, with and without input warnings."""
+        models = self.services.models
+        unprofiled = ModelService(self.services.engine)  # the same model, without its ranges
+        assert models.current is not None
+        unprofiled.holder.swap(dataclasses.replace(models.current, ranges=None))
+        inside, outside = self._telemetry(1, self.inside), self._telemetry(1, self.outside)
+        many = self._telemetry(BATCH, self.inside)
+        parts: list[tuple[str, Callable[[], object], int]] = [
+            ("use case, 1 row, no input profile (no warnings: as at 53a2805)",
+             lambda: predict(unprofiled, _audit(), inside), 1),
+            ("use case, 1 row", lambda: predict(models, _audit(), inside), 1),
+            ("use case, 1 row, out of range (warnings written)",
+             lambda: predict(models, _audit(), outside), 1),
+            ("use case, 1 row, with explanation",
+             lambda: predict(models, _audit(), inside, explain=True), 1),
+            ("use case, 1,000 rows, no input profile (as at 53a2805)",
+             lambda: predict(unprofiled, _audit(), many, batch=True), BATCH),
+            ("use case, 1,000 rows", lambda: predict(models, _audit(), many, batch=True), BATCH),
+            ("use case, 1,000 rows, with explanation",
+             lambda: predict(models, _audit(), many, batch=True, explain=True), BATCH),
+        ]  # fmt: skip
+        micros = time_together([fn for _, fn, _ in parts], self.budget)
+        return [Timing(name, m, rows) for (name, _, rows), m in zip(parts, micros, strict=True)]
 
     def sync_parts(self) -> list[Timing]:
         """Everything that runs without an event loop."""
@@ -176,8 +260,8 @@ class Profile:
             records.append(audit.record(200))
         write_records(self.services.engine, records)
 
-    def _telemetry(self, rows: int) -> Telemetry:
-        return decode_telemetry([{**self.row, "deviceId": "B0000001"}] * rows)
+    def _telemetry(self, rows: int, row: dict[str, float] | None = None) -> Telemetry:
+        return decode_telemetry([{**(row or self.row), "deviceId": "B0000001"}] * rows)
 
     async def _run(self, document: str, variables: dict[str, Any], plans: bool) -> None:
         principal = self.services.verifier.verify(self.token)
@@ -186,38 +270,62 @@ class Profile:
         executed = await self.executor.execute(OperationRequest(document, variables), context, True)
         assert not executed.result.errors, executed.result.errors
 
-    async def async_parts(self, reference_app: Any) -> list[Timing]:
-        """schema.execute with a prepared context, and whole apps through ASGI in-process."""
+    async def async_parts(self, reference_app: Any | None) -> list[Timing]:
+        """schema.execute with a prepared context, and whole apps through ASGI in-process;
+        without a reference app, only the parts the explanation pairs compare."""
         one = {"input": payloads.rows(1, 2)[0]}
         many = {"inputs": payloads.rows(BATCH, 3)}
-        rest = payloads.rest_bodies(1)[0].encode()
-        body, batch_body = payloads.predict_bodies(1)[0], payloads.batch_bodies(1, BATCH)[0]
+        explained, explained_batch = (
+            payloads.EXPLAINED_PREDICT_DOCUMENT,
+            payloads.EXPLAINED_BATCH_DOCUMENT,
+        )
         parts: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
             ("executor: predict, prepared context",
              lambda: self._run(payloads.PREDICT_DOCUMENT, one, plans=False), 1),
+            ("executor: predict + explanation, prepared context",
+             lambda: self._run(explained, one, plans=False), 1),
             ("executor: predictBatch, 1,000 rows, prepared context",
              lambda: self._run(payloads.BATCH_DOCUMENT, many, plans=False), BATCH),
             ("compiled plan: predict, prepared context",
              lambda: self._run(payloads.PREDICT_DOCUMENT, one, plans=True), 1),
+            ("compiled plan: predict + explanation, prepared context",
+             lambda: self._run(explained, one, plans=True), 1),
             ("compiled plan: predictBatch, 1,000 rows, prepared context",
              lambda: self._run(payloads.BATCH_DOCUMENT, many, plans=True), BATCH),
-            ("reference FastAPI app via ASGI, in-process",
-             lambda: asgi_call(reference_app, "/predict", rest, None), 1),
+            ("compiled plan: predictBatch, 1,000 rows + explanation, prepared context",
+             lambda: self._run(explained_batch, many, plans=True), BATCH),
         ]  # fmt: skip
-        timings = [
-            Timing(name, await time_async(fn, self.budget), rows) for name, fn, rows in parts
-        ]
+        if reference_app is not None:
+            rest = payloads.rest_bodies(1)[0].encode()
+            parts.append(
+                ("reference FastAPI app via ASGI, in-process",
+                 lambda: asgi_call(reference_app, "/predict", rest, None), 1)
+            )  # fmt: skip
+        else:
+            parts = [p for p in parts if "executor: predictBatch" not in p[0]]
+        micros = await time_async_together([fn for _, fn, _ in parts], self.budget)
+        timings = [Timing(name, m, rows) for (name, _, rows), m in zip(parts, micros, strict=True)]
         app = create_app(self.services.settings)
         async with app.router.lifespan_context(app):
             apps: list[tuple[str, bytes, int]] = [
                 ("failcast app via ASGI, in-process: predict (auth, GraphQL, own commit)",
-                 body.encode(), 1),
+                 payloads.predict_bodies(1)[0].encode(), 1),
+                ("failcast app via ASGI, in-process: predict + explanation",
+                 payloads.predict_bodies(1, explained)[0].encode(), 1),
                 ("failcast app via ASGI, in-process: predictBatch 1,000 rows",
-                 batch_body.encode(), BATCH),
+                 payloads.batch_bodies(1, BATCH)[0].encode(), BATCH),
+                ("failcast app via ASGI, in-process: predictBatch 1,000 rows + explanation",
+                 payloads.batch_bodies(1, BATCH, explained_batch)[0].encode(), BATCH),
             ]  # fmt: skip
-            for name, payload, rows in apps:
-                call = functools.partial(asgi_call, app, "/graphql", payload, self.token)
-                timings.append(Timing(name, await time_async(call, self.budget), rows))
+            for pair in (apps[:2], apps[2:]):  # single rows together, batches together
+                calls = [
+                    functools.partial(asgi_call, app, "/graphql", payload, self.token)
+                    for _, payload, _ in pair
+                ]
+                micros = await time_async_together(calls, self.budget)
+                timings += [
+                    Timing(name, m, rows) for (name, _, rows), m in zip(pair, micros, strict=True)
+                ]
         return timings
 
 
@@ -225,18 +333,33 @@ def _audit() -> RequestAudit:
     return RequestAudit.begin("POST", "/graphql", "127.0.0.1", "profile")
 
 
-def render(timings: list[Timing]) -> str:
-    """The profile as a Markdown table, each part relative to the baseline."""
-    base = next(t.micros for t in timings if t.name.startswith("BASELINE"))
+def render(rounds: list[list[Timing]]) -> str:
+    """The profile as a Markdown table (each part's median over the rounds, relative to the
+    baseline when measured), then each pair of PAIRS: its ratio's median [min-max] over the
+    rounds, each round's ratio taken from that round's own two timings."""
+    parts = {t.name: t.rows for t in rounds[0]}
+    micros = {name: [r[name] for r in _by_name(rounds)] for name in parts}
+    median = {name: statistics.median(values) for name, values in micros.items()}
+    base = next((m for name, m in median.items() if name.startswith("BASELINE")), None)
     lines = [
         "| part | us per call | x baseline | us per prediction |",
         "|---|---|---|---|",
     ]
-    for t in timings:
-        lines.append(
-            f"| {t.name} | {t.micros:,.1f} | {t.micros / base:.3f} | {t.micros / t.rows:,.1f} |"
-        )
+    for name, m in median.items():
+        ratio = f"{m / base:.3f}" if base else "-"
+        lines.append(f"| {name} | {m:,.1f} | {ratio} | {m / parts[name]:,.1f} |")
+    pairs = [(a, b) for a, b in PAIRS if a in parts and b in parts]
+    if pairs:
+        lines += ["", f"| this | over that | ratio ({len(rounds)} rounds) |", "|---|---|---|"]
+        for a, b in pairs:
+            ratios = [x / y for x, y in zip(micros[a], micros[b], strict=True)]
+            spread = f" [{min(ratios):.3f}-{max(ratios):.3f}]" if len(ratios) > 1 else ""
+            lines.append(f"| {a} | {b} | {statistics.median(ratios):.3f}{spread} |")
     return "\n".join(lines)
+
+
+def _by_name(rounds: list[list[Timing]]) -> list[dict[str, float]]:
+    return [{t.name: t.micros for t in timings} for timings in rounds]
 
 
 def _reference_app(services: Runtime, tmp: Path) -> Any:
@@ -256,6 +379,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_predict", description=__doc__)
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per repeat (0.3)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--only", choices=["explain"], help="explain: only the pairs with/without explanation"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="times every part is timed (1)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="X has feature names")
     with tempfile.TemporaryDirectory(prefix="failcast-profile-") as tmp:
@@ -272,10 +399,20 @@ def main() -> int:
         services = build_runtime(settings)
         services.models.refresh_sync()
         profile = Profile(services, stack.token, args.budget)
-        timings = profile.sync_parts()
-        timings += asyncio.run(profile.async_parts(_reference_app(services, Path(tmp))))
+        reference = _reference_app(services, Path(tmp)) if args.only is None else None
+        # As a server does once started (graph.app's lifespan): what lives as long as the
+        # process is moved out of the collector's reach, so collections stay short.
+        gc.collect()
+        gc.freeze()
+        rounds = []
+        for _ in range(args.rounds):
+            timings = profile.explain_parts()
+            if args.only is None:
+                timings = profile.sync_parts() + timings
+            timings += asyncio.run(profile.async_parts(reference))
+            rounds.append(timings)
         services.engine.dispose()
-    report = render(timings)
+    report = render(rounds)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report + "\n", encoding="utf-8")
     print(report)

@@ -1,4 +1,4 @@
-"""`failcast`: serve, train, token, db, models, evaluate, audit, export; with clear exit codes."""
+"""`failcast`: serve, train, token, db, models, evaluate, outcomes, audit, export (exit codes)."""
 
 import argparse
 import sys
@@ -72,10 +72,36 @@ def _models(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _evaluate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("evaluate", help="score a registered version on a dataset (train extra)")
+    p = sub.add_parser(
+        "evaluate",
+        help="score a registered version on a labeled dataset, store the run, gate it (train "
+        "extra); exit 1 when recall or precision fall more than the tolerance below training's",
+    )
     p.add_argument("version")
     p.add_argument("--data", required=True, help="dataset CSV (.csv or .csv.gz)")
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="score only the version's test devices (the data must be its training file)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        help="absolute drop allowed (default FAILCAST_PERFORMANCE_TOLERANCE, 0.1)",
+    )
     p.set_defaults(run=commands.evaluate)
+
+
+def _outcomes(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("outcomes", help="what really happened to devices")
+    osub = p.add_subparsers(dest="outcomes_command", required=True)
+    imp = osub.add_parser(
+        "import",
+        help="record the outcomes of a file in the public dataset's format (date, device, "
+        "failure; .csv or .csv.gz): one per device and day, idempotent",
+    )
+    imp.add_argument("file", metavar="FILE")
+    imp.set_defaults(run=commands.outcomes_import)
 
 
 def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -113,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     root = argparse.ArgumentParser(prog="failcast", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
-    for add in (_serve, _train, _token, _db, _models, _evaluate, _audit, _export):
+    for add in (_serve, _train, _token, _db, _models, _evaluate, _outcomes, _audit, _export):
         add(sub)
     return root
 

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,9 +37,11 @@ from persistence import (
     session_scope,
     verify_seals,
 )
+from persistence.outcomes import OutcomeRecord, count_outcomes, upsert_outcomes
 
 # The `train` extra: `pip install .` serves without it; train and evaluate need it.
 TRAINING_STACK = ("sklearn", "matplotlib")
+EXIT_GATE_FAILED = 1  # failcast evaluate: scored, and below the training figures (a failed check)
 NEEDS_TRAIN_EXTRA = "training needs the train extra: pip install 'failcast[train]'"
 
 
@@ -274,22 +276,70 @@ def _train(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Score a registered version on a dataset and print the metrics as JSON."""
+    """Score a registered version on a dataset, store the run, print it as JSON; gate it."""
     import json
 
     _require_training_stack()
     from training import TrainingError, evaluate_version
 
     settings = _settings()
+    tolerance = settings.performance_tolerance if args.tolerance is None else args.tolerance
+    if not 0.0 <= tolerance <= 1.0:
+        raise CommandError("--tolerance must be between 0 and 1", 2)
+    engine = create_db_engine(settings.database_url)
     try:
-        metrics = evaluate_version(
-            create_db_engine(settings.database_url), args.version, Path(args.data)
+        result = evaluate_version(
+            engine, args.version, Path(args.data), held_out=args.held_out, tolerance=tolerance
         )
     except (TrainingError, NotFound) as error:
         raise CommandError(str(error), 2) from error
     except ModelError as error:
         raise CommandError(f"model version {args.version} refused: {error}") from error
-    print(json.dumps(metrics, indent=2, default=str))
+    except PersistenceError as error:
+        raise CommandError(f"database: {error}") from error
+    finally:
+        engine.dispose()
+    print(json.dumps(result, indent=2, default=str))
+    gate = result["gate"]
+    if not gate["passed"]:
+        findings = "; ".join(gate["findings"])
+        raise CommandError(f"{args.version} fails the gate: {findings}", EXIT_GATE_FAILED)
+    return 0
+
+
+def outcomes_import(args: argparse.Namespace) -> int:
+    """Record the outcomes of a file in the public dataset's format (idempotent)."""
+    from failcast.outcomes import BATCH, ImportSummary, OutcomeFileError, read_outcomes
+
+    engine = create_db_engine(_settings().database_url)
+    summary = ImportSummary()
+    batch: list[OutcomeRecord] = []
+    try:
+        with session_scope(engine) as session:  # one transaction: a bad row stores nothing
+            before = count_outcomes(session)
+            connection = session.connection()
+            for record in read_outcomes(Path(args.file), datetime.now(UTC)):
+                summary.count(record)
+                batch.append(record)
+                if len(batch) == BATCH:
+                    upsert_outcomes(connection, batch)
+                    batch.clear()
+            upsert_outcomes(connection, batch)
+            added = count_outcomes(session) - before
+    except OutcomeFileError as error:
+        raise CommandError(f"{error}; nothing was imported", 2) from error
+    except PersistenceError as error:
+        raise CommandError(f"database: {error}; nothing was imported") from error
+    finally:
+        engine.dispose()
+    if not summary.rows:
+        print("no outcomes in the file")
+        return 0
+    print(
+        f"imported {summary.rows} outcomes ({summary.failed} failed) of {len(summary.devices)} "
+        f"devices, {summary.first} to {summary.last}: {added} new, {summary.rows - added} "
+        "already recorded (replaced)"
+    )
     return 0
 
 

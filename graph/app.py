@@ -37,6 +37,7 @@ from graph.runtime.export import EXPORT_READERS, EXPORT_SQLITE_CACHE_KIB
 from graph.runtime.logs import configure_logging
 from graph.runtime.metrics import Metrics
 from graph.runtime.models import ModelService
+from graph.runtime.monitoring import active_drift
 from graph.runtime.ratelimit import Rate, RateLimiter, keep_share
 from graph.runtime.recorder import Recorder
 from graph.runtime.tally import RefusalTally
@@ -181,7 +182,7 @@ async def _lifespan(
 
 
 def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
-    """Model refresh, audit sealing, SQLite checkpoints, refusal tallies and heartbeats."""
+    """Model refresh, audit sealing, SQLite checkpoints, refusal tallies, heartbeats, drift."""
     settings, engine = runtime.settings, runtime.engine
     seal = partial(seal_pending, engine, settings.audit_seal_lag_seconds)
     work = [
@@ -191,6 +192,7 @@ def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
         _every(settings.refusal_tally_seconds, "refusal tally", partial(_flush_tally, runtime)),
         _every(600.0, "idempotency key purge", partial(_purge_keys, runtime)),
         keep_share([runtime.limiter, runtime.anonymous], engine, settings.heartbeat_seconds),
+        _keep_drift_gauges(runtime),
     ]
     if is_sqlite(settings.database_url):  # keeps SQLite's WAL short off the request path
         work.append(_every(2.0, "WAL checkpoint", partial(checkpoint, engine)))
@@ -207,6 +209,27 @@ def _flush_tally(runtime: Runtime) -> None:
         runtime.tally.flush(runtime.engine)
     except PersistenceError as error:  # kept in memory for the next turn
         log.warning("refusal tally not written: %s", error)
+
+
+async def _keep_drift_gauges(runtime: Runtime) -> None:
+    """Measure the active version's drift every FAILCAST_DRIFT_REFRESH_SECONDS, off the loop.
+
+    A measurement under way when the server stops is waited for (the database's statement
+    timeout bounds it), so no read outlives the engine it uses.
+    """
+    while True:
+        await asyncio.sleep(runtime.settings.drift_refresh_seconds)
+        work = asyncio.ensure_future(
+            asyncio.to_thread(active_drift, runtime.engine, runtime.settings)
+        )
+        try:
+            runtime.metrics.drift.show(await asyncio.shield(work))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await work
+            raise
+        except (PersistenceError, FailcastError) as error:
+            log.warning("drift gauges not refreshed: %s", error)
 
 
 async def _every(seconds: float, what: str, work: Callable[[], object]) -> None:

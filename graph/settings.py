@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from auth import AuthConfig, check_production_ready, parse_scopes_strict
+from model import DEVICE_FEATURES
 from persistence import is_sqlite
 
 
@@ -120,6 +121,14 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     audit_seal_interval_seconds: float = Field(default=30.0, gt=0)
     audit_seal_lag_seconds: float = Field(default=120.0, ge=0)
+    # Model monitoring: drift of inputs against the training profile, outcomes, live performance.
+    drift_window_hours: float = Field(default=24.0, gt=0, le=24 * 366)  # drift's default window
+    drift_min_sample: int = Field(default=500, ge=1)  # fewer predictions: INSUFFICIENT_DATA
+    drift_sample: int = Field(default=5000, ge=100, le=100_000)  # rows of a window KS reads
+    drift_refresh_seconds: float = Field(default=300.0, gt=0)  # the drift gauges of /metrics
+    outcome_horizon_days: int = Field(default=1, ge=1, le=365)  # what an outcome labels
+    performance_tolerance: float = Field(default=0.1, ge=0, le=1)  # absolute, below training
+    performance_min_failures: int = Field(default=10, ge=1)  # labeled failures before `degraded`
     # Connection guards of `failcast serve` (graph/edge/connections.py), per worker process.
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     max_header_bytes: int = Field(default=32768, ge=1024)
@@ -159,7 +168,10 @@ class Settings(BaseSettings):
             max_fields=self.max_fields,
             max_field_pairs=self.max_field_pairs,
             check_budget_ms=self.max_check_ms,
-            list_bounds=(("Query.predictionStats", self.max_stats_rows),),
+            list_bounds=(
+                ("Query.predictionStats", self.max_stats_rows),
+                ("DriftReport.features", len(DEVICE_FEATURES)),  # one entry per model input
+            ),
         )
 
     @property

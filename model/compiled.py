@@ -6,17 +6,45 @@ at training time, into a spec of plain arrays that the artifact carries, so serv
 neither sklearn's per-call overhead nor sklearn itself in memory. Only the shapes failcast
 trains are compiled; `compile_spec` returns None for anything else and the caller falls back
 to `predict_proba`.
+
+Each evaluator also explains its answers, in the same pass as the probabilities (`explain`):
+
+- a tree gives the path from root to leaf: each internal node visited, as `{"feature",
+  "threshold", "value", "goesLeft"}` (the value as given; `goesLeft` is the comparison the tree
+  made, of the value's float32 copy as scikit-learn makes it, with `<=`), its `score` the leaf's
+  probability (a tree has no link function) and its `baseValue` the root's;
+- a logistic regression gives each feature's `contribution` to the log-odds (its coefficient
+  times its transformed value), largest magnitude first, its `score` the log-odds (scikit-learn's
+  `decision_function`) and its `baseValue` the intercept, so that `baseValue` + the sum of the
+  contributions = `score`.
+
+Explanations are plain JSON, keyed like the GraphQL `Explanation` type (camelCase), so they are
+stored with a prediction and served as they are.
 """
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
-Evaluator = Callable[[FloatArray], FloatArray]
 Spec = dict[str, Any]
+Explanation = dict[str, Any]
+DECISION_PATH = "DECISION_PATH"
+CONTRIBUTIONS = "CONTRIBUTIONS"
+
+
+class Evaluator(Protocol):
+    """P(failure) of each row of an (n, features) array, optionally with explanations."""
+
+    def __call__(self, matrix: FloatArray) -> FloatArray: ...
+
+    def explain(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The probabilities and, per row, its explanation (`names`: the columns' features)."""
+        ...
 
 
 class TreeEvaluator:
@@ -59,6 +87,64 @@ class TreeEvaluator:
             node = left[node] if row[feature[node]] <= threshold[node] else right[node]
         return float(proba[node])
 
+    def explain(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The probabilities and each row's decision path (see the module docstring)."""
+        x32 = matrix.astype(np.float32).astype(np.float64)
+        if x32.shape[0] == 1:
+            proba, path = self._path_one(x32[0].tolist(), matrix[0].tolist(), names)
+            return np.array([proba]), [self._explanation(proba, path)]
+        rows = np.arange(x32.shape[0])
+        node = np.zeros(x32.shape[0], dtype=np.int64)
+        visited, lefts, inside = [], [], []
+        for _ in range(self.depth):
+            internal = ~self.is_leaf[node]
+            go_left = x32[rows, self.feature[node]] <= self.threshold[node]
+            visited.append(node)
+            lefts.append(go_left)
+            inside.append(internal)
+            node = np.where(internal, np.where(go_left, self.left[node], self.right[node]), node)
+        probabilities = np.asarray(self.leaf_proba[node], dtype=np.float64)
+        if not visited:  # a tree that is one leaf
+            return probabilities, [self._explanation(p, []) for p in probabilities.tolist()]
+        steps = np.stack(inside, axis=1).sum(axis=1).tolist()  # once at a leaf, it stays there
+        nodes, goes_left = np.stack(visited, axis=1).tolist(), np.stack(lefts, axis=1).tolist()
+        _, _, feature, threshold, _ = self._lists
+        explanations = []
+        rows_given = zip(matrix.tolist(), probabilities.tolist(), strict=True)
+        for i, (values, proba) in enumerate(rows_given):
+            path = [
+                {
+                    "feature": names[feature[n]],
+                    "threshold": threshold[n],
+                    "value": values[feature[n]],
+                    "goesLeft": left,
+                }
+                for n, left in zip(nodes[i][: steps[i]], goes_left[i][: steps[i]], strict=True)
+            ]
+            explanations.append(self._explanation(proba, path))
+        return probabilities, explanations
+
+    def _path_one(
+        self, row: list[float], given: list[float], names: Sequence[str]
+    ) -> tuple[float, list[dict[str, Any]]]:
+        left, right, feature, threshold, proba = self._lists
+        node, path = 0, []
+        while left[node] >= 0:
+            f = feature[node]
+            goes_left = row[f] <= threshold[node]
+            path.append(
+                {"feature": names[f], "threshold": threshold[node], "value": given[f],
+                 "goesLeft": goes_left}
+            )  # fmt: skip
+            node = left[node] if goes_left else right[node]
+        return float(proba[node]), path
+
+    def _explanation(self, score: float, path: list[dict[str, Any]]) -> Explanation:
+        base = self._lists[4][0]
+        return {"kind": DECISION_PATH, "score": score, "baseValue": base, "path": path}
+
 
 class LinearEvaluator:
     """Input transforms (log1p, standard scaling) then a binary logistic regression."""
@@ -69,11 +155,43 @@ class LinearEvaluator:
         self.bias = float(spec["bias"])
 
     def __call__(self, matrix: FloatArray) -> FloatArray:
+        return _sigmoid(self._margin(self._transformed(matrix)))
+
+    def _transformed(self, matrix: FloatArray) -> FloatArray:
         values = matrix
         for step in self.steps:
             values = step(values)
-        margin = values @ self.coef + self.bias
-        return np.asarray(1.0 / (1.0 + np.exp(-margin)), dtype=np.float64)
+        return values
+
+    def _margin(self, transformed: FloatArray) -> FloatArray:
+        return np.asarray(transformed @ self.coef + self.bias, dtype=np.float64)
+
+    def explain(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The probabilities and each feature's contribution to each row's log-odds."""
+        transformed = self._transformed(matrix)
+        margin = self._margin(transformed)
+        contributions = transformed * self.coef
+        order = np.argsort(-np.abs(contributions), axis=1, kind="stable").tolist()
+        values, parts = matrix.tolist(), contributions.tolist()
+        explanations = [
+            {
+                "kind": CONTRIBUTIONS,
+                "score": score,
+                "baseValue": self.bias,
+                "contributions": [
+                    {"feature": names[j], "value": values[i][j], "contribution": parts[i][j]}
+                    for j in order[i]
+                ],
+            }
+            for i, score in enumerate(margin.tolist())
+        ]
+        return _sigmoid(margin), explanations
+
+
+def _sigmoid(margin: FloatArray) -> FloatArray:
+    return np.asarray(1.0 / (1.0 + np.exp(-margin)), dtype=np.float64)
 
 
 def _step(spec: Spec) -> Callable[[FloatArray], FloatArray]:
@@ -114,13 +232,19 @@ def _transform_spec(step: Any) -> Spec | None:
 def _tree_spec(estimator: Any, positive: int) -> Spec:
     tree = estimator.tree_
     values = np.asarray(tree.value, dtype=np.float64)[:, 0, :]
+    sums = values.sum(axis=1)
+    # scikit-learn >= 1.4 stores each node's class fractions and predict_proba returns them as
+    # they are; dividing them by their sum again (about 1) can move a probability by an ulp,
+    # enough to flip a row whose score is exactly the threshold (a tree's threshold is a leaf's
+    # score). Older versions store counts, which predict_proba divides by their sum.
+    fractions = bool(np.all(np.abs(sums - 1.0) <= 1e-9))
     return {
         "kind": "tree",
         "left": np.array(tree.children_left),
         "right": np.array(tree.children_right),
         "feature": np.maximum(np.array(tree.feature), 0),
         "threshold": np.array(tree.threshold, dtype=np.float64),
-        "leaf_proba": values[:, positive] / values.sum(axis=1),
+        "leaf_proba": values[:, positive] if fractions else values[:, positive] / sums,
         "depth": int(tree.max_depth),
     }
 

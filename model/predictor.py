@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.compiled import Evaluator
+from model.compiled import Evaluator, Explanation
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -43,11 +43,22 @@ class Predictor:
 
     def predict_proba(self, matrix: FloatArray) -> FloatArray:
         """Return P(failure) for each row of an (n, features) float64 array."""
-        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
-            raise ValueError(f"expected an (n, {len(self.feature_names)}) array")
+        self._check_shape(matrix)
         if self._fast is not None:
             return self._fast(matrix)
         return self.reference_proba(matrix)
+
+    def explain(self, matrix: FloatArray) -> tuple[FloatArray, list[Explanation] | None]:
+        """P(failure) of each row and, in the same pass, why (model.compiled's explanations);
+        None instead of explanations for a model scikit-learn answers (not compiled)."""
+        self._check_shape(matrix)
+        if self._fast is not None:
+            return self._fast.explain(matrix, self.feature_names)
+        return self.reference_proba(matrix), None
+
+    def _check_shape(self, matrix: FloatArray) -> None:
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise ValueError(f"expected an (n, {len(self.feature_names)}) array")
 
     def reference_proba(self, matrix: FloatArray) -> FloatArray:
         """P(failure) through scikit-learn's own predict_proba (the slow, reference path)."""

@@ -89,18 +89,27 @@ def range_warnings(
     outside = below | above
     if not outside.any():
         return None
+    # Each column's two endings once, then one f-string per value outside (row-major order).
+    endings = [
+        (
+            f" is above the training range (max {h:.6g})",
+            f" is below the training range (min {lo:.6g})",
+        )
+        for lo, h in zip(low.tolist(), high.tolist(), strict=True)
+    ]
+    rows, cols = np.nonzero(outside)
     found: list[list[str] | None] = [None] * matrix.shape[0]
-    for row in np.flatnonzero(outside.any(axis=1)):
-        notes = []
-        for col in np.flatnonzero(outside[row]):
-            name, value = feature_names[int(col)], float(matrix[row, col])
-            if below[row, col]:
-                notes.append(
-                    f"{name} = {value:.6g} is below the training range (min {low[col]:.6g})"
-                )
-            else:
-                notes.append(
-                    f"{name} = {value:.6g} is above the training range (max {high[col]:.6g})"
-                )
-        found[int(row)] = notes
+    for row, col, value, is_below in zip(
+        rows.tolist(),
+        cols.tolist(),
+        matrix[rows, cols].tolist(),
+        below[rows, cols].tolist(),
+        strict=True,
+    ):
+        note = f"{feature_names[col]} = {value:.6g}{endings[col][is_below]}"
+        notes = found[row]
+        if notes is None:
+            found[row] = [note]
+        else:
+            notes.append(note)
     return found

@@ -3,7 +3,12 @@
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from model.predictor import Predictor
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +20,9 @@ class LoadedModel:
     artifact_sha256: str
     predictor: Predictor
     info: Any = None  # the registry row's public fields, for responses (opaque here)
+    # (minimums, maximums) of the training inputs in the predictor's feature order
+    # (model.profile.ranges), computed once at load; None: the version has no input profile.
+    ranges: tuple[FloatArray, FloatArray] | None = None
 
 
 class ModelHolder:

@@ -15,6 +15,7 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any, Protocol
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
@@ -186,7 +187,10 @@ def _insert_sqlite(driver: Any, values: Sequence[tuple[Any, ...]]) -> None:
 def _bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> list[tuple[Any, ...]]:
     """The driver-level rows of the blocks, in `prediction` column order."""
     processors: list[Callable[[Any], Any] | None] = [
-        _PREDICTION.c[name].type._cached_bind_processor(dialect) for name in _COLUMNS
+        _json_text
+        if name in _OPTIONAL
+        else _PREDICTION.c[name].type._cached_bind_processor(dialect)
+        for name in _COLUMNS
     ]
     out: list[tuple[Any, ...]] = []
     for block in blocks:
@@ -202,6 +206,12 @@ def _bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> lis
                 columns.append(_processed(process, values) if process else values)
         out.extend(zip(*columns))  # noqa: B905 (repeat() has no len; every column has len(block))
     return out
+
+
+def _json_text(value: Any) -> str | None:
+    """A JSON column's bound value (None: SQL NULL), through orjson: explanations are the bulk
+    of a block that has them, and orjson writes the same JSON text in a tenth of the time."""
+    return None if value is None else orjson.dumps(value).decode()
 
 
 def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> Iterable[Any]:

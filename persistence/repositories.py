@@ -40,12 +40,21 @@ class ModelVersionRepository:
 
     def get(self, version: str, with_artifact: bool = False) -> ModelVersion:
         """A version by its name; NotFound when there is none."""
-        query = select(ModelVersion).where(ModelVersion.version == version)
+        where = ModelVersion.version == version
+        return self._one(where, with_artifact, f"no model version {version!r}")
+
+    def get_by_id(self, version_id: int, with_artifact: bool = False) -> ModelVersion:
+        """A version by its primary key; NotFound when there is none."""
+        where = ModelVersion.id == version_id
+        return self._one(where, with_artifact, f"no model version with id {version_id}")
+
+    def _one(self, where: Any, with_artifact: bool, missing: str) -> ModelVersion:
+        query = select(ModelVersion).where(where)
         if not with_artifact:
             query = query.options(defer(ModelVersion.artifact))  # type: ignore[arg-type]
         found = self.session.exec(query).first()
         if found is None:
-            raise NotFound(f"no model version {version!r}")
+            raise NotFound(missing)
         return found
 
     def get_many(self, ids: Sequence[int]) -> dict[int, ModelVersion]:

@@ -107,6 +107,8 @@ def register_version(
     activate: bool = True,
     *,
     lifecycle: bool = True,
+    metrics: dict[str, Any] | None = None,
+    algorithm: str = "decision_tree",
 ) -> ModelVersion:
     """Register artifact bytes as a model version (as training would).
 
@@ -116,11 +118,11 @@ def register_version(
     profile, golden = lifecycle_facts(artifact) if lifecycle else (None, None)
     row = ModelVersion(
         version=version,
-        algorithm="decision_tree",
+        algorithm=algorithm,
         params={"max_depth": 4},
         feature_names=list(DEVICE_FEATURES),
         threshold=0.5,
-        metrics={"test": {"pr_auc": 0.5}},
+        metrics={"test": {"pr_auc": 0.5}} if metrics is None else metrics,
         trained_on_synthetic_data=True,
         data_sha256="synthetic:test",
         data_rows=18000,

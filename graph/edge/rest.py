@@ -27,6 +27,8 @@ def _original_format(block: PredictionBlock) -> dict[str, Any]:
         "probability": f"{proba * 100:.1f}%",
         "failureProbability": probability,
         "predictionId": str(block.ids[0]),
+        # Added like the two keys above: the inputs outside the model's training range.
+        "warnings": list(block.warnings[0] or ()) if block.warnings else [],
     }
 
 

@@ -2,11 +2,12 @@
 
 The edge opens it (`begin`), notes who called (`authenticated` / `token_refused`), what ran
 (`describe`) and which errors the answer carries (`answered_with`); the predict use case adds its
-predictions (`add_predictions`), a model switch its change (`add_effect`). `record(status)` turns
-it into the rows to commit. A request whose answer carries any error stores no prediction and
-makes no change: the client only ever learns of an answer without errors, so rows behind an
-error answer would be rows nobody was told about. What must follow a change once it is
-committed (serving the new model) runs from `committed()`, which the edge calls after COMMIT.
+predictions (`add_predictions`), a model switch or an outcome its change (`add_effect`).
+`record(status)` turns it into the rows to commit. A request whose answer carries any error
+stores no prediction and makes no change: the client only ever learns of an answer without
+errors, so rows behind an error answer would be rows nobody was told about. What must follow a
+change once it is committed (serving the new model) runs from `committed()`, which the edge
+calls after COMMIT.
 """
 
 import logging

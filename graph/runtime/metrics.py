@@ -1,9 +1,10 @@
 """Prometheus metrics of one server process (each app has its own registry)."""
 
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -12,7 +13,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy.engine import Engine
 
+from model.drift import GAUGE_VALUE
 from persistence import PredictionBlock
+
+if TYPE_CHECKING:
+    from graph.runtime.monitoring import DriftReport
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 SMALL = 16  # observations below which plain bisection beats numpy
@@ -78,6 +83,69 @@ class BulkHistogram(Collector):
         yield family
 
 
+class DriftGauges(Collector):
+    """The active version's input drift, as the background task last measured it.
+
+    `failcast_drift_status` (overall) and `failcast_drift_feature_status` take 0 (OK), 1 (WARN),
+    2 (ALERT) or -1 (INSUFFICIENT_DATA); `failcast_drift_psi` and `failcast_drift_ks_statistic`
+    are left out for a feature with no prediction in the window. Nothing but the refresh time
+    is shown until a report exists (no active version, or one without an input profile).
+    """
+
+    def __init__(self) -> None:
+        self._report: DriftReport | None = None
+        self._refreshed: float | None = None
+        self._lock = threading.Lock()
+
+    def show(self, report: "DriftReport | None") -> None:
+        """Replace what the gauges say (None: nothing to say)."""
+        with self._lock:
+            self._report, self._refreshed = report, time.time()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        with self._lock:
+            report, refreshed = self._report, self._refreshed
+        stamp = GaugeMetricFamily(
+            "failcast_drift_refreshed_timestamp_seconds",
+            "When the drift gauges were last computed (Unix time)",
+        )
+        if refreshed is not None:
+            stamp.add_metric([], refreshed)
+        yield stamp
+        if report is None:
+            return
+        version = [report.model_version]
+        labels = ["model_version", "feature"]
+        overall = GaugeMetricFamily(
+            "failcast_drift_status",
+            "Input drift of the active version: 0 OK, 1 WARN, 2 ALERT, -1 INSUFFICIENT_DATA",
+            labels=["model_version"],
+        )
+        overall.add_metric(version, GAUGE_VALUE[report.status])
+        size = GaugeMetricFamily(
+            "failcast_drift_sample_size",
+            "Predictions of the active version in the drift window",
+            labels=["model_version"],
+        )
+        size.add_metric(version, float(report.sample_size))
+        status = GaugeMetricFamily(
+            "failcast_drift_feature_status", "Drift status per feature (as above)", labels=labels
+        )
+        psi = GaugeMetricFamily(
+            "failcast_drift_psi", "Population stability index per feature", labels=labels
+        )
+        ks = GaugeMetricFamily(
+            "failcast_drift_ks_statistic", "Two-sample Kolmogorov-Smirnov D", labels=labels
+        )
+        for feature in report.features:
+            named = [*version, feature.feature]
+            status.add_metric(named, GAUGE_VALUE[feature.status])
+            if feature.psi is not None and feature.ks is not None:
+                psi.add_metric(named, feature.psi)
+                ks.add_metric(named, feature.ks)
+        yield from (overall, size, status, psi, ks)
+
+
 class Metrics:
     """The service's metrics, registered in a registry of their own."""
 
@@ -117,6 +185,8 @@ class Metrics:
             registry=r,
         )
         r.register(_PoolCollector(engine))
+        self.drift = DriftGauges()
+        r.register(self.drift)
 
     def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
         """Count one request and its duration."""

@@ -1,7 +1,13 @@
-"""Keeps the registry's active model loaded, verified, and swapped in when it changes."""
+"""Keeps the registry's active model loaded, verified, and swapped in when it changes.
+
+It also lends the predictors of other versions (`predictor_for`), to explain stored predictions
+with the version that made them: loaded and verified like the serving one, a few kept.
+"""
 
 import asyncio
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
@@ -12,9 +18,11 @@ from model import (
     LoadedModel,
     ModelError,
     ModelHolder,
+    Predictor,
     load_artifact,
 )
 from model.golden import check_golden_set
+from model.profile import FloatArray, ranges
 from persistence import (
     ModelVersion,
     ModelVersionRepository,
@@ -24,6 +32,7 @@ from persistence import (
 )
 
 log = logging.getLogger("failcast.models")
+OTHER_VERSIONS_KEPT = 4  # predictors of versions other than the serving one, least recent out
 
 
 class ModelService:
@@ -42,6 +51,8 @@ class ModelService:
         self.last_error: str | None = None
         self._refused: tuple[int, str] | None = None  # (id, sha256) refused: not retried
         self._refreshing = asyncio.Lock()
+        self._others: OrderedDict[int, Predictor] = OrderedDict()
+        self._others_lock = threading.Lock()
 
     @property
     def current(self) -> LoadedModel | None:
@@ -98,6 +109,28 @@ class ModelService:
                 ModelVersionRepository(session).record_refusal(row.id, row.artifact_sha256, reason)
         except PersistenceError as error:  # the log line above still says it
             log.warning("model refusal not recorded: %s", error)
+
+    def predictor_for(self, version_id: int) -> Predictor:
+        """The verified predictor of any registered version (blocking: call it off the loop).
+
+        The serving version's own, or one loaded from the registry (digest first, then the
+        features and the golden set, as for serving) and kept among the last few asked for;
+        ModelError when the version's artifact cannot be used, NotFound when there is none.
+        """
+        current = self.holder.current
+        if current is not None and current.version_id == version_id:
+            return current.predictor
+        with self._others_lock:  # one load per version, even when asked from several threads
+            found = self._others.get(version_id)
+            if found is None:
+                with session_scope(self.engine) as session:
+                    row = ModelVersionRepository(session).get_by_id(version_id, with_artifact=True)
+                found = verified(row).predictor
+                self._others[version_id] = found
+                while len(self._others) > OTHER_VERSIONS_KEPT:
+                    self._others.popitem(last=False)
+            self._others.move_to_end(version_id)
+            return found
 
     async def refresh(self) -> LoadedModel | None:
         """refresh_sync off the event loop (one at a time: the poller and the listener share)."""
@@ -156,7 +189,8 @@ def verified(row: ModelVersion) -> LoadedModel:
     if row.golden_set is not None:  # versions registered before golden sets have none
         check_golden_set(predictor, row.golden_set)
     assert row.id is not None
-    return LoadedModel(row.id, row.version, row.artifact_sha256, predictor, info=row)
+    limits = _ranges(row, predictor)
+    return LoadedModel(row.id, row.version, row.artifact_sha256, predictor, info=row, ranges=limits)
 
 
 def _serving(detached: ModelVersion) -> LoadedModel:
@@ -165,6 +199,19 @@ def _serving(detached: ModelVersion) -> LoadedModel:
     loaded = verified(detached)
     detached.artifact = b""
     return loaded
+
+
+def _ranges(row: ModelVersion, predictor: Predictor) -> tuple[FloatArray, FloatArray] | None:
+    """The training range of each input, from the version's profile (None without one)."""
+    if row.input_profile is None:  # registered before profiles existed: no warnings
+        return None
+    try:
+        return ranges(row.input_profile, predictor.feature_names)
+    except (KeyError, TypeError, ValueError) as error:
+        log.warning(
+            "model version %s: input profile unusable (%r): no input warnings", row.version, error
+        )
+        return None
 
 
 def _check_features(names: tuple[str, ...]) -> None:

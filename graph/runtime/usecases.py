@@ -2,11 +2,13 @@
 
 import asyncio
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
+import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -15,6 +17,8 @@ from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry
 from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
+from model.compiled import Explanation
+from model.profile import range_warnings
 from persistence import (
     AuditEvent,
     AuditFilter,
@@ -62,47 +66,64 @@ def check_batch_size(count: int, limit: int) -> None:
 def check_telemetry(telemetry: Telemetry, batch: bool) -> None:
     """BAD_USER_INPUT, naming the first bad value, unless every value may be predicted from."""
     for row, device_id in enumerate(telemetry.device_ids):
-        if device_id is None:
-            continue
-        if not device_id or len(device_id) > MAX_DEVICE_ID:
-            message = f"deviceId must be 1..{MAX_DEVICE_ID} characters"
-            raise bad_input(message, _where(batch, row, "deviceId"))
-        if not device_id.isprintable():
-            message = "deviceId must not contain control characters"
-            raise bad_input(message, _where(batch, row, "deviceId"))
-    _check_observed(telemetry.observed_at or (), batch)
+        if device_id is not None:
+            check_device_id(device_id, _where(batch, row, "deviceId"))
+    for row, moment in enumerate(telemetry.observed_at or ()):
+        if moment is not None:
+            check_observed_at(moment, _where(batch, row, "observedAt"))
     problems = find_invalid_values(telemetry.matrix, DEVICE_FEATURES, limit=1)
     if problems:
         where = _where(batch, problems[0].row, problems[0].field)
         raise bad_input(f"{where} {problems[0].reason}", where)
 
 
-def _check_observed(observed: Sequence[datetime | None], batch: bool) -> None:
-    latest = datetime.now(UTC) + FUTURE_SLACK
-    for row, moment in enumerate(observed):
-        if moment is None:
-            continue
-        where = _where(batch, row, "observedAt")
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise bad_input("observedAt needs a UTC offset (e.g. 2026-11-29T08:00:00Z)", where)
-        if not EARLIEST_OBSERVATION <= moment <= latest:
-            raise bad_input("observedAt must lie between 2000-01-01 and 5 minutes from now", where)
+def check_device_id(device_id: str, where: str) -> None:
+    """BAD_USER_INPUT at `where` unless a device id is 1..64 printable characters."""
+    if not device_id or len(device_id) > MAX_DEVICE_ID:
+        raise bad_input(f"deviceId must be 1..{MAX_DEVICE_ID} characters", where)
+    if not device_id.isprintable():
+        raise bad_input("deviceId must not contain control characters", where)
+
+
+def check_observed_at(moment: datetime, where: str) -> None:
+    """BAD_USER_INPUT at `where` unless a time has an offset and lies in the accepted range."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise bad_input("observedAt needs a UTC offset (e.g. 2026-11-29T08:00:00Z)", where)
+    if not EARLIEST_OBSERVATION <= moment <= datetime.now(UTC) + FUTURE_SLACK:
+        raise bad_input("observedAt must lie between 2000-01-01 and 5 minutes from now", where)
 
 
 def predict(
-    models: ModelService, audit: RequestAudit, telemetry: Telemetry, batch: bool = False
+    models: ModelService,
+    audit: RequestAudit,
+    telemetry: Telemetry,
+    batch: bool = False,
+    explain: bool = False,
 ) -> Predicted:
-    """Check, predict, and queue the predictions for storage with the request's audit row."""
+    """Check, predict, and queue the predictions for storage with the request's audit row.
+
+    With `explain` (the answer selects `explanation`) each prediction's explanation is computed
+    in the same pass and stored with it. Values outside the serving version's training range
+    are noted as warnings, stored too; the prediction is made all the same.
+    """
     check_telemetry(telemetry, batch)
     loaded = models.current
     if loaded is None:
         raise FailcastError(
             ErrorCode.MODEL_UNAVAILABLE, "no model is available to serve predictions"
         )
-    columns = [DEVICE_FEATURES.index(name) for name in loaded.predictor.feature_names]
+    predictor = loaded.predictor
     matrix = telemetry.matrix
-    probabilities = loaded.predictor.predict_proba(matrix[:, columns])
-    threshold = loaded.predictor.threshold
+    inputs = matrix[:, _columns(predictor.feature_names)]
+    explanations = None
+    if explain:
+        probabilities, explanations = predictor.explain(inputs)
+    else:
+        probabilities = predictor.predict_proba(inputs)
+    warnings = None
+    if loaded.ranges is not None:  # one comparison per batch when every value is inside
+        warnings = range_warnings(inputs, predictor.feature_names, *loaded.ranges)
+    threshold = predictor.threshold
     now = datetime.now(UTC)
     block = PredictionBlock(
         audit_event_id=audit.id,
@@ -115,9 +136,47 @@ def predict(
         metrics={name: matrix[:, i].tolist() for i, name in enumerate(DEVICE_FEATURES)},
         failure_probability=probabilities.tolist(),
         is_failure=(probabilities >= threshold).tolist(),
+        explanations=explanations,
+        warnings=warnings,
     )
     audit.add_predictions(block, loaded.version)
     return Predicted(block, loaded)
+
+
+@dataclass(frozen=True, slots=True)
+class Explainable:
+    """A prediction to explain: the version that made it, and its inputs (DEVICE_FEATURES)."""
+
+    model_version_id: int
+    inputs: tuple[float, ...]
+
+
+async def explanations(
+    models: ModelService, items: Sequence[Explainable]
+) -> list[Explanation | None]:
+    """Explain stored predictions with the versions that made them, off the event loop."""
+    return await asyncio.to_thread(_explanations, models, items)
+
+
+def _explanations(models: ModelService, items: Sequence[Explainable]) -> list[Explanation | None]:
+    found: list[Explanation | None] = [None] * len(items)
+    by_version: dict[int, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        by_version[item.model_version_id].append(i)
+    for version_id, rows in by_version.items():  # one pass per version
+        predictor = models.predictor_for(version_id)
+        inputs = np.array([items[i].inputs for i in rows], dtype=np.float64)
+        matrix = inputs[:, _columns(predictor.feature_names)]
+        _, explained = predictor.explain(matrix)
+        if explained is not None:  # None: a model scikit-learn answers has no explanations
+            for i, explanation in zip(rows, explained, strict=True):
+                found[i] = explanation
+    return found
+
+
+def _columns(feature_names: Sequence[str]) -> list[int]:
+    """Where a model's features are among DEVICE_FEATURES (the telemetry's columns)."""
+    return [DEVICE_FEATURES.index(name) for name in feature_names]
 
 
 def _observed_or(

@@ -24,6 +24,9 @@ FIELD_SCOPES: dict[str, Scope | None] = {
     "modelActivations": Scope.MODELS_READ,
     "activateModelVersion": Scope.MODELS_WRITE,
     "rollbackModel": Scope.MODELS_WRITE,
+    "drift": Scope.MODELS_READ,
+    "modelPerformance": Scope.MODELS_READ,
+    "recordOutcome": Scope.OUTCOMES_WRITE,
     "auditEvents": Scope.AUDIT_READ,
     "me": None,  # any valid token
 }

@@ -13,11 +13,17 @@ plan, compiled once per query text and operation, that does the same work in bul
   GraphQL type's own serializer (values already in their output form are passed as they are).
 
 The leaves are derived from the schema: every field of `Prediction` must have a source in
-`SOURCES`, every field of `Metrics` a metric column, and every field of `ModelVersion` (and the
-objects under it) must be a plain attribute. A field added to one of these types without a way
-to serve it here makes every plan decline (a slowdown), and `tests/unit/test_plan_coverage.py`
-fails naming this module. Any other document goes through the executor: a plan only ever
-declines, never guesses; `tests/e2e/test_plans.py` runs every shape both ways.
+`SOURCES`, every field of `Metrics` a metric column, and every field of `ModelVersion` and
+`Explanation` (and the objects under them) must be a plain attribute. Explanations are served
+from the JSON the model computed (its keys are the GraphQL field names), and computed only when
+the document selects `explanation`, as the resolver does. A field added to one of these types
+without a way to serve it here makes every plan decline (a slowdown), and
+`tests/unit/test_plan_coverage.py` fails naming this module. The one exception is
+`EXECUTOR_ONLY`: fields that read more rows than the registry row (a version's evaluation runs),
+which a predict answer has no business asking for with every prediction; a plan declines a
+document that selects one, and the executor answers it. Any other document goes through the
+executor: a plan only ever declines, never guesses; `tests/e2e/test_plans.py` runs every shape
+both ways.
 """
 
 from collections.abc import Callable, Sequence
@@ -56,6 +62,8 @@ from model import DEVICE_FEATURES
 from persistence import ModelVersion, PredictionBlock
 
 _LABELS = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}
+# Fields under ModelVersion with resolvers of their own, left to the executor (see above).
+EXECUTOR_ONLY = frozenset({"ModelVersion.evaluations"})
 
 
 @dataclass(frozen=True)
@@ -86,9 +94,17 @@ SOURCES: dict[str, Leaf | str] = {
     "failureProbability": Leaf(lambda s: s.block.failure_probability),
     "threshold": Leaf(lambda s: s.block.threshold, shared=True),
     "subject": Leaf(lambda s: s.subject, shared=True),
+    "warnings": Leaf(lambda s: _each_or_empty(s.block.warnings, len(s.block))),
     "input": "metrics",
     "modelVersion": "registry",
+    "explanation": "explanation",
 }
+EXPLANATION = "explanation"
+
+
+def _each_or_empty(values: Sequence[Any] | None, count: int) -> Sequence[Any]:
+    return [v or () for v in values] if values is not None else [()] * count
+
 
 Column = Callable[[_Source], Sequence[Any]]
 
@@ -121,6 +137,9 @@ def _serializer(kind: GraphQLOutputType) -> Callable[[Any], Any]:
 
 def _serialized_column(kind: GraphQLOutputType, leaf: Leaf) -> Column:
     """A leaf's column in the form graphql-core's completion gives (shared values once)."""
+    if _is_list(kind):
+        convert = _value(kind, None)
+        return lambda source: [convert(v) for v in leaf.values(source)]
     serialize = _serializer(kind)
     named = get_named_type(kind)
     if leaf.shared:
@@ -149,6 +168,10 @@ _OUTPUT_TYPES: dict[str, frozenset[type]] = {
         ("Int", int),
     )
 }
+
+
+def _is_list(kind: GraphQLOutputType) -> bool:
+    return isinstance(kind.of_type if isinstance(kind, GraphQLNonNull) else kind, GraphQLList)
 
 
 def _already_serialized(scalar: str, values: Sequence[Any]) -> bool:
@@ -192,6 +215,8 @@ def _prediction(schema: GraphQLSchema, selection_set: SelectionSetNode | None) -
             columns.append(_metrics(schema, field.type, node.selection_set))
         elif source == "registry":
             columns.append(_registry(_value(field.type, node.selection_set)))
+        elif source == EXPLANATION:
+            columns.append(_explanations(_value(field.type, node.selection_set, keyed=True)))
         elif isinstance(source, Leaf) and node.selection_set is None:
             columns.append(_serialized_column(field.type, source))
         else:
@@ -231,15 +256,31 @@ def _metric_leaf(name: str) -> Leaf:
 
 
 def _registry(serialize: Callable[[Any], Any]) -> Column:
-    # The same for every prediction of a block: serialized once, as the executor would each time.
+    # The same for every prediction of a block: serialized once, as the executor would each time,
+    # and kept while the same registry row (the serving model's) is rendered.
+    last: list[Any] = [None, None]  # (row, its serialized value)
+
     def column(source: _Source) -> Sequence[Any]:
-        return [serialize(ModelVersionType.from_row(source.version))] * len(source.block)
+        if last[0] is not source.version:
+            last[:] = [source.version, serialize(ModelVersionType.from_row(source.version))]
+        return [last[1]] * len(source.block)
 
     return column
 
 
-def _object(object_type: GraphQLObjectType, selection_set: SelectionSetNode | None) -> Any:
-    """A serializer of an object whose selected fields are plain attributes (no resolvers)."""
+def _explanations(serialize: Callable[[Any], Any]) -> Column:
+    def column(source: _Source) -> Sequence[Any]:
+        found = source.block.explanations
+        return [serialize(e) for e in found] if found is not None else [None] * len(source.block)
+
+    return column
+
+
+def _object(
+    object_type: GraphQLObjectType, selection_set: SelectionSetNode | None, keyed: bool = False
+) -> Any:
+    """A serializer of an object whose selected fields are plain attributes (no resolvers): of
+    the strawberry object, or `keyed`, of a JSON object keyed by the GraphQL field names."""
     parts: list[tuple[str, str | None, Callable[[Any], Any]]] = []
     for key, node in _fields(selection_set):
         name = node.name.value
@@ -250,14 +291,18 @@ def _object(object_type: GraphQLObjectType, selection_set: SelectionSetNode | No
         python_name = _plain_attribute(field)
         if field is None or python_name is None:
             raise Declined
-        parts.append((key, python_name, _value(field.type, node.selection_set)))
+        convert = _value(field.type, node.selection_set, keyed)
+        parts.append((key, name if keyed else python_name, convert))
 
     def serialize(value: Any) -> dict[str, Any]:
         return {
             key: convert(getattr(value, attr) if attr else None) for key, attr, convert in parts
         }
 
-    return serialize
+    def serialize_keyed(value: dict[str, Any]) -> dict[str, Any]:
+        return {key: convert(value.get(attr) if attr else None) for key, attr, convert in parts}
+
+    return serialize_keyed if keyed else serialize
 
 
 def _constant(value: str) -> Callable[[Any], str]:
@@ -272,27 +317,52 @@ def _plain_attribute(field: Any) -> str | None:
     return str(definition.python_name)
 
 
-def _value(kind: GraphQLOutputType, selection_set: SelectionSetNode | None) -> Any:
-    """graphql-core's completion of one value of this type, for plain (resolver-less) data."""
+def _value(
+    kind: GraphQLOutputType, selection_set: SelectionSetNode | None, keyed: bool = False
+) -> Any:
+    """graphql-core's completion of one value of this type, for plain (resolver-less) data;
+    `keyed`: objects are JSON objects keyed by field name (see `_object`)."""
     if isinstance(kind, GraphQLNonNull):
-        inner = _value(kind.of_type, selection_set)
-
-        def non_null(value: Any) -> Any:
-            if value is None:
-                raise TypeError("a non-null field of the model registry holds null")
-            return inner(value)
-
-        return non_null
+        if isinstance(kind.of_type, GraphQLScalarType | GraphQLEnumType):
+            return _leaf(kind.of_type, _non_null)
+        inner = _value(kind.of_type, selection_set, keyed)
+        return lambda value: inner(_non_null(_same, value))
     if isinstance(kind, GraphQLList):
-        item = _value(kind.of_type, selection_set)
+        item = _value(kind.of_type, selection_set, keyed)
         return lambda value: None if value is None else [item(v) for v in value]
     if isinstance(kind, GraphQLScalarType | GraphQLEnumType):
-        leaf = kind.serialize
-        return lambda value: None if value is None else leaf(value)
+        return _leaf(kind, _or_none)
     if isinstance(kind, GraphQLObjectType):
-        nested = _object(kind, selection_set)
+        nested = _object(kind, selection_set, keyed)
         return lambda value: None if value is None else nested(value)
     raise Declined  # interfaces and unions
+
+
+Serialized = Callable[[Callable[[Any], Any], Any], Any]
+
+
+def _leaf(kind: GraphQLScalarType | GraphQLEnumType, slow: Serialized) -> Callable[[Any], Any]:
+    """A leaf's serializer (`slow`: with null allowed or not). A value of a built-in scalar
+    already in its output form (a finite float, a string, a bool) is passed as it is, as its
+    serializer would give it back."""
+    serialize = kind.serialize
+    if specified_scalar_types.get(kind.name) is not kind or kind.name == "Int":
+        return lambda v: slow(serialize, v)
+    if kind.name == "Float":
+        # v - v is 0.0 for finite floats only: NaN and infinities go to the serializer (refused)
+        return lambda v: v if type(v) is float and v - v == 0.0 else slow(serialize, v)
+    output = bool if kind.name == "Boolean" else str
+    return lambda v: v if type(v) is output else slow(serialize, v)
+
+
+def _non_null(serialize: Callable[[Any], Any], value: Any) -> Any:
+    if value is None:
+        raise TypeError("a non-null field holds null")
+    return serialize(value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _object_type(schema: GraphQLSchema, name: str) -> GraphQLObjectType:
@@ -317,6 +387,7 @@ class PredictPlan:
     variable: str
     batch: bool
     selection: _Selection
+    explain: bool  # the answer selects `explanation`: compute (and store) it
 
     @property
     def field(self) -> str:
@@ -344,7 +415,9 @@ class PredictPlan:
             authorize(context.principal, FIELD_SCOPES[self.field], runtime.limiter, len(telemetry))
             if self.batch:
                 usecases.check_batch_size(len(telemetry), runtime.settings.max_batch_size)
-            predicted = usecases.predict(runtime.models, context.audit, telemetry, self.batch)
+            predicted = usecases.predict(
+                runtime.models, context.audit, telemetry, self.batch, self.explain
+            )
         except Exception as error:  # the executor's treatment of a failing non-null root field
             located = located_error(error, [self.field_node], [self.response_key])
             return ExecutionResult(data=None, errors=[located])
@@ -392,6 +465,7 @@ def _compile(
         variable=variable,
         batch=batch,
         selection=_prediction(schema, node.selection_set),
+        explain=any(n.name.value == EXPLANATION for _, n in _fields(node.selection_set)),
     )
 
 
@@ -402,13 +476,17 @@ def unserved_fields(schema: GraphQLSchema) -> list[str]:
     ]
     metrics = _object_type(schema, "Metrics")
     missing += [f"Metrics.{n}" for n in metrics.fields if n not in DEVICE_FEATURES]
-    return missing + _with_resolvers(_object_type(schema, "ModelVersion"), set())
+    seen: set[str] = set()
+    missing += _with_resolvers(_object_type(schema, "ModelVersion"), seen)
+    return missing + _with_resolvers(_object_type(schema, "Explanation"), seen)
 
 
 def _with_resolvers(object_type: GraphQLObjectType, seen: set[str]) -> list[str]:
     seen.add(object_type.name)
     found = []
     for name, field in object_type.fields.items():
+        if f"{object_type.name}.{name}" in EXECUTOR_ONLY:
+            continue
         if _plain_attribute(field) is None:
             found.append(f"{object_type.name}.{name}")
         nested = get_named_type(field.type)

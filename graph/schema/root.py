@@ -4,12 +4,14 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from graph.errors import bad_input
 from graph.runtime import lifecycle, usecases
 from graph.runtime.telemetry import decode_telemetry
-from graph.schema import analytics
+from graph.schema import analytics, monitoring
 from graph.schema.analytics import (
     DeviceAtRiskType,
     PredictionStatsType,
@@ -33,6 +35,7 @@ from graph.schema.history import (
 )
 from graph.schema.inputs import PredictInput, PredictionFilterInput, PredictionOrderInput
 from graph.schema.lifecycle import ModelActivationConnectionType, activation_connection
+from graph.schema.monitoring import DriftReportType, ModelPerformanceType, OutcomeType
 from graph.schema.permissions import requires
 from graph.schema.types import (
     MeType,
@@ -50,10 +53,50 @@ def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[Predic
     if batch:
         usecases.check_batch_size(len(inputs), context.runtime.settings.max_batch_size)
     telemetry = decode_telemetry([item.as_input() for item in inputs])
-    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch)
+    explain = _mentions(info, "explanation") and _selects(info.selected_fields, "explanation")
+    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch, explain)
     context.versions.prime(predicted.model.version_id, predicted.model.info)
     context.subjects.prime(context.audit.id, context.audit.subject)  # its row is not stored yet
     return PredictionType.from_block(predicted.block)
+
+
+def _mentions(info: Info, name: str) -> bool:
+    """Whether the root field's selection names the field at all (a walk of the document's
+    nodes, cheaper than strawberry's `selected_fields`, which only then decides)."""
+    raw = info._raw_info
+    pending = [node.selection_set for node in raw.field_nodes]
+    while pending:
+        selection_set = pending.pop()
+        for node in selection_set.selections if selection_set else ():
+            if isinstance(node, FieldNode):
+                if node.name.value == name:
+                    return True
+            elif isinstance(node, FragmentSpreadNode):
+                pending.append(raw.fragments[node.name.value].selection_set)
+            elif isinstance(node, InlineFragmentNode):
+                pending.append(node.selection_set)
+    return False
+
+
+def _selects(selections: list[Selection], name: str) -> bool:
+    """Whether the answer selects a field of the root field's type (through fragments too)."""
+    for root in selections:
+        for selection in root.selections:
+            if _skipped(selection.directives):
+                continue
+            if isinstance(selection, SelectedField):
+                if selection.name == name:
+                    return True
+            elif _selects([selection], name):  # a fragment: its selections, one level down
+                return True
+    return False
+
+
+def _skipped(directives: dict[str, dict[str, object]]) -> bool:
+    skip, include = directives.get("skip"), directives.get("include")
+    return (skip is not None and skip.get("if") is True) or (
+        include is not None and include.get("if") is False
+    )
 
 
 @strawberry.type
@@ -101,6 +144,26 @@ class Mutation:
         runtime, audit = info.context.runtime, info.context.audit
         row = await lifecycle.rollback(runtime.engine, runtime.models, audit, reason)
         return ModelVersionType.from_row(row)
+
+    @strawberry.mutation(
+        description=(
+            "Record what happened to a device: it labels the device's predictions observed in "
+            "(observedAt - FAILCAST_OUTCOME_HORIZON_DAYS, observedAt]. One outcome per device "
+            "and UTC day: recording it again replaces it."
+        ),
+        extensions=requires("recordOutcome"),
+    )
+    async def record_outcome(
+        self,
+        info: Info,
+        device_id: Annotated[str, strawberry.argument(description="The device (1..64 chars).")],
+        failed: Annotated[bool, strawberry.argument(description="Whether it failed.")],
+        observed_at: Annotated[
+            datetime,
+            strawberry.argument(description="When (with an offset; 2000-01-01 to now + 5 min)."),
+        ],
+    ) -> OutcomeType:
+        return await monitoring.record_outcome(info, device_id, failed, observed_at)
 
 
 def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
@@ -261,3 +324,44 @@ class Query:
         ] = StatsTimeFieldEnum.OBSERVED_AT,
     ) -> list[PredictionStatsType]:
         return await analytics.prediction_stats(info, filter, bucket, time_field)
+
+    @strawberry.field(
+        description=(
+            "Input drift of a model version: per feature, the population stability index of the "
+            "inputs it received in [from, to) (by observedAt) against its training profile, and "
+            "a two-sample Kolmogorov-Smirnov test; statuses per feature and overall."
+        ),
+        extensions=requires("drift"),
+    )
+    async def drift(
+        self,
+        info: Info,
+        model_version: monitoring.VersionArgument = None,
+        from_: Annotated[
+            datetime | None,
+            strawberry.argument(
+                name="from", description="Start (default: `to` - FAILCAST_DRIFT_WINDOW_HOURS)."
+            ),
+        ] = None,
+        to: monitoring.ToArgument = None,
+    ) -> DriftReportType:
+        return await monitoring.drift(info, model_version, from_, to)
+
+    @strawberry.field(
+        description=(
+            "Live performance of a model version: its predictions observed in [from, to) "
+            "against recorded outcomes, side by side with its training test-set figures."
+        ),
+        extensions=requires("modelPerformance"),
+    )
+    async def model_performance(
+        self,
+        info: Info,
+        model_version: monitoring.VersionArgument = None,
+        from_: Annotated[
+            datetime | None,
+            strawberry.argument(name="from", description="Start (default: the first prediction)."),
+        ] = None,
+        to: monitoring.ToArgument = None,
+    ) -> ModelPerformanceType:
+        return await monitoring.model_performance(info, model_version, from_, to)

@@ -1,16 +1,18 @@
 """GraphQL output types. Each names the fields it exposes; internal columns stay internal."""
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum
-from typing import cast
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from graph.errors import bad_input
+from graph.runtime.usecases import Explainable
+from graph.schema.monitoring import DEFAULT_EVALUATIONS, ModelEvaluationType, check_first
 from model import DEVICE_FEATURES
 from persistence import ModelVersion, Prediction, PredictionBlock
 
@@ -43,6 +45,59 @@ class TrainingDataType:
     source: str = strawberry.field(description="Where the data came from.")
 
 
+@strawberry.type(name="Quantile", description="A quantile of a feature's training values.")
+class QuantileType:
+    q: float = strawberry.field(description="The probability, e.g. 0.99.")
+    value: float = strawberry.field(description="The training value at that quantile.")
+
+
+@strawberry.type(name="FeatureProfile", description="One input's values in the training data.")
+class FeatureProfileType:
+    feature: str = strawberry.field(description="The input (a field of PredictInput).")
+    min: float = strawberry.field(description="Its smallest training value.")
+    max: float = strawberry.field(description="Its largest training value.")
+    mean: float = strawberry.field(description="Its mean training value.")
+    zero_share: float = strawberry.field(description="The share of training rows where it is 0.")
+    quantiles: list[QuantileType] = strawberry.field(
+        description="Quantiles at 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95 and 0.99."
+    )
+
+
+@strawberry.type(
+    name="InputProfile",
+    description=(
+        "The reference profile of a version's training inputs: predictions warn of values "
+        "outside each feature's [min, max]."
+    ),
+)
+class InputProfileType:
+    rows: int = strawberry.field(description="Training rows profiled.")
+    features: list[FeatureProfileType] = strawberry.field(
+        description="One per input the model reads, in its order."
+    )
+
+    @classmethod
+    def from_json(
+        cls, profile: Mapping[str, Any], feature_names: Sequence[str]
+    ) -> "InputProfileType":
+        """Build from a stored profile (model.profile), features in the model's order."""
+        stored = profile["features"]
+        names = [n for n in feature_names if n in stored]
+        names += [n for n in stored if n not in names]
+        features = [
+            FeatureProfileType(
+                feature=name,
+                min=stored[name]["min"],
+                max=stored[name]["max"],
+                mean=stored[name]["mean"],
+                zero_share=stored[name]["zero_share"],
+                quantiles=[QuantileType(q=q, value=v) for q, v in stored[name]["quantiles"]],
+            )
+            for name in names
+        ]
+        return cls(rows=profile["rows"], features=features)
+
+
 @strawberry.type(name="ModelVersion", description="A registered model and how it was made.")
 class ModelVersionType:
     id: strawberry.ID = strawberry.field(description="Stable id of the version (its name).")
@@ -61,6 +116,26 @@ class ModelVersionType:
     params: JSON = strawberry.field(description="Hyper-parameters of the estimator.")
     training_data: TrainingDataType = strawberry.field(description="Data fingerprint.")
     lineage: JSON = strawberry.field(description="Seed, library versions, splits, options.")
+    input_profile: InputProfileType | None = strawberry.field(
+        description=(
+            "The profile of its training inputs (null for versions registered before profiles)."
+        )
+    )
+    row_id: strawberry.Private[int]
+
+    @strawberry.field(
+        description="Runs of `failcast evaluate` on this version, newest first (1..500)."
+    )
+    async def evaluations(
+        self,
+        info: Info,
+        first: Annotated[
+            int | None, strawberry.argument(description="How many runs, 1..500.")
+        ] = DEFAULT_EVALUATIONS,
+    ) -> list[ModelEvaluationType]:
+        size = check_first(first, info.context.runtime.settings.max_page_size)
+        rows = await info.context.evaluations.load((self.row_id, size))
+        return [ModelEvaluationType.from_row(row) for row in rows]
 
     @classmethod
     def from_row(cls, row: ModelVersion) -> "ModelVersionType":
@@ -88,6 +163,100 @@ class ModelVersionType:
             params=cast(JSON, row.params),
             training_data=data,
             lineage=cast(JSON, row.lineage),
+            row_id=row.id or 0,  # a stored row always has one
+            input_profile=None
+            if row.input_profile is None
+            else InputProfileType.from_json(row.input_profile, row.feature_names),
+        )
+
+
+@strawberry.enum(name="ExplanationKind", description="How an explanation says why.")
+class ExplanationKindEnum(Enum):
+    DECISION_PATH = strawberry.enum_value(
+        "DECISION_PATH", description="A decision tree's path from root to leaf."
+    )
+    CONTRIBUTIONS = strawberry.enum_value(
+        "CONTRIBUTIONS", description="A logistic regression's contributions to the log-odds."
+    )
+
+
+@strawberry.type(name="DecisionStep", description="One internal node of a tree on a path.")
+class DecisionStepType:
+    feature: str = strawberry.field(description="The input the node compares.")
+    threshold: float = strawberry.field(description="The node's threshold.")
+    value: float = strawberry.field(description="The input's value, as sent.")
+    goes_left: bool = strawberry.field(
+        description=(
+            "value <= threshold: the path goes to the left child (compared in float32, as "
+            "scikit-learn does)."
+        )
+    )
+
+
+@strawberry.type(name="Contribution", description="What one input adds to the log-odds.")
+class ContributionType:
+    feature: str = strawberry.field(description="The input.")
+    value: float = strawberry.field(description="Its value, as sent.")
+    contribution: float = strawberry.field(
+        description="Coefficient times the transformed value (log1p, standardised)."
+    )
+
+
+@strawberry.type(
+    name="Explanation",
+    description=(
+        "Why the model gave its score, computed with it by the version that made the prediction."
+    ),
+)
+class ExplanationType:
+    kind: ExplanationKindEnum = strawberry.field(description="DECISION_PATH or CONTRIBUTIONS.")
+    score: float = strawberry.field(
+        description=(
+            "The model's raw score before its probability link: the log-odds of a logistic "
+            "regression, the leaf's probability of a tree (which has no link)."
+        )
+    )
+    base_value: float = strawberry.field(
+        description="The intercept of a logistic regression; the root's probability of a tree."
+    )
+    path: list[DecisionStepType] | None = strawberry.field(
+        description="A tree's steps from root to leaf (null for a logistic regression)."
+    )
+    contributions: list[ContributionType] | None = strawberry.field(
+        description=(
+            "A logistic regression's contributions, largest magnitude first: baseValue + their "
+            "sum = score (null for a tree)."
+        )
+    )
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> "ExplanationType":
+        """Build from an explanation as model.compiled computes and the database stores it."""
+        path = stored.get("path")
+        contributions = stored.get("contributions")
+        return cls(
+            kind=ExplanationKindEnum(stored["kind"]),
+            score=stored["score"],
+            base_value=stored["baseValue"],
+            path=None
+            if path is None
+            else [
+                DecisionStepType(
+                    feature=s["feature"],
+                    threshold=s["threshold"],
+                    value=s["value"],
+                    goes_left=s["goesLeft"],
+                )
+                for s in path
+            ],
+            contributions=None
+            if contributions is None
+            else [
+                ContributionType(
+                    feature=c["feature"], value=c["value"], contribution=c["contribution"]
+                )
+                for c in contributions
+            ],
         )
 
 
@@ -103,13 +272,35 @@ class PredictionType:
     failure_probability: float = strawberry.field(description="P(failure), 0..1.")
     threshold: float = strawberry.field(description="The model's decision threshold.")
     input: MetricsType = strawberry.field(description="The telemetry sent.")
+    warnings: list[str] = strawberry.field(
+        description=(
+            "One sentence per input outside the training range of the version that made the "
+            "prediction (it is made all the same); empty when every input is inside."
+        )
+    )
     model_version_id: strawberry.Private[int]
     audit_event_id: strawberry.Private[uuid.UUID]
+    stored_explanation: strawberry.Private[dict[str, Any] | None] = None
+
+    @strawberry.field(
+        description=(
+            "Why the model said so: stored with the prediction when its request selected this "
+            "field, otherwise computed from the prediction's own model version and inputs, so "
+            "it stays true after the active model changes. Null for a model that cannot be "
+            "explained (one scikit-learn evaluates)."
+        )
+    )
+    async def explanation(self, info: Info) -> ExplanationType | None:
+        found = self.stored_explanation
+        if found is None:
+            inputs = tuple(getattr(self.input, name) for name in DEVICE_FEATURES)
+            found = await info.context.explanations.load(Explainable(self.model_version_id, inputs))
+        return None if found is None else ExplanationType.from_json(found)
 
     @strawberry.field(description="The model version that made the prediction.")
     async def model_version(self, info: Info) -> ModelVersionType:
         row = await info.context.versions.load(self.model_version_id)
-        return ModelVersionType.from_row(row)
+        return info.context.version_type(row)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Who asked for it: the subject of the request's token.")
     async def subject(self, info: Info) -> str | None:
@@ -129,8 +320,10 @@ class PredictionType:
             failure_probability=values.failure_probability,
             threshold=values.threshold,
             input=metrics,
+            warnings=list(values.warnings or ()),
             model_version_id=values.model_version_id,
             audit_event_id=values.audit_event_id,
+            stored_explanation=values.explanation,
         )
 
     @classmethod
@@ -139,6 +332,8 @@ class PredictionType:
         rows = zip(*(block.metrics[name] for name in DEVICE_FEATURES), strict=True)
         metrics = [MetricsType(**dict(zip(DEVICE_FEATURES, row, strict=True))) for row in rows]
         labels = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}
+        warnings = block.warnings or [None] * len(block)
+        explanations = block.explanations or [None] * len(block)
         return [
             cls(
                 id=strawberry.ID(str(block.ids[i])),
@@ -149,8 +344,10 @@ class PredictionType:
                 failure_probability=block.failure_probability[i],
                 threshold=block.threshold,
                 input=metrics[i],
+                warnings=list(warnings[i] or ()),
                 model_version_id=block.model_version_id,
                 audit_event_id=block.audit_event_id,
+                stored_explanation=explanations[i],
             )
             for i in range(len(block))
         ]

@@ -22,6 +22,7 @@ from persistence import is_sqlite
 
 PREDICT = "mutation P($i: PredictInput!) { predict(input: $i) { id modelVersion { version } } }"
 ACTIVATE = "mutation A($v: String!) { activateModelVersion(version: $v, reason: $v) { version } }"
+ROLLBACK = 'mutation R { rollbackModel(reason: "back") { version } }'
 POLL_S = {"postgresql": 30.0, "sqlite": 0.5}  # PostgreSQL must not need the poller
 FOLLOW_S = {"postgresql": 1.0, "sqlite": 0.5 + 0.5}  # the issue's bound; SQLite: a poll + slack
 
@@ -66,7 +67,33 @@ def _stored_versions(engine, ids: list[str]) -> dict[str, str]:
         }
 
 
-def test_both_servers_follow_a_switch_under_traffic_without_a_failed_request(
+def _switch(server: Server, query: str, variables: dict) -> float:
+    """Make a switch through one server; the moment its answer arrived."""
+    response = httpx.post(
+        f"{server.base}/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {make_token('ops')}"},
+        timeout=10,
+    )
+    assert "errors" not in response.json(), response.text
+    return time.monotonic()
+
+
+def _lag(answers: list[Answer], server: int, since: float, until: float, version: str) -> float:
+    """How long after `since` the server still answered with another version than `version`;
+    and it never went back to another one after answering with it (until `until`)."""
+    mine = sorted(
+        (x for x in answers if x.server % 2 == server and since < x.sent < until),
+        key=lambda x: x.sent,
+    )
+    assert sum(1 for _ in mine) > 10, "too little traffic to judge"
+    lag = max((x.sent - since for x in mine if x.version != version), default=0.0)
+    first = next(i for i, x in enumerate(mine) if x.version == version)
+    assert {x.version for x in mine[first:]} == {version}, f"server {server} went back"
+    return lag
+
+
+def test_both_servers_follow_a_switch_and_a_rollback_under_traffic_without_a_failed_request(
     db_url, db_engine, active_model, demo_estimator, tmp_path: Path
 ):
     backend = "sqlite" if is_sqlite(db_url) else "postgresql"
@@ -75,6 +102,7 @@ def test_both_servers_follow_a_switch_under_traffic_without_a_failed_request(
     env = {"FAILCAST_MODEL_REFRESH_SECONDS": str(POLL_S[backend])}
     answers: list[Answer] = []
     stop = threading.Event()
+    settle = FOLLOW_S[backend] + 1.5
     with (
         run_server(db_url, env, tmp_path / "a.log") as a,
         run_server(db_url, env, tmp_path / "b.log") as b,
@@ -86,15 +114,11 @@ def test_both_servers_follow_a_switch_under_traffic_without_a_failed_request(
         for thread in drivers:
             thread.start()
         time.sleep(1.0)
-        switch = httpx.post(
-            f"{a.base}/graphql",
-            json={"query": ACTIVATE, "variables": {"v": "v2"}},
-            headers={"Authorization": f"Bearer {make_token('ops')}"},
-            timeout=10,
-        )
-        switched = time.monotonic()
-        assert switch.json()["data"]["activateModelVersion"]["version"] == "v2", switch.text
-        time.sleep(FOLLOW_S[backend] + 1.5)
+        began = time.monotonic()
+        activated = _switch(a, ACTIVATE, {"v": "v2"})  # through one server...
+        time.sleep(settle)
+        rolled_back = _switch(b, ROLLBACK, {})  # ...and back through the other
+        time.sleep(settle)
         stop.set()
         for thread in drivers:
             thread.join(15)
@@ -102,15 +126,17 @@ def test_both_servers_follow_a_switch_under_traffic_without_a_failed_request(
 
     failed = [x for x in answers if x.status != 200 or x.errors or x.version is None]
     assert not failed, f"{len(failed)} failed requests, e.g. {failed[:3]}\n{logs}"
+    assert {x.version for x in answers if x.sent < began - 0.5} == {active_model.version}
     for server in (0, 1):  # drivers 0 and 2 hit a, 1 and 3 hit b
-        mine = sorted((x for x in answers if x.server % 2 == server), key=lambda x: x.sent)
-        assert {x.version for x in mine if x.sent < switched - 0.5} == {active_model.version}
-        old_after = [x.sent - switched for x in mine if x.version != "v2" and x.sent > switched]
-        lag = max(old_after, default=0.0)
-        assert lag <= FOLLOW_S[backend], f"server {server} served the old version {lag:.2f} s on"
-        first_new = next(i for i, x in enumerate(mine) if x.version == "v2")
-        assert {x.version for x in mine[first_new:]} == {"v2"}, "a server went back"
-        assert sum(x.sent > switched for x in mine) > 10
+        for since, until, version in (
+            (activated, rolled_back, "v2"),
+            (rolled_back, float("inf"), active_model.version),
+        ):
+            lag = _lag(answers, server, since, until, version)
+            print(
+                f"{backend}: server {server} served {version} {lag * 1000:.0f} ms after the switch"
+            )
+            assert lag <= FOLLOW_S[backend], f"server {server} lagged {lag:.2f} s behind {version}"
     ids = [x.prediction_id for x in answers if x.prediction_id]
     stored = _stored_versions(db_engine, ids)
     assert len(stored) == len(ids)

@@ -20,7 +20,7 @@ from support import ORIGINAL_EXAMPLE
 from auth import Scope
 from graph.app import create_app
 from graph.schema import build_schema
-from graph.schema.plans import compile_plan
+from graph.schema.plans import EXECUTOR_ONLY, compile_plan
 from graph.settings import Settings
 from persistence import AuditRepository, session_scope
 
@@ -53,6 +53,8 @@ def _selection(type_: Any, depth: int = 0) -> str:
 
     parts = ["__typename"]
     for name, field in type_.fields.items():
+        if f"{type_.name}.{name}" in EXECUTOR_ONLY:
+            continue  # a plan declines these: the EVALUATIONS case below
         inner = get_named_type(field.type)
         if isinstance(inner, GraphQLObjectType):
             parts.append(f"{name} {{ {_selection(inner, depth + 1)} }}")
@@ -81,8 +83,10 @@ LITERAL = (
     " metric6: 5, metric7: 0, metric9: 0}) { label } }"
 )
 TWO = "mutation T($one: PredictInput!) { a: predict(input: $one) { label } b: predict(input: $one) { id } }"
+EVALUATIONS = """mutation E($one: PredictInput!) {
+  predict(input: $one) { label modelVersion { version evaluations { passed } } } }"""
 NOT_PLANNED = [(FRAGMENT, None), (IN_FRAGMENT, None), (DIRECTIVE, None), (LITERAL, None)]
-NOT_PLANNED += [(TWO, None)]
+NOT_PLANNED += [(EVALUATIONS, None), (TWO, None)]
 NOT_PLANNED += [(MULTI, "Q"), (MULTI, None)]  # a query; no operation chosen
 
 BAD_BATCHES = [
@@ -209,7 +213,7 @@ def _variables(query: str, value: Any) -> dict[str, Any]:
     return {name: value, **extra}
 
 
-@pytest.mark.parametrize(("query", "name"), PLANNED + NOT_PLANNED[:5])
+@pytest.mark.parametrize(("query", "name"), PLANNED + NOT_PLANNED[:6])
 def test_same_answers_for_good_input(pair, db_engine, auth_headers, query, name):
     value = ROWS if "$rows" in query else ROW
     planned, plain = _both(pair, db_engine, query, _variables(query, value), name, auth_headers)

@@ -33,6 +33,18 @@ def test_fast_path_equals_predict_proba(fleet, algorithm):
     assert abs(one[0] - expected[0]) <= 1e-12
 
 
+def test_a_trees_fast_path_gives_sklearns_probabilities_to_the_bit(fleet):
+    # A tree's threshold is one of its leaves' scores: an ulp off would flip every row of that
+    # leaf between FAILURE and NON_FAILURE.
+    estimator = build_estimator("decision_tree", seed=3).fit(fleet.X, fleet.y)
+    data = dump_artifact(estimator, ArtifactMetadata("decision_tree", DEVICE_FEATURES, 0.5))
+    served = load_artifact(data, sha256_hex(data)).predict_proba(fleet.X)
+    expected = estimator.predict_proba(fleet.X)[:, 1]
+    assert np.array_equal(served, expected)
+    for threshold in np.unique(expected):
+        assert np.array_equal(served >= threshold, expected >= threshold)
+
+
 def test_unpruned_tree_fast_path_equals_predict_proba(fleet):
     estimator = build_estimator("decision_tree", seed=3)
     estimator.set_params(max_depth=None).fit(fleet.X, fleet.y)

@@ -1,5 +1,6 @@
 """The compiled plans serve every field of the types a predict answer can select."""
 
+import pytest
 from graphql import extend_schema, parse
 
 from graph.schema import build_schema
@@ -19,11 +20,41 @@ def test_a_field_added_without_a_source_is_reported():
     extended = extend_schema(
         schema,
         parse(
-            "extend type Prediction { explanation: String } "
+            "extend type Prediction { rationale: String } "
             "extend type Metrics { metric8: Float } "
-            "extend type TrainingData { owner: String }"
+            "extend type TrainingData { owner: String } "
+            "extend type DecisionStep { depth: Int }"
         ),
     )
     missing = unserved_fields(extended)
-    assert "Prediction.explanation" in missing and "Metrics.metric8" in missing
+    assert "Prediction.rationale" in missing and "Metrics.metric8" in missing
     assert "TrainingData.owner" in missing  # no strawberry definition: not a plain attribute
+    assert "DecisionStep.depth" in missing  # under Explanation, served from the stored JSON
+
+
+def test_plan_leaves_give_what_the_scalars_serializers_give():
+    from graphql import (
+        GraphQLBoolean,
+        GraphQLError,
+        GraphQLFloat,
+        GraphQLInt,
+        GraphQLNonNull,
+        GraphQLString,
+    )
+
+    from graph.schema.plans import _value
+
+    cases = [(GraphQLFloat, [1.5, 2, -0.0, 5e-324, "1.5"]), (GraphQLString, ["a", "", "é"]),
+             (GraphQLBoolean, [True, False]), (GraphQLInt, [3, 2.0])]  # fmt: skip
+    for scalar, values in cases:
+        for kind in (scalar, GraphQLNonNull(scalar)):
+            leaf = _value(kind, None)
+            for value in values:
+                served, expected = leaf(value), scalar.serialize(value)
+                assert served == expected and type(served) is type(expected)
+    for bad in (float("nan"), float("inf")):  # refused as the serializer refuses them
+        with pytest.raises(GraphQLError):
+            _value(GraphQLFloat, None)(bad)
+    assert _value(GraphQLFloat, None)(None) is None
+    with pytest.raises(TypeError):
+        _value(GraphQLNonNull(GraphQLFloat), None)(None)

@@ -1,0 +1,176 @@
+"""Explanations by the compiled evaluators equal scikit-learn's own decision_path and
+decision_function, on real rows of the public dataset and on the synthetic fleet."""
+
+import json
+
+import numpy as np
+import pytest
+from support import REAL_DATA, needs_real_data
+
+from graph.schema import build_schema
+from model import DEVICE_FEATURES, ArtifactMetadata, Predictor, dump_artifact, load_artifact
+from model import sha256_hex as digest
+from training import generate_synthetic, load_dataset
+from training.estimators import build_estimator
+
+TOLERANCE = 1e-9
+
+
+def _fitted(algorithm: str, X: np.ndarray, y: np.ndarray, **params: object):
+    estimator = build_estimator(algorithm, seed=0)
+    if params:
+        estimator.set_params(**params)
+    estimator.fit(X, y)
+    data = dump_artifact(estimator, ArtifactMetadata(algorithm, DEVICE_FEATURES, 0.5))
+    predictor = load_artifact(data, digest(data))
+    assert predictor.compiled
+    return estimator, predictor
+
+
+def _rows(X: np.ndarray, y: np.ndarray, count: int = 400) -> np.ndarray:
+    """Every failure and a fixed-seed sample of the rest: both sides of the model are explained."""
+    rng = np.random.default_rng(12)
+    rest = rng.choice(np.flatnonzero(y == 0), size=count, replace=False)
+    return np.asarray(X[np.sort(np.concatenate([np.flatnonzero(y == 1), rest]))])
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    data = generate_synthetic(devices=300, days=60, seed=7)
+    return data.X, data.y
+
+
+@pytest.fixture(scope="module")
+def real():
+    data = load_dataset(REAL_DATA)
+    return data.X, data.y
+
+
+@pytest.fixture(params=["fleet", pytest.param("real", marks=needs_real_data)])
+def dataset(request):
+    """Rows of the synthetic fleet, and of the public dataset (skipped visibly without it)."""
+    return request.getfixturevalue(request.param)
+
+
+def _check_tree(estimator, predictor: Predictor, rows: np.ndarray) -> None:
+    tree = estimator.tree_
+    probabilities, explanations = predictor.explain(rows)
+    assert explanations is not None
+    indicator = estimator.decision_path(rows)
+    leaves = estimator.apply(rows)
+    # Each node's probability as scikit-learn's predict_proba gives it: scikit-learn >= 1.4
+    # stores class fractions (returned as they are), older versions counts (divided).
+    values = tree.value[:, 0, :]
+    sums = values.sum(axis=1)
+    node_proba = values[:, 1] if np.all(np.abs(sums - 1) <= 1e-9) else values[:, 1] / sums
+    expected_proba = estimator.predict_proba(rows)[:, 1]
+    assert np.abs(probabilities - expected_proba).max() <= 1e-12
+    for i, explanation in enumerate(explanations):
+        visited = indicator.indices[indicator.indptr[i] : indicator.indptr[i + 1]].tolist()
+        assert visited[-1] == leaves[i]  # node ids grow along a path: the leaf comes last
+        internal = visited[:-1]
+        assert explanation["kind"] == "DECISION_PATH"
+        assert explanation["score"] == pytest.approx(expected_proba[i], abs=1e-12)
+        assert explanation["score"] == node_proba[leaves[i]]
+        assert explanation["baseValue"] == node_proba[0]
+        assert len(explanation["path"]) == len(internal)
+        for step, node, following in zip(explanation["path"], internal, visited[1:], strict=True):
+            feature = int(tree.feature[node])
+            assert step["feature"] == DEVICE_FEATURES[feature]
+            assert step["threshold"] == float(tree.threshold[node])
+            assert step["value"] == float(rows[i, feature])  # as given, not its float32 copy
+            assert step["goesLeft"] is bool(following == tree.children_left[node])
+            # the direction is the one scikit-learn took: a float32 comparison with <=
+            assert step["goesLeft"] is bool(np.float32(rows[i, feature]) <= tree.threshold[node])
+
+
+def _check_linear(estimator, predictor: Predictor, rows: np.ndarray) -> None:
+    probabilities, explanations = predictor.explain(rows)
+    assert explanations is not None
+    margins = estimator.decision_function(rows)
+    transformed = estimator[:-1].transform(rows)
+    coef, intercept = estimator[-1].coef_[0], float(estimator[-1].intercept_[0])
+    assert np.abs(probabilities - estimator.predict_proba(rows)[:, 1]).max() <= 1e-12
+    for i, explanation in enumerate(explanations):
+        parts = explanation["contributions"]
+        assert explanation["kind"] == "CONTRIBUTIONS"
+        assert abs(explanation["score"] - margins[i]) <= TOLERANCE
+        assert explanation["baseValue"] == intercept
+        total = explanation["baseValue"] + sum(p["contribution"] for p in parts)
+        assert abs(total - explanation["score"]) <= TOLERANCE
+        assert sorted(p["feature"] for p in parts) == sorted(DEVICE_FEATURES)
+        magnitudes = [abs(p["contribution"]) for p in parts]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+        for part in parts:
+            j = DEVICE_FEATURES.index(part["feature"])
+            assert part["value"] == float(rows[i, j])  # the raw input, before log1p and scaling
+            assert abs(part["contribution"] - coef[j] * transformed[i, j]) <= TOLERANCE
+
+
+def test_tree_paths_are_scikit_learns_decision_path(dataset):
+    X, y = dataset
+    for params in ({}, {"max_depth": None}):  # the pruned tree, and a deep unpruned one
+        estimator, predictor = _fitted("decision_tree", X, y, **params)
+        _check_tree(estimator, predictor, _rows(X, y))
+
+
+def test_contributions_add_up_to_scikit_learns_decision_function(dataset):
+    X, y = dataset
+    estimator, predictor = _fitted("logistic_regression", X, y)
+    _check_linear(estimator, predictor, _rows(X, y))
+
+
+def test_a_value_that_only_its_float32_copy_puts_left_is_reported_as_given(fleet):
+    X, y = fleet
+    estimator, predictor = _fitted("decision_tree", X, y)
+    tree = estimator.tree_
+    feature, threshold = int(tree.feature[0]), float(tree.threshold[0])
+    row = X[:1].copy()
+    row[0, feature] = np.nextafter(threshold, np.inf)  # above the threshold, float32 is not
+    if not np.float32(row[0, feature]) <= threshold:
+        pytest.skip("this threshold's float32 neighbourhood does not round down")
+    _, (explanation,) = predictor.explain(row)
+    first = explanation["path"][0]
+    assert first["value"] == row[0, feature] > first["threshold"] and first["goesLeft"] is True
+    assert estimator.decision_path(row).indices[1] == tree.children_left[0]
+
+
+@pytest.mark.parametrize("algorithm", ["decision_tree", "logistic_regression"])
+def test_a_batch_is_explained_as_its_rows_one_by_one(fleet, algorithm):
+    X, y = fleet
+    _, predictor = _fitted(algorithm, X, y)
+    rows = _rows(X, y, 60)
+    probabilities, batch = predictor.explain(rows)
+    assert np.array_equal(probabilities, predictor.predict_proba(rows))
+    for i in range(len(rows)):
+        one, (alone,) = predictor.explain(rows[i : i + 1])
+        assert one[0] == pytest.approx(probabilities[i], abs=1e-15)
+        assert batch[i].keys() == alone.keys()
+        assert batch[i]["score"] == pytest.approx(alone["score"], abs=1e-12)
+        steps = "path" if algorithm == "decision_tree" else "contributions"
+        assert batch[i][steps] == alone[steps]
+
+
+@pytest.mark.parametrize("algorithm", ["decision_tree", "logistic_regression"])
+def test_explanations_are_json_keyed_like_the_graphql_types(fleet, algorithm):
+    X, y = fleet
+    _, predictor = _fitted(algorithm, X, y)
+    _, (explanation,) = predictor.explain(X[:1])
+    assert json.loads(json.dumps(explanation)) == explanation
+    types = build_schema()._schema.type_map
+    assert set(explanation) < set(types["Explanation"].fields)
+    step_type = "DecisionStep" if algorithm == "decision_tree" else "Contribution"
+    steps = explanation["path" if algorithm == "decision_tree" else "contributions"]
+    assert steps and all(set(step) == set(types[step_type].fields) for step in steps)
+
+
+def test_a_model_scikit_learn_answers_has_no_explanations(fleet):
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = fleet
+    forest = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0).fit(X, y)
+    data = dump_artifact(forest, ArtifactMetadata("forest", DEVICE_FEATURES, 0.5))
+    predictor = load_artifact(data, digest(data))
+    probabilities, explanations = predictor.explain(X[:5])
+    assert not predictor.compiled and explanations is None
+    assert np.array_equal(probabilities, forest.predict_proba(X[:5])[:, 1])
