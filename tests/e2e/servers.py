@@ -34,10 +34,10 @@ PREDICT = "mutation P($i: PredictInput!) { predict(input: $i) { id label } }"
 PREDICT_BATCH = "mutation B($is: [PredictInput!]!) { predictBatch(inputs: $is) { id } }"
 
 
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on a loopback address right now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -99,13 +99,18 @@ def run_server(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     ready: bool = True,
+    host: str = "127.0.0.1",
 ) -> Iterator[Server]:
     """`failcast serve` on a free loopback port: the app factory behind the connection guard.
+
+    `host` is a loopback address (127.0.0.0/8): servers of one test may each have their own.
 
     Waits until /readyz answers 200 (`ready`) or /healthz does (the process is up but may be
     unready, e.g. without its database); stops the process at the end, killing it if needed.
     """
-    port = free_port()
+    if not host.startswith("127."):
+        raise ValueError("test servers listen on loopback addresses only")
+    port = free_port(host)
     full_env = {
         **os.environ,
         "FAILCAST_DATABASE_URL": database_url,
@@ -113,7 +118,7 @@ def run_server(
         "FAILCAST_LOG_LEVEL": "warning",
         **(env or {}),
     }
-    serve = ["failcast", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    serve = ["failcast", "serve", "--host", host, "--port", str(port)]
     command = [sys.executable, "-m", *serve]
     with contextlib.ExitStack() as stack:
         out: TextIO | None = None
@@ -126,7 +131,7 @@ def run_server(
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
         )
-        server = Server(process, f"http://127.0.0.1:{port}", log_path)
+        server = Server(process, f"http://{host}:{port}", log_path)
         try:
             server.wait_status("/readyz" if ready else "/healthz", 200, START_TIMEOUT_S)
             yield server

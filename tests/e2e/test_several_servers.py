@@ -1,0 +1,111 @@
+"""Several failcast servers on one PostgreSQL behave as one service.
+
+Two `failcast serve` processes, each on its own loopback address (127.0.0.2 and 127.0.0.3), and
+a client without a load balancer that spreads its requests over both. Network namespaces would
+give each server a non-loopback address, and this project's tests only ever target loopback
+addresses: so one namespace, two addresses. The suite proves that what must be shared is: a
+retry with an Idempotency-Key that lands on the other server gets the first answer; a model
+switch made through one is served by both; the rate limits hold for the deployment, not per
+process; and the audit trail that both wrote seals and verifies as one chain.
+"""
+
+import itertools
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from servers import PREDICT, Server, make_token, run_server
+from support import ORIGINAL_EXAMPLE, count_rows, register_version
+
+from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
+from persistence import is_sqlite, seal_pending, verify_seals
+
+ADDRESSES = ("127.0.0.2", "127.0.0.3")
+ENV = {
+    "FAILCAST_HEARTBEAT_SECONDS": "0.5",  # each sees the other within a second
+    "FAILCAST_MODEL_REFRESH_SECONDS": "30",  # switches must arrive by NOTIFY
+    "FAILCAST_RATE_LIMITS": '{"predict": [20, 20]}',  # for the deployment: 10/s each
+}
+BODY = {"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}}
+
+
+@pytest.fixture
+def pair(db_url: str, db_engine, active_model, tmp_path: Path) -> Iterator[tuple[Server, ...]]:
+    """Two servers on one PostgreSQL, each on its own loopback address."""
+    if is_sqlite(db_url):
+        pytest.skip("several servers share one PostgreSQL; SQLite serves one host")
+    print(f"servers on {', '.join(ADDRESSES)} (loopback: tests target no other address)")
+    with ExitStack() as stack:
+        servers = tuple(
+            stack.enter_context(run_server(db_url, ENV, tmp_path / f"{host}.log", host=host))
+            for host in ADDRESSES
+        )
+        time.sleep(1.5)  # a few heartbeats: each server now counts two live processes
+        yield servers
+
+
+def _post(server: Server, subject: str, key: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {make_token(subject)}"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return httpx.post(f"{server.base}/graphql", json=BODY, headers=headers, timeout=10)
+
+
+def test_a_retry_on_the_other_server_gets_the_first_answer(pair, db_engine):
+    first = _post(pair[0], "line-1", key="shift-1")
+    retry = _post(pair[1], "line-1", key="shift-1")
+    assert first.status_code == retry.status_code == 200
+    assert retry.headers["idempotent-replayed"] == "true" and retry.content == first.content
+    assert count_rows(db_engine, "prediction") == 1
+
+
+def test_a_switch_through_one_server_is_served_by_both(pair, db_engine, demo_estimator):
+    metadata = ArtifactMetadata("decision_tree", DEVICE_FEATURES, 0.6, {"max_depth": 4})
+    register_version(db_engine, dump_artifact(demo_estimator, metadata), "v2", activate=False)
+    switch = httpx.post(
+        f"{pair[0].base}/graphql",
+        json={"query": 'mutation { activateModelVersion(version: "v2") { version } }'},
+        headers={"Authorization": f"Bearer {make_token('ops')}"},
+        timeout=10,
+    )
+    assert switch.json()["data"]["activateModelVersion"]["version"] == "v2"
+    time.sleep(1.0)
+    query = "mutation P($i: PredictInput!) { predict(input: $i) { modelVersion { version } } }"
+    for server in pair:
+        answer = httpx.post(
+            f"{server.base}/graphql",
+            json={"query": query, "variables": {"i": ORIGINAL_EXAMPLE}},
+            headers={"Authorization": f"Bearer {make_token('line-2')}"},
+            timeout=10,
+        ).json()
+        assert answer["data"]["predict"]["modelVersion"]["version"] == "v2"
+
+
+def test_the_rate_limit_holds_for_the_deployment(pair):
+    spread = itertools.cycle(pair)
+    started = time.monotonic()
+    answers = [_post(next(spread), "line-3") for _ in range(80)]
+    elapsed = time.monotonic() - started
+    accepted = sum(a.status_code == 200 for a in answers)
+    limited = [a for a in answers if a.status_code == 429]
+    assert accepted + len(limited) == len(answers)
+    # 20/s with a burst of 20 for the deployment: two processes with 20 each would let in twice.
+    allowed = 20 + 20 * elapsed
+    print(
+        f"{accepted} of 80 accepted in {elapsed:.2f} s over two servers (deployment: {allowed:.0f})"
+    )
+    assert accepted <= allowed + 2, (accepted, elapsed)
+    assert limited and all(a.headers["retry-after"] for a in limited)
+
+
+def test_the_audit_trail_both_servers_wrote_is_one_chain(pair, db_engine):
+    spread = itertools.cycle(pair)
+    for i in range(20):
+        assert _post(next(spread), f"line-{i % 3}").status_code == 200
+    time.sleep(0.5)
+    sealed = seal_pending(db_engine, lag_seconds=0)
+    report = verify_seals(db_engine)
+    assert sealed >= 20 and report.ok, report
