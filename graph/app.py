@@ -33,6 +33,7 @@ from graph.edge.responses import error_response
 from graph.edge.rest import PredictEndpoint
 from graph.errors import ErrorCode, FailcastError
 from graph.runtime import Runtime
+from graph.runtime.alerts import Alerts
 from graph.runtime.export import EXPORT_READERS, EXPORT_SQLITE_CACHE_KIB
 from graph.runtime.logs import configure_logging
 from graph.runtime.metrics import Metrics
@@ -90,6 +91,7 @@ def build_runtime(settings: Settings) -> Runtime:
         anonymous=anonymous,
         tally=RefusalTally(settings.refusal_tally_max_addresses),
         metrics=metrics,
+        alerts=Alerts(engine),
     )
 
 
@@ -187,6 +189,7 @@ def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
     work = [
         runtime.models.keep_fresh(),
         runtime.models.follow_switches(),
+        runtime.alerts.follow(),
         _every(settings.audit_seal_interval_seconds, "audit sealing", seal),
         _every(settings.refusal_tally_seconds, "refusal tally", partial(_flush_tally, runtime)),
         _every(600.0, "idempotency key purge", partial(_purge_keys, runtime)),

@@ -1,6 +1,6 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
-from persistence import idempotency, lifecycle, predictions
+from persistence import alerts, idempotency, lifecycle, notifications, predictions
 from persistence.engine import checkpoint, create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
@@ -75,6 +75,7 @@ __all__ = [
     "RequestRecord",
     "SealReport",
     "ServerInstance",
+    "alerts",
     "checkpoint",
     "create_db_engine",
     "heartbeat",
@@ -88,6 +89,7 @@ __all__ = [
     "minute_window",
     "new_id",
     "new_ids",
+    "notifications",
     "ping",
     "predictions",
     "record_refusal_counts",

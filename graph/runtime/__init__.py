@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from auth import TokenVerifier
+from graph.runtime.alerts import Alerts
 from graph.runtime.metrics import Metrics
 from graph.runtime.models import ModelService
 from graph.runtime.ratelimit import RateLimiter
@@ -31,3 +32,4 @@ class Runtime:
     anonymous: RateLimiter  # per client address, for requests without a valid token
     tally: RefusalTally  # anonymous refusals beyond their limit, counted instead of audited
     metrics: Metrics
+    alerts: Alerts  # live alerts: this process's subscribers and how predictions reach them

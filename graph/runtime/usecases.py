@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from graph.errors import ErrorCode, FailcastError, bad_input
+from graph.runtime.alerts import Alerts
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry
@@ -90,9 +91,14 @@ def _check_observed(observed: Sequence[datetime | None], batch: bool) -> None:
 
 
 def predict(
-    models: ModelService, audit: RequestAudit, telemetry: Telemetry, batch: bool = False
+    models: ModelService,
+    alerts: Alerts,
+    audit: RequestAudit,
+    telemetry: Telemetry,
+    batch: bool = False,
 ) -> Predicted:
-    """Check, predict, and queue the predictions for storage with the request's audit row."""
+    """Check, predict, and queue the predictions for storage with the request's audit row
+    (and their alerts, which follow them once committed)."""
     check_telemetry(telemetry, batch)
     loaded = models.current
     if loaded is None:
@@ -117,6 +123,7 @@ def predict(
         is_failure=(probabilities >= threshold).tolist(),
     )
     audit.add_predictions(block, loaded.version)
+    alerts.announce(audit, block, loaded.version)
     return Predicted(block, loaded)
 
 

@@ -344,7 +344,9 @@ class PredictPlan:
             authorize(context.principal, FIELD_SCOPES[self.field], runtime.limiter, len(telemetry))
             if self.batch:
                 usecases.check_batch_size(len(telemetry), runtime.settings.max_batch_size)
-            predicted = usecases.predict(runtime.models, context.audit, telemetry, self.batch)
+            predicted = usecases.predict(
+                runtime.models, runtime.alerts, context.audit, telemetry, self.batch
+            )
         except Exception as error:  # the executor's treatment of a failing non-null root field
             located = located_error(error, [self.field_node], [self.response_key])
             return ExecutionResult(data=None, errors=[located])

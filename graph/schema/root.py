@@ -50,7 +50,9 @@ def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[Predic
     if batch:
         usecases.check_batch_size(len(inputs), context.runtime.settings.max_batch_size)
     telemetry = decode_telemetry([item.as_input() for item in inputs])
-    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch)
+    predicted = usecases.predict(
+        context.runtime.models, context.runtime.alerts, context.audit, telemetry, batch
+    )
     context.versions.prime(predicted.model.version_id, predicted.model.info)
     context.subjects.prime(context.audit.id, context.audit.subject)  # its row is not stored yet
     return PredictionType.from_block(predicted.block)
