@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from auth import TokenVerifier
 from graph.edge.audit import UNAUDITED_PATHS, AuditMiddleware, request_state
@@ -31,6 +31,7 @@ from graph.edge.health import HealthEndpoints
 from graph.edge.idempotency import IdempotencyGate
 from graph.edge.responses import error_response
 from graph.edge.rest import PredictEndpoint
+from graph.edge.subscriptions import SubscriptionEndpoint
 from graph.errors import ErrorCode, FailcastError
 from graph.runtime import Runtime
 from graph.runtime.alerts import Alerts
@@ -104,10 +105,12 @@ def create_app(settings: Settings) -> Starlette:
     idempotency = IdempotencyGate(runtime)
     graphql = GraphQLEndpoint(runtime, executor, idempotency, graphiql)
     health = HealthEndpoints(runtime)
-    routes = [
+    routes: list[BaseRoute] = [
         # Every method reaches the endpoint, which takes GET and POST only (Starlette would let
         # HEAD through as GET, and HEAD must never run a mutation).
         Route("/graphql", graphql.handle, methods=ANY_METHOD),
+        # failureAlerts: the same path, over WebSocket (graphql-transport-ws); audited there.
+        WebSocketRoute("/graphql", SubscriptionEndpoint(runtime, executor).handle),
         Route("/predict", PredictEndpoint(runtime, idempotency).handle, methods=["POST"]),
         Route("/exports/predictions.csv", ExportEndpoint(runtime).predictions_csv, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     anonymous_rate_limit: tuple[float, float] = (20.0, 40.0)  # per client address: (per s, burst)
     trusted_proxies: CommaList = Field(default_factory=list)  # addresses or networks
     cors_origins: CommaList = Field(default_factory=list)  # browser apps' origins; * dev only
+    # failureAlerts over WebSocket (graph/edge/subscriptions.py), per server process.
+    subscription_init_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    subscription_connections_per_subject: int = Field(default=5, ge=1, le=1000)
+    subscriptions_per_connection: int = Field(default=10, ge=1, le=100)
     refusal_tally_seconds: float = Field(default=10.0, gt=0)
     refusal_tally_max_addresses: int = Field(default=1000, ge=1)
     metrics_require_token: bool | None = None  # default: required in production

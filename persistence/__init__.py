@@ -34,6 +34,8 @@ from persistence.tables import (
     Prediction,
     RefusalTally,
     ServerInstance,
+    Webhook,
+    WebhookDelivery,
 )
 from persistence.tallies import (
     RefusalCount,
@@ -75,6 +77,8 @@ __all__ = [
     "RequestRecord",
     "SealReport",
     "ServerInstance",
+    "Webhook",
+    "WebhookDelivery",
     "alerts",
     "checkpoint",
     "create_db_engine",

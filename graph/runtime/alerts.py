@@ -26,6 +26,7 @@ import asyncio
 import logging
 import math
 import uuid
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -123,7 +124,9 @@ class AlertHub:
 
     def __init__(self, capacity: int = QUEUE_SIZE) -> None:
         self.capacity = capacity
-        self._streams: set[AlertStream] = set()
+        # Weak: a stream dropped without being closed (a subscription that never started)
+        # leaves the hub with it.
+        self._streams: weakref.WeakSet[AlertStream] = weakref.WeakSet()
 
     @property
     def subscribers(self) -> int:

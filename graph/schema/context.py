@@ -21,6 +21,8 @@ class GraphContext:
     audit: RequestAudit
     principal: Principal | None
     cursors: CursorCodec
+    # A subscription's context lives as long as it does: its loaders batch, but keep nothing.
+    loader_cache: bool = True
     _versions: DataLoader[int, ModelVersion | None] | None = field(default=None, repr=False)
     _subjects: DataLoader[uuid.UUID, str | None] | None = field(default=None, repr=False)
     _latest: DataLoader[str, Prediction | None] | None = field(default=None, repr=False)
@@ -35,7 +37,7 @@ class GraphContext:
                 found = {v.id: v for v in await model_versions(engine, ids)}
                 return [found.get(i) for i in ids]
 
-            self._versions = DataLoader(load_fn=load)
+            self._versions = DataLoader(load_fn=load, cache=self.loader_cache)
         return self._versions
 
     @property
@@ -48,7 +50,7 @@ class GraphContext:
                 found = await request_subjects(engine, ids)
                 return [found.get(i) for i in ids]
 
-            self._subjects = DataLoader(load_fn=load)
+            self._subjects = DataLoader(load_fn=load, cache=self.loader_cache)
         return self._subjects
 
     @property
@@ -61,5 +63,5 @@ class GraphContext:
                 found = await latest_predictions(engine, device_ids)
                 return [found.get(i) for i in device_ids]
 
-            self._latest = DataLoader(load_fn=load)
+            self._latest = DataLoader(load_fn=load, cache=self.loader_cache)
         return self._latest

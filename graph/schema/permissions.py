@@ -25,6 +25,7 @@ FIELD_SCOPES: dict[str, Scope | None] = {
     "activateModelVersion": Scope.MODELS_WRITE,
     "rollbackModel": Scope.MODELS_WRITE,
     "auditEvents": Scope.AUDIT_READ,
+    "failureAlerts": Scope.PREDICTIONS_READ,
     "me": None,  # any valid token
 }
 

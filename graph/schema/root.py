@@ -1,13 +1,15 @@
 """The root fields of the schema (Query and Mutation), each with its declared scope."""
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from graph.errors import bad_input
+from graph.errors import ErrorCode, FailcastError, bad_input
 from graph.runtime import lifecycle, usecases
+from graph.runtime.alerts import AlertsDropped, AlertStream, alert_filter
 from graph.runtime.telemetry import decode_telemetry
 from graph.schema import analytics
 from graph.schema.analytics import (
@@ -263,3 +265,40 @@ class Query:
         ] = StatsTimeFieldEnum.OBSERVED_AT,
     ) -> list[PredictionStatsType]:
         return await analytics.prediction_stats(info, filter, bucket, time_field)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description=(
+            "Every prediction committed from now on (by any server process on PostgreSQL; by "
+            "this one on SQLite) whose failureProbability is at least minProbability (default: "
+            "the threshold of the version that made it, so FAILURE predictions) and whose "
+            "deviceId starts with deviceIdPrefix. WebSocket only (graphql-transport-ws)."
+        ),
+        extensions=requires("failureAlerts"),
+    )
+    async def failure_alerts(
+        self,
+        info: Info,
+        min_probability: Annotated[
+            float | None,
+            strawberry.argument(description="Least failureProbability (0..1); default: FAILURE."),
+        ] = None,
+        device_id_prefix: Annotated[
+            str | None,
+            strawberry.argument(description="Only devices whose id starts with this."),
+        ] = None,
+    ) -> AsyncIterator[PredictionType]:
+        where = alert_filter(min_probability, device_id_prefix)  # refused before it starts
+        return _alerts(info.context.runtime.alerts.hub.subscribe(where))
+
+
+async def _alerts(stream: AlertStream) -> AsyncIterator[PredictionType]:
+    try:
+        async for prediction in stream:
+            yield PredictionType.from_values(prediction)
+    except AlertsDropped as dropped:
+        raise FailcastError(ErrorCode.SERVICE_UNAVAILABLE, str(dropped)) from None
+    finally:
+        stream.close()
