@@ -42,6 +42,7 @@ from graph.runtime.models import ModelService
 from graph.runtime.ratelimit import Rate, RateLimiter, keep_share
 from graph.runtime.recorder import Recorder
 from graph.runtime.tally import RefusalTally
+from graph.runtime.webhooks import Deliveries, DeliverySettings, TargetPolicy, write_outbox
 from graph.schema import build_schema
 from graph.schema.execution import GraphQLExecutor
 from graph.settings import Settings
@@ -81,6 +82,17 @@ def build_runtime(settings: Settings) -> Runtime:
     limiter = RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()})
     limiter.on_refusal = lambda scope: metrics.rate_limited.labels(scope).inc()
     anonymous = RateLimiter({"anonymous": Rate(*settings.anonymous_rate_limit)})
+    deliveries = Deliveries(
+        engine,
+        TargetPolicy(settings.webhook_allowed_hosts),
+        DeliverySettings(
+            max_attempts=settings.webhook_max_attempts,
+            retry_base_seconds=settings.webhook_retry_base_seconds,
+            retry_max_seconds=settings.webhook_retry_max_seconds,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            poll_seconds=settings.webhook_poll_seconds,
+        ),
+    )
     return Runtime(
         settings=settings,
         engine=engine,
@@ -92,7 +104,8 @@ def build_runtime(settings: Settings) -> Runtime:
         anonymous=anonymous,
         tally=RefusalTally(settings.refusal_tally_max_addresses),
         metrics=metrics,
-        alerts=Alerts(engine),
+        alerts=Alerts(engine, outbox=write_outbox, on_enqueued=deliveries.wake),
+        deliveries=deliveries,
     )
 
 
@@ -186,13 +199,15 @@ async def _lifespan(
 
 
 def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
-    """Model refresh, audit sealing, SQLite checkpoints, refusal tallies and heartbeats."""
+    """Model refresh, alerts from other processes, webhook deliveries, audit sealing, SQLite
+    checkpoints, refusal tallies and heartbeats."""
     settings, engine = runtime.settings, runtime.engine
     seal = partial(seal_pending, engine, settings.audit_seal_lag_seconds)
     work = [
         runtime.models.keep_fresh(),
         runtime.models.follow_switches(),
         runtime.alerts.follow(),
+        runtime.deliveries.run(),
         _every(settings.audit_seal_interval_seconds, "audit sealing", seal),
         _every(settings.refusal_tally_seconds, "refusal tally", partial(_flush_tally, runtime)),
         _every(600.0, "idempotency key purge", partial(_purge_keys, runtime)),

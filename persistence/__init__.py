@@ -1,6 +1,6 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
-from persistence import alerts, idempotency, lifecycle, notifications, predictions
+from persistence import alerts, idempotency, lifecycle, notifications, predictions, webhooks
 from persistence.engine import checkpoint, create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
@@ -102,5 +102,6 @@ __all__ = [
     "session_scope",
     "translate_errors",
     "verify_seals",
+    "webhooks",
     "write_records",
 ]

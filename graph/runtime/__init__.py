@@ -15,6 +15,7 @@ from graph.runtime.models import ModelService
 from graph.runtime.ratelimit import RateLimiter
 from graph.runtime.recorder import Recorder
 from graph.runtime.tally import RefusalTally
+from graph.runtime.webhooks import Deliveries
 from graph.settings import Settings
 
 
@@ -33,3 +34,4 @@ class Runtime:
     tally: RefusalTally  # anonymous refusals beyond their limit, counted instead of audited
     metrics: Metrics
     alerts: Alerts  # live alerts: this process's subscribers and how predictions reach them
+    deliveries: Deliveries  # webhooks: the target policy and this process's delivery worker

@@ -27,7 +27,7 @@ import logging
 import math
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
@@ -166,6 +166,10 @@ class AlertHub:
                     stream.offer(prediction)
 
 
+# Writes the webhook deliveries of a block on the transaction storing it; how many.
+Outbox = Callable[[Connection, PredictionBlock, str], int]
+
+
 @dataclass
 class AnnouncedBlock:
     """The effect of a block of predictions on the alerts: applied with the request's rows."""
@@ -173,6 +177,8 @@ class AnnouncedBlock:
     block: PredictionBlock
     model_version: str
     origin: str  # the process that made it, which publishes it itself after COMMIT
+    outbox: Outbox | None = None
+    enqueued: int = 0  # webhook deliveries written by the last application
 
     @property
     def payload(self) -> str:
@@ -190,9 +196,13 @@ class AnnouncedBlock:
         )
 
     def apply(self, connection: Connection) -> None:
-        """Announce the block to the other processes (PostgreSQL), in the same transaction."""
-        if len(self.block):
-            alerts.announce(connection, self.payload)
+        """Write the block's webhook deliveries and announce it to the other processes
+        (PostgreSQL), in the transaction that stores it."""
+        if not len(self.block):
+            return
+        if self.outbox is not None:
+            self.enqueued = self.outbox(connection, self.block, self.model_version)
+        alerts.announce(connection, self.payload)
 
 
 @dataclass(frozen=True)
@@ -223,15 +233,30 @@ class Announcement:
 class Alerts:
     """One per process: the hub of its subscribers, and how committed predictions reach it."""
 
-    def __init__(self, engine: Engine, capacity: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        capacity: int = QUEUE_SIZE,
+        outbox: Outbox | None = None,
+        on_enqueued: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.hub = AlertHub(capacity)
         self.origin = new_id().hex  # tells this process's notifications from the others'
+        self.outbox = outbox  # webhooks' deliveries, written with the predictions
+        self.on_enqueued = on_enqueued  # deliveries were committed: the worker may start
 
     def announce(self, audit: RequestAudit, block: PredictionBlock, model_version: str) -> None:
-        """Queue the block's announcement with the request's rows; publish it once committed."""
-        effect = AnnouncedBlock(block, model_version, self.origin)
-        audit.add_effect(effect, on_commit=lambda: self.hub.publish_block(block))
+        """Queue the block's effect with the request's rows (webhook deliveries, the
+        announcement); publish it to this process's subscribers once committed."""
+        effect = AnnouncedBlock(block, model_version, self.origin, self.outbox)
+
+        def committed() -> None:
+            self.hub.publish_block(block)
+            if effect.enqueued and self.on_enqueued is not None:
+                self.on_enqueued()
+
+        audit.add_effect(effect, on_commit=committed)
 
     async def follow(self) -> None:
         """On PostgreSQL, publish the blocks other processes commit, for ever."""

@@ -26,6 +26,10 @@ FIELD_SCOPES: dict[str, Scope | None] = {
     "rollbackModel": Scope.MODELS_WRITE,
     "auditEvents": Scope.AUDIT_READ,
     "failureAlerts": Scope.PREDICTIONS_READ,
+    "createWebhook": Scope.WEBHOOKS_WRITE,
+    "deleteWebhook": Scope.WEBHOOKS_WRITE,
+    "webhooks": Scope.WEBHOOKS_READ,
+    "webhookDeliveries": Scope.WEBHOOKS_READ,
     "me": None,  # any valid token
 }
 

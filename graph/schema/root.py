@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from graph.errors import ErrorCode, FailcastError, bad_input
-from graph.runtime import lifecycle, usecases
+from graph.runtime import lifecycle, usecases, webhooks
 from graph.runtime.alerts import AlertsDropped, AlertStream, alert_filter
 from graph.runtime.telemetry import decode_telemetry
 from graph.schema import analytics
@@ -43,6 +43,14 @@ from graph.schema.types import (
     PredictionType,
     parse_id,
 )
+from graph.schema.webhooks import (
+    CreateWebhookPayloadType,
+    WebhookDeliveryConnectionType,
+    WebhookType,
+    delivery_connection,
+    webhook_id,
+)
+from graph.settings import MAX_WEBHOOKS
 from persistence import OUTCOMES, AuditFilter, Position
 
 
@@ -105,6 +113,42 @@ class Mutation:
         runtime, audit = info.context.runtime, info.context.audit
         row = await lifecycle.rollback(runtime.engine, runtime.models, audit, reason)
         return ModelVersionType.from_row(row)
+
+    @strawberry.mutation(
+        description=(
+            "POST every prediction stored from now on that matches (as failureAlerts does) to "
+            "`url`, signed with the secret in the answer (shown this once). The URL's host "
+            "must be on FAILCAST_WEBHOOK_ALLOWED_HOSTS (else BAD_USER_INPUT naming url)."
+        ),
+        extensions=requires("createWebhook"),
+    )
+    async def create_webhook(
+        self,
+        info: Info,
+        url: Annotated[str, strawberry.argument(description="https:// URL of the receiver.")],
+        min_probability: Annotated[
+            float | None,
+            strawberry.argument(description="Least failureProbability (0..1); default: FAILURE."),
+        ] = None,
+        device_id_prefix: Annotated[
+            str | None,
+            strawberry.argument(description="Only devices whose id starts with this."),
+        ] = None,
+    ) -> CreateWebhookPayloadType:
+        runtime, audit = info.context.runtime, info.context.audit
+        row, secret = await webhooks.create(
+            runtime.engine, runtime.deliveries.policy, audit, url, min_probability, device_id_prefix
+        )
+        return CreateWebhookPayloadType(webhook=WebhookType.from_row(row), secret=secret)
+
+    @strawberry.mutation(
+        description="Delete a webhook and its deliveries (pending ones are not sent).",
+        extensions=requires("deleteWebhook"),
+    )
+    async def delete_webhook(self, info: Info, id: strawberry.ID) -> WebhookType:
+        runtime, audit = info.context.runtime, info.context.audit
+        row = await webhooks.delete(runtime.engine, audit, webhook_id(str(id), "id"))
+        return WebhookType.from_row(row)
 
 
 def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
@@ -204,6 +248,27 @@ class Query:
     async def active_model(self, info: Info) -> ModelVersionType | None:
         row = await usecases.active_model_version(info.context.runtime.engine)
         return None if row is None else ModelVersionType.from_row(row)
+
+    @strawberry.field(
+        description=f"Every webhook, oldest first (at most {MAX_WEBHOOKS}).",
+        extensions=requires("webhooks"),
+    )
+    async def webhooks(self, info: Info) -> list[WebhookType]:
+        rows = await webhooks.listed(info.context.runtime.engine)
+        return [WebhookType.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="What was POSTed to a webhook, newest first: pending, delivered and dead.",
+        extensions=requires("webhookDeliveries"),
+    )
+    async def webhook_deliveries(
+        self,
+        info: Info,
+        webhook_id: strawberry.ID,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> WebhookDeliveryConnectionType:
+        return await delivery_connection(info, str(webhook_id), first, after)
 
     @strawberry.field(
         description="The caller, as its token describes it.", extensions=requires("me")

@@ -79,13 +79,14 @@ def test_another_process_reads_an_announced_block_back(db_engine, models):
 
 def test_a_process_without_a_subscriber_that_could_want_it_reads_nothing(db_engine, models):
     origin, other = Alerts(db_engine), Alerts(db_engine)
-    other.hub.subscribe(AlertFilter(1.0))  # the example's probability is below 1
+    picky = other.hub.subscribe(AlertFilter(1.0))  # the example's probability is below 1
     audit = _predicted(models, origin, ["d-1"])
     write_records(db_engine, [audit.record(200)])
     (effect,) = audit.record(200).effects
     assert count_statements(db_engine, lambda: asyncio.run(other.heard(effect.payload))) == 0
-    other.hub.subscribe(AlertFilter(0.0))
+    anything = other.hub.subscribe(AlertFilter(0.0))  # (the hub holds streams weakly)
     assert count_statements(db_engine, lambda: asyncio.run(other.heard(effect.payload))) == 1
+    assert picky is not anything
 
 
 async def _heard_within(engine, seconds: float, write) -> list[str]:
