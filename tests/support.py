@@ -4,6 +4,7 @@ import functools
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,3 +210,13 @@ def count_statements(engine: Engine, run: Any) -> int:
     finally:
         sa.event.remove(engine, "before_cursor_execute", counted)
     return count
+
+
+def readme_verify() -> Callable[[str, str, bytes], bool]:
+    """The `verify` function of the README's Webhooks section, exactly as documented."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (code,) = [block for block in blocks if "def verify(" in block]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    return namespace["verify"]

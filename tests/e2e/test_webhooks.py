@@ -11,8 +11,8 @@ import httpx
 import orjson
 from alertclient import FAILURE_EXAMPLE
 from servers import SECRET, make_token, run_server
-from support import ORIGINAL_EXAMPLE
-from webhookreceiver import readme_verify, receiving
+from support import ORIGINAL_EXAMPLE, readme_verify
+from webhookreceiver import receiving
 
 from auth import AuthConfig, Scope, mint_token
 

@@ -1,25 +1,11 @@
-"""A webhook receiver on loopback (the standard library's HTTP server, in a thread), and the
-README's verification snippet, executed as written there."""
+"""A webhook receiver on loopback: the standard library's HTTP server, in a thread."""
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from support import REPO_ROOT
-
-
-def readme_verify() -> Callable[[str, str, bytes], bool]:
-    """The `verify` function of the README's Webhooks section, exactly as documented."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    (code,) = [block for block in blocks if "def verify(" in block]
-    namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    return namespace["verify"]
 
 
 @dataclass
