@@ -35,6 +35,7 @@ from graphql import ExecutionResult
 from starlette.websockets import WebSocket
 
 from auth import AuthError, Scope
+from graph.edge.audit import log_line
 from graph.edge.cors import AllowedOrigins
 from graph.edge.identity import ClientAddresses, client_request_id, header
 from graph.errors import (
@@ -47,7 +48,6 @@ from graph.errors import (
 )
 from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
-from graph.runtime.logs import log_request
 from graph.runtime.recorder import Stored
 from graph.schema.context import GraphContext
 from graph.schema.execution import GraphQLExecutor, OperationRequest
@@ -359,7 +359,7 @@ class _Connection:
         if stored is not Stored.YES:
             return False
         audit.finish()
-        _log(audit, record.audit, 200)
+        log_line(audit, record, 200)
         return True
 
     async def _rejected(self, ident: str, audit: RequestAudit, result: ExecutionResult) -> None:
@@ -412,7 +412,7 @@ class _Connection:
         record = audit.record(status)
         audit.finish()
         self.runtime.recorder.write_later(record)
-        _log(audit, record.audit, status)
+        log_line(audit, record, status)
 
     async def _bad_message(self, reason: str) -> None:
         await self._refuse(
@@ -492,22 +492,3 @@ async def _aclose(stream: AsyncIterator[ExecutionResult]) -> None:
     if aclose is not None:
         with contextlib.suppress(Exception):
             await aclose()
-
-
-def _log(audit: RequestAudit, row: Any, status: int) -> None:
-    log_request(
-        {
-            "request_id": str(audit.id),
-            "client_request_id": audit.client_request_id,
-            "subject": audit.subject,
-            "method": audit.method,
-            "path": audit.path,
-            "operation": audit.operation_type or "none",
-            "operation_name": audit.operation_name,
-            "outcome": row["outcome"],
-            "status": status,
-            "duration_ms": row["duration_ms"],
-            "error_codes": row["error_codes"],
-            "predictions": 0,
-        }
-    )

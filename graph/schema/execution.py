@@ -100,18 +100,13 @@ class GraphQLExecutor:
             return checked
         prepared, operation, variables, _ = checked
         _check_strings(variables)
-        assert prepared.document is not None
-        started = subscribe(
-            self.graphql_schema,
-            prepared.document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=operation.name,
-            executor_class=self.schema.execution_context_class,
-            hide_suggestions=self.production,
-        )
-        async with asyncio.timeout(self.timeout_s):  # the start, not the stream
-            return await started if isawaitable(started) else started
+        started = self._on_graphql(subscribe, prepared, operation, variables, context)
+        if isawaitable(started):
+            async with asyncio.timeout(self.timeout_s):  # the start, not the stream
+                started = await started
+        assert isinstance(started, ExecutionResult) or hasattr(started, "__anext__")
+        result: AsyncIterator[ExecutionResult] | ExecutionResult = started
+        return result
 
     async def _checked(
         self, request: OperationRequest, context: GraphContext, allowed: Callable[[str], None]
@@ -186,21 +181,35 @@ class GraphQLExecutor:
         variables: dict[str, Any],
         context: GraphContext,
     ) -> ExecutionResult:
+        result = self._on_graphql(
+            execute, prepared, operation, variables, context, is_awaitable=optimized_is_awaitable
+        )
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        return result
+
+    def _on_graphql(
+        self,
+        run: Callable[..., Any],
+        prepared: Prepared,
+        operation: OperationFacts,
+        variables: dict[str, Any],
+        context: GraphContext,
+        **options: Any,
+    ) -> Any:
+        """graphql-core's execute or subscribe, on this schema, with strawberry's context."""
         assert prepared.document is not None
-        result = execute(
+        return run(
             self.graphql_schema,
             prepared.document,
             context_value=context,
             variable_values=variables,
             operation_name=operation.name,
             executor_class=self.schema.execution_context_class,
-            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
             hide_suggestions=self.production,
+            **options,
         )
-        if isawaitable(result):
-            result = await result
-        assert isinstance(result, ExecutionResult)
-        return result
 
     def close(self) -> None:
         """Stop the document cache's threads."""

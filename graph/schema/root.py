@@ -53,6 +53,15 @@ from graph.schema.webhooks import (
 from graph.settings import MAX_WEBHOOKS
 from persistence import OUTCOMES, AuditFilter, Position
 
+# The alert filter's arguments, the same for failureAlerts and createWebhook (one matcher).
+MinProbability = Annotated[
+    float | None,
+    strawberry.argument(description="Least failureProbability (0..1); default: FAILURE."),
+]
+DeviceIdPrefix = Annotated[
+    str | None, strawberry.argument(description="Only devices whose id starts with this.")
+]
+
 
 def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[PredictionType]:
     """The resolvers' side of predict and predictBatch (compiled plans do the same in bulk)."""
@@ -126,14 +135,8 @@ class Mutation:
         self,
         info: Info,
         url: Annotated[str, strawberry.argument(description="https:// URL of the receiver.")],
-        min_probability: Annotated[
-            float | None,
-            strawberry.argument(description="Least failureProbability (0..1); default: FAILURE."),
-        ] = None,
-        device_id_prefix: Annotated[
-            str | None,
-            strawberry.argument(description="Only devices whose id starts with this."),
-        ] = None,
+        min_probability: MinProbability = None,
+        device_id_prefix: DeviceIdPrefix = None,
     ) -> CreateWebhookPayloadType:
         runtime, audit = info.context.runtime, info.context.audit
         row, secret = await webhooks.create(
@@ -346,14 +349,8 @@ class Subscription:
     async def failure_alerts(
         self,
         info: Info,
-        min_probability: Annotated[
-            float | None,
-            strawberry.argument(description="Least failureProbability (0..1); default: FAILURE."),
-        ] = None,
-        device_id_prefix: Annotated[
-            str | None,
-            strawberry.argument(description="Only devices whose id starts with this."),
-        ] = None,
+        min_probability: MinProbability = None,
+        device_id_prefix: DeviceIdPrefix = None,
     ) -> AsyncIterator[PredictionType]:
         where = alert_filter(min_probability, device_id_prefix)  # refused before it starts
         return _alerts(info.context.runtime.alerts.hub.subscribe(where))
