@@ -198,6 +198,11 @@ def test_refusals_close_with_the_protocols_codes_and_are_audited(
         )
         for ws in opened:
             await ws.close()
+        # a token that expires while its connection is open ends the connection
+        short = {"type": "connection_init", "payload": bearer(token(Scope.PREDICTIONS_READ, ttl=2))}
+        started = time.monotonic()
+        got["token expires"] = await _raw(base, [short, _subscribe("e")])
+        got["token expires after"] = time.monotonic() - started
         return got
 
     with run_server(db_url, env, tmp_path / "server.log") as server:
@@ -224,6 +229,8 @@ def test_refusals_close_with_the_protocols_codes_and_are_audited(
     assert got["listed origin"] == "connection_ack"
     assert got["over the cap"][0] == 4429
     assert got["under the cap again"][0][:2] == [{"type": "connection_ack"}, {"type": "pong"}]
+    assert got["token expires"] == ([{"type": "connection_ack"}], 4403)
+    assert got["token expires after"] < 3.5
     # every refusal left its audit row, with why
     rows = audit_rows(db_engine, "http_method = 'WS'")
     failures = sorted(r["auth_failure"] for r in rows if r["auth_failure"])
