@@ -2,8 +2,12 @@
 alerts after commit, filtered by the one matcher, refusals with their close codes, the audit
 trail's start and end rows."""
 
+import ast
 import asyncio
 import json
+import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +26,7 @@ from alertclient import (
     ws_url,
 )
 from servers import SECRET, make_token, run_server
-from support import ORIGINAL_EXAMPLE
+from support import ORIGINAL_EXAMPLE, REPO_ROOT
 
 from auth import AuthConfig, Scope, mint_token
 
@@ -240,3 +244,45 @@ def test_refusals_close_with_the_protocols_codes_and_are_audited(
     assert codes.count("REQUEST_TIMEOUT") == 1 and codes.count("RATE_LIMITED") == 1
     assert {r["http_status"] for r in rows if "RATE_LIMITED" in r["error_codes"]} == {429}
     assert {r["outcome"] for r in rows if r["auth_failure"]} == {"denied"}
+
+
+def _readme_client() -> str:
+    """The README's runnable subscription client, as written there."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The `failureAlerts` subscription", 1)[1].split("\n### ", 1)[0]
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "gql" in b]
+    return code
+
+
+def test_the_readme_client_receives_alerts(db_url, db_engine, active_model, tmp_path: Path):
+    with run_server(db_url, log_path=tmp_path / "server.log") as server:
+        code = _readme_client()
+        code = code.replace('TOKEN = "..."', f"TOKEN = {token(Scope.PREDICTIONS_READ)!r}")
+        code = code.replace("ws://127.0.0.1:8000", server.base.replace("http://", "ws://"))
+        client = subprocess.Popen(
+            [sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 15
+            while not audit_rows(db_engine, "subscription_event = 'start'"):
+                assert client.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.05)
+            inputs = [
+                {**FAILURE_EXAMPLE, "deviceId": "W1F0001"},
+                {**FAILURE_EXAMPLE, "deviceId": "S1F0001"},
+            ]
+            headers = {"Authorization": f"Bearer {make_token()}"}
+            body = httpx.post(
+                f"{server.base}/graphql",
+                json={"query": PREDICT_BATCH, "variables": {"is": inputs}},
+                headers=headers,
+                timeout=10,
+            ).json()
+            line = client.stdout.readline()
+        finally:
+            client.terminate()
+            client.wait(10)
+    printed = ast.literal_eval(line)
+    assert printed["id"] == body["data"]["predictBatch"][1]["id"]  # the S1F device only
+    assert printed["deviceId"] == "S1F0001"
+    assert printed["modelVersion"] == {"version": active_model.version}
