@@ -293,7 +293,18 @@ class _Connection:
             del self.running[ident]
 
     async def _subscription(self, ident: str, payload: dict[str, Any]) -> None:
+        """One subscription, from `subscribe` to its end (its task; nothing escapes it)."""
         audit = self.audit()
+        try:
+            await self._subscribe(ident, payload, audit)
+        except _Closed:
+            pass  # the connection is gone: there is nobody to tell
+        except Exception:  # a bug: masked for the client, logged in full
+            log.exception("subscription failed [request %s]", audit.id)
+            error = FailcastError(ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error")
+            await self._send_error(ident, audit, error, quietly=True)
+
+    async def _subscribe(self, ident: str, payload: dict[str, Any], audit: RequestAudit) -> None:
         executor = self.endpoint.executor
         context = GraphContext(
             self.runtime, audit, self.principal, executor.cursors, loader_cache=False
@@ -323,9 +334,7 @@ class _Connection:
                 ErrorCode.SERVICE_UNAVAILABLE,
                 "the subscription could not be recorded, so it did not start: retry later",
             )
-            await self._send_quietly(
-                {"id": ident, "type": "error", "payload": [self._error(error, audit)]}
-            )
+            await self._send_error(ident, audit, error, quietly=True)
             return
         ended_with: list[str] = []
         try:
@@ -336,9 +345,7 @@ class _Connection:
             await self._send({"id": ident, "type": "complete"})
         except FailcastError as error:  # the stream ended with an error (a dropped subscriber)
             ended_with = [error.code]
-            await self._send_quietly(
-                {"id": ident, "type": "error", "payload": [self._error(error, audit)]}
-            )
+            await self._send_error(ident, audit, error, quietly=True)
         except _Closed:
             pass
         finally:
@@ -375,7 +382,7 @@ class _Connection:
     async def _refused(self, ident: str, audit: RequestAudit, error: FailcastError) -> None:
         audit.answered_with([error.code])
         self._write(audit, error.status)
-        await self._send({"id": ident, "type": "error", "payload": [self._error(error, audit)]})
+        await self._send_error(ident, audit, error)
 
     def _result(self, result: ExecutionResult, audit: RequestAudit) -> dict[str, Any]:
         payload: dict[str, Any] = {"data": result.data}
@@ -384,8 +391,15 @@ class _Connection:
             payload["errors"] = [graphql_error_dict(e, audit.id, production) for e in result.errors]
         return payload
 
-    def _error(self, error: FailcastError, audit: RequestAudit) -> dict[str, Any]:
-        return error_dict(error, audit.id)
+    async def _send_error(
+        self, ident: str, audit: RequestAudit, error: FailcastError, quietly: bool = False
+    ) -> None:
+        """The `error` message ending subscription `ident` (quietly: unless the client left)."""
+        message = {"id": ident, "type": "error", "payload": [error_dict(error, audit.id)]}
+        if quietly:
+            await self._send_quietly(message)
+        else:
+            await self._send(message)
 
     # -- refusals and the audit ---------------------------------------------------------------
 
