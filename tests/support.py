@@ -190,9 +190,12 @@ def seed_predictions(
 
 
 # What the app's background work sends meanwhile: SQLite's checkpoints, the registry poll,
-# heartbeats, sealing and refusal tallies (none of it is a query a request made).
+# heartbeats, sealing, refusal tallies and webhook delivery claims (none of it is a query a
+# request made).
 _BACKGROUND = re.compile(
-    r"^\s*PRAGMA|model_version\.is_active|server_instance|audit_seal|refusal_tally", re.I
+    r"^\s*PRAGMA|model_version\.is_active|server_instance|audit_seal|refusal_tally|"
+    r"webhook_delivery",
+    re.I,
 )
 
 
