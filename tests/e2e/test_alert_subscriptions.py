@@ -286,3 +286,35 @@ def test_the_readme_client_receives_alerts(db_url, db_engine, active_model, tmp_
     assert printed["id"] == body["data"]["predictBatch"][1]["id"]  # the S1F device only
     assert printed["deviceId"] == "S1F0001"
     assert printed["modelVersion"] == {"version": active_model.version}
+
+
+def test_a_server_shutdown_ends_its_subscriptions_and_records_their_end(
+    db_url, db_engine, active_model, tmp_path: Path
+):
+    async def run(server) -> tuple[int | None, float]:
+        async with websockets.connect(
+            ws_url(server.base), subprotocols=["graphql-transport-ws"]
+        ) as ws:
+            await ws.send(json.dumps(INIT))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps(_subscribe("s")))
+            deadline = time.monotonic() + 10
+            while not audit_rows(db_engine, "subscription_event = 'start'"):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+            try:
+                await asyncio.wait_for(ws.recv(), 15)
+            except websockets.ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+            took = await stopping
+            return code, took
+
+    with run_server(db_url, log_path=tmp_path / "server.log") as server:
+        code, took = asyncio.run(run(server))
+    assert code == 1012  # service restart: uvicorn's close on shutdown
+    assert took < 10
+    (start,) = audit_rows(db_engine, "subscription_event = 'start'")
+    (end,) = audit_rows(db_engine, "subscription_event = 'end'")
+    assert end["subscription_id"] == start["id"] and end["outcome"] == "ok"
+    assert end["received_at"] == start["received_at"] and end["duration_ms"] > 0
