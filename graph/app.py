@@ -92,6 +92,7 @@ def build_runtime(settings: Settings) -> Runtime:
             timeout_seconds=settings.webhook_timeout_seconds,
             poll_seconds=settings.webhook_poll_seconds,
         ),
+        counted=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
     )
     return Runtime(
         settings=settings,

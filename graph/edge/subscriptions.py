@@ -337,6 +337,7 @@ class _Connection:
             await self._send_error(ident, audit, error, quietly=True)
             return
         ended_with: list[str] = []
+        self.runtime.metrics.alert_subscriptions.inc()
         try:
             async for result in stream:
                 await self._send(
@@ -349,6 +350,7 @@ class _Connection:
         except _Closed:
             pass
         finally:
+            self.runtime.metrics.alert_subscriptions.dec()
             await _aclose(stream)
             end = audit.subscription_ended(ended_with)
             self._write(end, 200 if not ended_with else SPECS[ErrorCode(ended_with[0])].status)

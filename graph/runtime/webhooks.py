@@ -33,7 +33,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -176,6 +176,12 @@ def outbox_rows(
                     }
                 )
     return rows
+
+
+def _outcome(attempt: webhooks.Attempt, retry_at: datetime | None) -> str:
+    if attempt.delivered:
+        return "delivered"
+    return "dead" if retry_at is None else "retried"
 
 
 def write_outbox(connection: Connection, block: PredictionBlock, model_version: str) -> int:
@@ -325,10 +331,17 @@ class DeliverySettings:
 class Deliveries:
     """The delivery worker of one process: claims due deliveries, POSTs them, records how."""
 
-    def __init__(self, engine: Engine, policy: TargetPolicy, settings: DeliverySettings) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        policy: TargetPolicy,
+        settings: DeliverySettings,
+        counted: Callable[[str], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.policy = policy
         self.settings = settings
+        self.counted = counted  # each attempt's outcome: delivered, retried or dead
         self._due = asyncio.Event()
         self._next_retry: float | None = None  # loop time of the earliest retry this one set
 
@@ -388,6 +401,8 @@ class Deliveries:
         except Exception as error:  # sent, but not recorded: it is sent again after the lease
             log.error("webhook delivery %s sent but not recorded: %r", claimed.id, error)
             return
+        if self.counted is not None:
+            self.counted(_outcome(attempt, retry_at))
         if not kept:
             log.warning("webhook delivery %s: its claim was lost meanwhile", claimed.id)
         elif not attempt.delivered:

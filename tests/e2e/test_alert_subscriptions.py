@@ -76,15 +76,21 @@ def test_committed_predictions_reach_the_subscribers_they_match(
             subscribed(base, token(Scope.PREDICTIONS_READ), db_engine) as failures,
             subscribed(base, make_token(), db_engine, {"prefix": "pump-", "min": 0.0}) as pumps,
         ):
+            gauge = httpx.get(f"{base}/metrics").text
             made = await predict(client, inputs)
             assert [m["label"] for m in made] == ["FAILURE", "NON_FAILURE", "FAILURE", "FAILURE"]
             await wait_for(failures, 3)
             await wait_for(pumps, 2)
             await asyncio.sleep(0.3)  # nothing more comes
-            return made, failures, pumps
+            return made, failures, pumps, gauge
 
     with run_server(db_url, log_path=tmp_path / "server.log") as server:
-        made, failures, pumps = asyncio.run(run(server.base))
+        made, failures, pumps, gauge = asyncio.run(run(server.base))
+        deadline = time.monotonic() + 5  # the server hears the clients leave
+        while "failcast_alert_subscriptions 0.0" not in server.get("/metrics").text:
+            assert time.monotonic() < deadline, "subscriptions still counted as open"
+            time.sleep(0.05)
+    assert "failcast_alert_subscriptions 2.0" in gauge
     ids = [m["id"] for m in made]
     assert failures.ids() == [ids[0], ids[2], ids[3]]
     assert pumps.ids() == [ids[0], ids[1]]

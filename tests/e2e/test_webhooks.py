@@ -97,6 +97,7 @@ def test_deliveries_are_signed_retried_once_delivered_and_dead_lettered(
         assert [m["label"] for m in made] == ["FAILURE", "NON_FAILURE"], body
         found = settled(server.base, flaky, down, away, ok)
         listed = gql(server.base, "{ webhooks { id url } }")["data"]["webhooks"]
+        metrics = server.get("/metrics").text
         log = server.log()
     failure, other = made[0]["id"], made[1]["id"]
     # the flaky receiver failed five times, then took the FAILURE prediction: once
@@ -141,6 +142,8 @@ def test_deliveries_are_signed_retried_once_delivered_and_dead_lettered(
     assert len(followed) == 2
     assert all(verify(ok_secret, p.headers["failcast-signature"], p.body) for p in followed)
     assert [w["id"] for w in listed] == [flaky, down, away, ok]
+    for outcome, count in (("delivered", 3), ("retried", 5 + 10 + 10), ("dead", 4)):
+        assert f'failcast_webhook_attempts_total{{outcome="{outcome}"}} {count}.0' in metrics
     assert "secret" not in str(listed)
 
 
