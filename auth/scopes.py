@@ -19,6 +19,8 @@ class Scope(StrEnum):
     OUTCOMES_WRITE = "outcomes:write"
     AUDIT_READ = "audit:read"
     METRICS_READ = "metrics:read"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)

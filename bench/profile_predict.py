@@ -237,7 +237,7 @@ class Profile:
             ("sklearn predict_proba on numpy, 1,000 rows",
              lambda: self.predictor.reference_proba(self.many), BATCH),
             ("use case usecases.predict (check, predict, rows), 1 row",
-             lambda: predict(self.services.models, audit, one_row), 1),
+             lambda: predict(self.services.models, self.services.alerts, audit, one_row), 1),
             ("build + commit 1 audit + 1 prediction, own transaction (SQLite)",
              lambda: self._commit(1, 1), 1),
             ("build + commit 32 requests' rows in one transaction, per request (SQLite)",
@@ -256,7 +256,9 @@ class Profile:
         records = []
         for _ in range(requests):
             audit = _audit()
-            predict(self.services.models, audit, self._telemetry(rows), batch=rows > 1)
+            predict(
+                self.services.models, self.services.alerts, audit, self._telemetry(rows), rows > 1
+            )
             records.append(audit.record(200))
         write_records(self.services.engine, records)
 

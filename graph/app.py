@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from auth import TokenVerifier
 from graph.edge.audit import UNAUDITED_PATHS, AuditMiddleware, request_state
@@ -31,8 +31,10 @@ from graph.edge.health import HealthEndpoints
 from graph.edge.idempotency import IdempotencyGate
 from graph.edge.responses import error_response
 from graph.edge.rest import PredictEndpoint
+from graph.edge.subscriptions import SubscriptionEndpoint
 from graph.errors import ErrorCode, FailcastError
 from graph.runtime import Runtime
+from graph.runtime.alerts import Alerts
 from graph.runtime.export import EXPORT_READERS, EXPORT_SQLITE_CACHE_KIB
 from graph.runtime.logs import configure_logging
 from graph.runtime.metrics import Metrics
@@ -41,6 +43,7 @@ from graph.runtime.monitoring import active_drift
 from graph.runtime.ratelimit import Rate, RateLimiter, keep_share
 from graph.runtime.recorder import Recorder
 from graph.runtime.tally import RefusalTally
+from graph.runtime.webhooks import Deliveries, DeliverySettings, TargetPolicy, write_outbox
 from graph.schema import build_schema
 from graph.schema.execution import GraphQLExecutor
 from graph.settings import Settings
@@ -80,6 +83,18 @@ def build_runtime(settings: Settings) -> Runtime:
     limiter = RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()})
     limiter.on_refusal = lambda scope: metrics.rate_limited.labels(scope).inc()
     anonymous = RateLimiter({"anonymous": Rate(*settings.anonymous_rate_limit)})
+    deliveries = Deliveries(
+        engine,
+        TargetPolicy(settings.webhook_allowed_hosts),
+        DeliverySettings(
+            max_attempts=settings.webhook_max_attempts,
+            retry_base_seconds=settings.webhook_retry_base_seconds,
+            retry_max_seconds=settings.webhook_retry_max_seconds,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            poll_seconds=settings.webhook_poll_seconds,
+        ),
+        counted=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
+    )
     return Runtime(
         settings=settings,
         engine=engine,
@@ -91,6 +106,8 @@ def build_runtime(settings: Settings) -> Runtime:
         anonymous=anonymous,
         tally=RefusalTally(settings.refusal_tally_max_addresses),
         metrics=metrics,
+        alerts=Alerts(engine, outbox=write_outbox, on_enqueued=deliveries.wake),
+        deliveries=deliveries,
     )
 
 
@@ -103,10 +120,12 @@ def create_app(settings: Settings) -> Starlette:
     idempotency = IdempotencyGate(runtime)
     graphql = GraphQLEndpoint(runtime, executor, idempotency, graphiql)
     health = HealthEndpoints(runtime)
-    routes = [
+    routes: list[BaseRoute] = [
         # Every method reaches the endpoint, which takes GET and POST only (Starlette would let
         # HEAD through as GET, and HEAD must never run a mutation).
         Route("/graphql", graphql.handle, methods=ANY_METHOD),
+        # failureAlerts: the same path, over WebSocket (graphql-transport-ws); audited there.
+        WebSocketRoute("/graphql", SubscriptionEndpoint(runtime, executor).handle),
         Route("/predict", PredictEndpoint(runtime, idempotency).handle, methods=["POST"]),
         Route("/exports/predictions.csv", ExportEndpoint(runtime).predictions_csv, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -182,12 +201,15 @@ async def _lifespan(
 
 
 def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
-    """Model refresh, audit sealing, SQLite checkpoints, refusal tallies, heartbeats, drift."""
+    """Model refresh, alerts from other processes, webhook deliveries, audit sealing, SQLite
+    checkpoints, refusal tallies, heartbeats, drift."""
     settings, engine = runtime.settings, runtime.engine
     seal = partial(seal_pending, engine, settings.audit_seal_lag_seconds)
     work = [
         runtime.models.keep_fresh(),
         runtime.models.follow_switches(),
+        runtime.alerts.follow(),
+        runtime.deliveries.run(),
         _every(settings.audit_seal_interval_seconds, "audit sealing", seal),
         _every(settings.refusal_tally_seconds, "refusal tally", partial(_flush_tally, runtime)),
         _every(600.0, "idempotency key purge", partial(_purge_keys, runtime)),

@@ -39,6 +39,7 @@ class Limits:
 # Lists are comma-separated in the environment (JSON arrays are accepted too).
 CommaList = Annotated[list[str], NoDecode]
 
+MAX_WEBHOOKS = 100  # `webhooks` is a plain list: at most this many exist
 DEV_SECRET_FILE = Path(".failcast/dev-jwt-secret")
 ANY_ORIGIN = "*"  # FAILCAST_CORS_ORIGINS entry that allows every origin (refused in production)
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
@@ -107,6 +108,17 @@ class Settings(BaseSettings):
     anonymous_rate_limit: tuple[float, float] = (20.0, 40.0)  # per client address: (per s, burst)
     trusted_proxies: CommaList = Field(default_factory=list)  # addresses or networks
     cors_origins: CommaList = Field(default_factory=list)  # browser apps' origins; * dev only
+    # failureAlerts over WebSocket (graph/edge/subscriptions.py), per server process.
+    subscription_init_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    subscription_connections_per_subject: int = Field(default=5, ge=1, le=1000)
+    subscriptions_per_connection: int = Field(default=10, ge=1, le=100)
+    # Webhooks (graph/runtime/webhooks.py): where they may point, and how they are retried.
+    webhook_allowed_hosts: CommaList = Field(default_factory=list)  # hosts or *.domain
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=4.0, gt=0, le=5)
+    webhook_retry_max_seconds: float = Field(default=600.0, gt=0, le=600)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     refusal_tally_seconds: float = Field(default=10.0, gt=0)
     refusal_tally_max_addresses: int = Field(default=1000, ge=1)
     metrics_require_token: bool | None = None  # default: required in production
@@ -116,6 +128,8 @@ class Settings(BaseSettings):
             "predictions:read": (50.0, 100.0),
             "models:read": (50.0, 100.0),
             "audit:read": (20.0, 40.0),
+            "webhooks:read": (20.0, 40.0),
+            "webhooks:write": (5.0, 10.0),
         }
     )  # scope -> (per second, burst), per subject, for the whole deployment
     heartbeat_seconds: float = Field(default=5.0, gt=0)
@@ -134,7 +148,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=32768, ge=1024)
     max_connections: int = Field(default=1000, ge=1)
 
-    @field_validator("jwt_algorithms", "trusted_proxies", "cors_origins", mode="before")
+    @field_validator(
+        "jwt_algorithms", "trusted_proxies", "cors_origins", "webhook_allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -155,6 +171,11 @@ class Settings(BaseSettings):
     def _check_origins(cls, value: list[str]) -> list[str]:
         return [item if item == ANY_ORIGIN else canonical_origin(item) for item in value]
 
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        return [allowed_host(item) for item in value]
+
     @property
     def limits(self) -> Limits:
         """The abuse limits every GraphQL document is checked against."""
@@ -171,6 +192,7 @@ class Settings(BaseSettings):
             list_bounds=(
                 ("Query.predictionStats", self.max_stats_rows),
                 ("DriftReport.features", len(DEVICE_FEATURES)),  # one entry per model input
+                ("Query.webhooks", MAX_WEBHOOKS),
             ),
         )
 
@@ -286,6 +308,29 @@ def canonical_origin(text: str) -> str:
     # Browsers send the host lower-cased, IPv6 in brackets and the scheme's default port left out.
     shown = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{shown}" + ("" if port in (None, default) else f":{port}")
+
+
+def allowed_host(text: str) -> str:
+    """An entry of FAILCAST_WEBHOOK_ALLOWED_HOSTS, lower-cased: a host name, an IP address or
+    `*.domain`; ValueError for anything else (a URL, a port, a bare `*`)."""
+    entry = text.strip().lower().rstrip(".")
+    name = entry[2:] if entry.startswith("*.") else entry
+    if name.startswith("[") and name.endswith("]"):
+        name, entry = name[1:-1], name[1:-1]
+    if not name or not (_is_host(name) or _is_ip(name)) or (entry != name and _is_ip(name)):
+        raise ValueError(
+            f"webhook host {text!r} is not a host name, an IP address or *.domain "
+            "(no scheme or port)"
+        )
+    return entry
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_host(host: str) -> bool:

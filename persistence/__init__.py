@@ -1,6 +1,6 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
-from persistence import idempotency, lifecycle, predictions
+from persistence import alerts, idempotency, lifecycle, notifications, predictions, webhooks
 from persistence.engine import checkpoint, create_db_engine, is_sqlite, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
@@ -34,6 +34,8 @@ from persistence.tables import (
     Prediction,
     RefusalTally,
     ServerInstance,
+    Webhook,
+    WebhookDelivery,
 )
 from persistence.tallies import (
     RefusalCount,
@@ -75,6 +77,9 @@ __all__ = [
     "RequestRecord",
     "SealReport",
     "ServerInstance",
+    "Webhook",
+    "WebhookDelivery",
+    "alerts",
     "checkpoint",
     "create_db_engine",
     "heartbeat",
@@ -88,6 +93,7 @@ __all__ = [
     "minute_window",
     "new_id",
     "new_ids",
+    "notifications",
     "ping",
     "predictions",
     "record_refusal_counts",
@@ -96,5 +102,6 @@ __all__ = [
     "session_scope",
     "translate_errors",
     "verify_seals",
+    "webhooks",
     "write_records",
 ]

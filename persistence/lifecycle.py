@@ -10,21 +10,19 @@ listening server hears of it when, and only if, it commits. SQLite has one write
 no notifications: servers find the switch when they next poll the registry.
 """
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from persistence.errors import Conflict, DatabaseUnavailable, NotFound
+from persistence import notifications
+from persistence.errors import Conflict, NotFound
 from persistence.tables import ModelActivation, ModelVersion
 
 log = logging.getLogger("failcast.lifecycle")
@@ -86,9 +84,7 @@ class Activation:
                 request_id=self.request_id,
             )
         )
-        if postgres:
-            payload = str(self.to_version_id)
-            connection.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
+        notifications.notify(connection, CHANNEL, str(self.to_version_id))
 
 
 @dataclass(frozen=True)
@@ -159,30 +155,13 @@ def activation_count(session: Session) -> int:
 
 def listens(engine: Engine) -> bool:
     """Whether servers on this database hear of switches (PostgreSQL) or must poll (SQLite)."""
-    return engine.dialect.name == "postgresql"
+    return notifications.listens(engine)
 
 
-async def activations_heard(engine: Engine) -> AsyncIterator[str]:
+def activations_heard(engine: Engine) -> AsyncIterator[str]:
     """Yield the payload (the new version's id) of each switch committed from now on.
 
-    Holds one connection of its own, outside the engine's pool, in autocommit mode; raises
-    DatabaseUnavailable when the connection cannot be made or is lost: the caller reconnects
-    and re-reads the registry, since switches made while nobody listened are not replayed.
+    Raises DatabaseUnavailable when the connection is lost: the caller reconnects and re-reads
+    the registry, since switches made while nobody listened are not replayed.
     """
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
-            await connection.execute(f"LISTEN {CHANNEL}")
-            log.info("listening for model switches")
-            async for notice in connection.notifies():
-                yield notice.payload
-    except (psycopg.Error, OSError) as error:
-        raise DatabaseUnavailable(f"listening for model switches: {error}") from error
-
-
-async def close_quietly(generator: AsyncIterator[str]) -> None:
-    """Close a listening generator (its connection with it), ignoring a lost connection."""
-    aclose = getattr(generator, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(psycopg.Error, OSError, TimeoutError, DatabaseUnavailable):
-            await asyncio.wait_for(aclose(), 2.0)
+    return notifications.heard(engine, CHANNEL, "model switches")

@@ -166,6 +166,10 @@ class AuditEvent(SQLModel, table=True):
     auth_failure: str | None = Field(default=None, max_length=32)  # why its token was refused
     idempotency_key: str | None = Field(default=None, max_length=255)  # the Idempotency-Key sent
     replay_of: uuid.UUID | None = None  # the request whose stored answer this one replayed
+    # A `failureAlerts` subscription leaves two rows: 'start' and 'end', both naming it by the
+    # id of its start row.
+    subscription_event: str | None = Field(default=None, max_length=8)
+    subscription_id: uuid.UUID | None = None
 
 
 class Prediction(SQLModel, table=True):
@@ -232,6 +236,58 @@ class IdempotencyKey(SQLModel, table=True):
     content_type: str = Field(max_length=255)
     body: bytes = Field(sa_type=sa.LargeBinary)
     error_codes: list[str] = Field(default_factory=list, sa_type=JSONType)
+
+
+DELIVERY_STATUSES = ("pending", "delivered", "dead")
+
+
+class Webhook(SQLModel, table=True):
+    """A receiver of failure alerts: where to POST them, which ones, and the signing secret."""
+
+    __tablename__ = "webhook"
+
+    id: uuid.UUID = Field(primary_key=True)  # UUIDv7: listed oldest first by id
+    url: str = Field(max_length=2048)
+    min_probability: float | None = None  # None: the threshold of the predicting version
+    device_id_prefix: str | None = Field(default=None, max_length=64)
+    # The HMAC key of Failcast-Signature: kept as is, since signing needs it; shown once.
+    secret: str = Field(max_length=128)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    subject: str | None = Field(default=None, max_length=255)  # who created it
+    request_id: uuid.UUID | None = None  # the audit event of the request that created it
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One prediction to POST to one webhook (the outbox): written with the prediction."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="status_known"),
+        # What the delivery workers look for: pending rows by when they are due.
+        sa.Index(
+            "ix_webhook_delivery_due",
+            "next_attempt_at",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        sa.Index("ix_webhook_delivery_webhook_id_id", "webhook_id", "id"),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)  # the Failcast-Delivery header: receivers dedupe
+    webhook_id: uuid.UUID = Field(foreign_key="webhook.id", ondelete="CASCADE")
+    # No foreign key: the prediction is inserted later in the same transaction.
+    prediction_id: uuid.UUID
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    body: bytes = Field(sa_type=sa.LargeBinary)  # the exact bytes POSTed (and signed)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claim: uuid.UUID | None = None  # the worker's claim while it posts
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_status_code: int | None = None  # the receiver's HTTP status of the last attempt
+    last_error: str | None = Field(default=None, max_length=500)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AuditSeal(SQLModel, table=True):

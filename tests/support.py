@@ -4,6 +4,7 @@ import functools
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,9 +192,12 @@ def seed_predictions(
 
 
 # What the app's background work sends meanwhile: SQLite's checkpoints, the registry poll,
-# heartbeats, sealing and refusal tallies (none of it is a query a request made).
+# heartbeats, sealing, refusal tallies and webhook delivery claims (none of it is a query a
+# request made).
 _BACKGROUND = re.compile(
-    r"^\s*PRAGMA|model_version\.is_active|server_instance|audit_seal|refusal_tally", re.I
+    r"^\s*PRAGMA|model_version\.is_active|server_instance|audit_seal|refusal_tally|"
+    r"webhook_delivery",
+    re.I,
 )
 
 
@@ -211,3 +215,13 @@ def count_statements(engine: Engine, run: Any) -> int:
     finally:
         sa.event.remove(engine, "before_cursor_execute", counted)
     return count
+
+
+def readme_verify() -> Callable[[str, str, bytes], bool]:
+    """The `verify` function of the README's Webhooks section, exactly as documented."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (code,) = [block for block in blocks if "def verify(" in block]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    return namespace["verify"]

@@ -239,22 +239,28 @@ class AuditMiddleware:
         if record.predictions:
             for made in audit.stored():
                 metrics.observe_predictions(made.model_version, made.block)
-        log_request(
-            {
-                "request_id": str(audit.id),
-                "client_request_id": audit.client_request_id,
-                "subject": audit.subject,
-                "method": audit.method,
-                "path": audit.path,
-                "operation": operation,
-                "operation_name": audit.operation_name,
-                "outcome": row["outcome"],
-                "status": status,
-                "duration_ms": row["duration_ms"],
-                "error_codes": row["error_codes"],
-                "predictions": record.prediction_count,
-            }
-        )
+        log_line(audit, record, status)
+
+
+def log_line(audit: RequestAudit, record: RequestRecord, status: int) -> None:
+    """The one `failcast.request` log line of an audited request (or WebSocket event)."""
+    row = record.audit
+    log_request(
+        {
+            "request_id": str(audit.id),
+            "client_request_id": audit.client_request_id,
+            "subject": audit.subject,
+            "method": audit.method,
+            "path": audit.path,
+            "operation": audit.operation_type or "none",
+            "operation_name": audit.operation_name,
+            "outcome": row["outcome"],
+            "status": status,
+            "duration_ms": row["duration_ms"],
+            "error_codes": row["error_codes"],
+            "predictions": record.prediction_count,
+        }
+    )
 
 
 def _broken_off(audit: RequestAudit, error: Exception) -> None:

@@ -26,15 +26,28 @@ MAX_AGE_SECONDS = 600  # short: an origin removed from the list stops working wi
 VARY_ORIGIN = (b"vary", b"Origin")
 
 
-class CORSMiddleware:
+class AllowedOrigins:
+    """FAILCAST_CORS_ORIGINS: the browser apps' origins (`*`: every origin, development only)."""
+
+    def __init__(self, origins: Collection[str]) -> None:
+        self.any_origin = ANY_ORIGIN in origins
+        self.origins = frozenset(origins) - {ANY_ORIGIN}
+
+    def allowed_origin(self, origin: str | None) -> str | None:
+        """The request's Origin when it is one of the allowed origins, else None."""
+        if origin is None or not (self.any_origin or origin in self.origins):
+            return None
+        return origin
+
+
+class CORSMiddleware(AllowedOrigins):
     """Answer preflights; mark the API's answers to allowed origins as readable by them."""
 
     def __init__(
         self, app: ASGIApp, origins: Collection[str], paths: Collection[str] = CORS_PATHS
     ) -> None:
+        super().__init__(origins)
         self.app = app
-        self.any_origin = ANY_ORIGIN in origins
-        self.origins = frozenset(origins) - {ANY_ORIGIN}
         self.paths = frozenset(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,12 +62,6 @@ class CORSMiddleware:
             await self.app(scope, receive, _marked(send, origin))
         else:
             await self.app(scope, receive, send)
-
-    def allowed_origin(self, origin: str | None) -> str | None:
-        """The request's Origin when it is one of the allowed origins, else None."""
-        if origin is None or not (self.any_origin or origin in self.origins):
-            return None
-        return origin
 
 
 def _is_preflight(scope: Scope) -> bool:

@@ -55,7 +55,8 @@ class PredictEndpoint:
             if isinstance(entered, Response):
                 return entered  # the stored answer of the first request with this key
             claim = entered
-            block = usecases.predict(runtime.models, audit, _telemetry(body.data)).block
+            telemetry = _telemetry(body.data)
+            block = usecases.predict(runtime.models, runtime.alerts, audit, telemetry).block
             response = json_response(_original_format(block))
         except FailcastError as error:
             audit.answered_with([error.code])

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from auth import TokenVerifier
+from graph.runtime.alerts import Alerts
 from graph.runtime.metrics import Metrics
 from graph.runtime.models import ModelService
 from graph.runtime.ratelimit import RateLimiter
 from graph.runtime.recorder import Recorder
 from graph.runtime.tally import RefusalTally
+from graph.runtime.webhooks import Deliveries
 from graph.settings import Settings
 
 
@@ -31,3 +33,5 @@ class Runtime:
     anonymous: RateLimiter  # per client address, for requests without a valid token
     tally: RefusalTally  # anonymous refusals beyond their limit, counted instead of audited
     metrics: Metrics
+    alerts: Alerts  # live alerts: this process's subscribers and how predictions reach them
+    deliveries: Deliveries  # webhooks: the target policy and this process's delivery worker

@@ -51,6 +51,8 @@ class RequestAudit:
     query_sha256: str | None = None
     idempotency_key: str | None = None
     replay_of: uuid.UUID | None = None  # the request whose stored answer this one replays
+    subscription_event: str | None = None  # 'start' or 'end' of a subscription
+    subscription_id: uuid.UUID | None = None  # the subscription's id: its start row's
     _codes: list[str] = field(default_factory=list)
     _made: list[Made] = field(default_factory=list)
     _effects: list[tuple[Effect, bool]] = field(default_factory=list)  # (effect, with errors)
@@ -163,6 +165,32 @@ class RequestAudit:
             except Exception:
                 log.exception("end-of-request step failed [request %s]", self.id)
 
+    def subscription_started(self) -> None:
+        """This request starts a subscription: its row is the start row, and names it."""
+        self.subscription_event, self.subscription_id = "start", self.id
+
+    def subscription_ended(self, codes: Sequence[str]) -> "RequestAudit":
+        """The audit of the end of the subscription this request started: a row of its own,
+        naming the subscription, from its start to now, with the codes of why it ended."""
+        end = RequestAudit(
+            id=new_id(),
+            received_at=self.received_at,
+            started=self.started,
+            method=self.method,
+            path=self.path,
+            client_addr=self.client_addr,
+            user_agent=self.user_agent,
+            client_request_id=self.client_request_id,
+            principal=self.principal,
+            operation_type=self.operation_type,
+            operation_name=self.operation_name,
+            query_sha256=self.query_sha256,
+            subscription_event="end",
+            subscription_id=self.subscription_id,
+        )
+        end.answered_with(codes)
+        return end
+
     def stored(self) -> list[Made]:
         """The predictions that will be stored: all of them, unless the answer has errors."""
         return [] if self._codes else list(self._made)
@@ -191,6 +219,8 @@ class RequestAudit:
             "auth_failure": self.auth_failure,
             "idempotency_key": self.idempotency_key,
             "replay_of": self.replay_of,
+            "subscription_event": self.subscription_event,
+            "subscription_id": self.subscription_id,
             "predictions_created": sum(len(block) for block in blocks),
         }
         effects = [effect for effect, kept in self._effects if kept or not self._codes]

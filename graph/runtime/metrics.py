@@ -184,6 +184,17 @@ class Metrics:
             ["scope"],
             registry=r,
         )
+        self.alert_subscriptions = Gauge(
+            "failcast_alert_subscriptions",
+            "failureAlerts subscriptions open on this process",
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "failcast_webhook_attempts_total",
+            "Webhook POSTs by outcome (delivered, retried, dead)",
+            ["outcome"],
+            registry=r,
+        )
         r.register(_PoolCollector(engine))
         self.drift = DriftGauges()
         r.register(self.drift)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from graph.runtime import listening
 from model import (
     DEVICE_FEATURES,
     ArtifactFormatError,
@@ -147,20 +148,12 @@ class ModelService:
         """
         if not lifecycle.listens(self.engine):
             return
-        pause = 0.5
-        while True:
-            heard = lifecycle.activations_heard(self.engine)
-            try:
-                async for _ in heard:
-                    pause = 0.5
-                    await self._refresh_logged()
-            except PersistenceError as error:
-                log.warning("model switch listener lost (%s); reconnecting in %.1f s", error, pause)
-            finally:
-                await lifecycle.close_quietly(heard)
-            await asyncio.sleep(pause)
-            pause = min(30.0, pause * 2)
-            await self._refresh_logged()
+        await listening.follow(
+            lambda: lifecycle.activations_heard(self.engine),
+            "model switches",
+            lambda _payload: self._refresh_logged(),
+            self._refresh_logged,
+        )
 
     async def _refresh_logged(self) -> None:
         try:

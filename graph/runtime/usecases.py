@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from graph.errors import ErrorCode, FailcastError, bad_input
+from graph.runtime.alerts import Alerts
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry
@@ -95,12 +96,14 @@ def check_observed_at(moment: datetime, where: str) -> None:
 
 def predict(
     models: ModelService,
+    alerts: Alerts,
     audit: RequestAudit,
     telemetry: Telemetry,
     batch: bool = False,
     explain: bool = False,
 ) -> Predicted:
-    """Check, predict, and queue the predictions for storage with the request's audit row.
+    """Check, predict, and queue the predictions for storage with the request's audit row
+    (and their alerts, which follow them once committed).
 
     With `explain` (the answer selects `explanation`) each prediction's explanation is computed
     in the same pass and stored with it. Values outside the serving version's training range
@@ -140,6 +143,7 @@ def predict(
         warnings=warnings,
     )
     audit.add_predictions(block, loaded.version)
+    alerts.announce(audit, block, loaded.version)
     return Predicted(block, loaded)
 
 

@@ -9,9 +9,9 @@
 
 import strawberry
 
-from graph.schema.root import Mutation, Query
+from graph.schema.root import Mutation, Query, Subscription
 
 
 def build_schema() -> strawberry.Schema:
     """The strawberry schema (types and resolvers; execution is graph.schema.execution's)."""
-    return strawberry.Schema(query=Query, mutation=Mutation)
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)

@@ -19,10 +19,12 @@ class AuditEventType:
     subject: str | None = strawberry.field(description="The token's subject, when valid.")
     client_address: str | None = strawberry.field(description="The peer address.")
     user_agent: str | None = strawberry.field(description="The User-Agent header.")
-    http_method: str = strawberry.field(description="GET or POST.")
+    http_method: str = strawberry.field(description="GET or POST; WS for WebSocket.")
     http_path: str = strawberry.field(description="/graphql or /predict.")
     http_status: int = strawberry.field(description="The HTTP status answered.")
-    operation_type: str | None = strawberry.field(description="query, mutation or rest.")
+    operation_type: str | None = strawberry.field(
+        description="query, mutation, subscription, rest or export."
+    )
     operation_name: str | None = strawberry.field(description="The operation's name, if any.")
     query_sha256: str | None = strawberry.field(description="sha256 of the query document.")
     outcome: str = strawberry.field(description="ok, denied, invalid or error.")
@@ -39,6 +41,12 @@ class AuditEventType:
     )
     replay_of: strawberry.ID | None = strawberry.field(
         description="The request whose stored answer this one was given (a retry), if any."
+    )
+    subscription_event: str | None = strawberry.field(
+        description="start or end, for the two rows a `failureAlerts` subscription leaves."
+    )
+    subscription_id: strawberry.ID | None = strawberry.field(
+        description="The subscription both of its rows belong to (the id of its start row)."
     )
 
     @classmethod
@@ -66,6 +74,10 @@ class AuditEventType:
             auth_failure=row.auth_failure,
             idempotency_key=row.idempotency_key,
             replay_of=strawberry.ID(str(row.replay_of)) if row.replay_of else None,
+            subscription_event=row.subscription_event,
+            subscription_id=strawberry.ID(str(row.subscription_id))
+            if row.subscription_id
+            else None,
         )
 
 

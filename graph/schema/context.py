@@ -31,6 +31,8 @@ class GraphContext:
     audit: RequestAudit
     principal: Principal | None
     cursors: CursorCodec
+    # A subscription's context lives as long as it does: its loaders batch, but keep nothing.
+    loader_cache: bool = True
     _versions: DataLoader[int, ModelVersion | None] | None = field(default=None, repr=False)
     _subjects: DataLoader[uuid.UUID, str | None] | None = field(default=None, repr=False)
     _latest: DataLoader[str, Prediction | None] | None = field(default=None, repr=False)
@@ -52,7 +54,7 @@ class GraphContext:
                 found = {v.id: v for v in await model_versions(engine, ids)}
                 return [found.get(i) for i in ids]
 
-            self._versions = DataLoader(load_fn=load)
+            self._versions = DataLoader(load_fn=load, cache=self.loader_cache)
         return self._versions
 
     def version_type(self, row: ModelVersion) -> ModelVersionType:
@@ -86,7 +88,7 @@ class GraphContext:
                 found = await request_subjects(engine, ids)
                 return [found.get(i) for i in ids]
 
-            self._subjects = DataLoader(load_fn=load)
+            self._subjects = DataLoader(load_fn=load, cache=self.loader_cache)
         return self._subjects
 
     @property
@@ -99,7 +101,7 @@ class GraphContext:
                 found = await latest_predictions(engine, device_ids)
                 return [found.get(i) for i in device_ids]
 
-            self._latest = DataLoader(load_fn=load)
+            self._latest = DataLoader(load_fn=load, cache=self.loader_cache)
         return self._latest
 
     @property

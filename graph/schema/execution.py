@@ -8,12 +8,13 @@ time limit after.
 """
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any
 
 import strawberry
-from graphql import ExecutionResult, execute
+from graphql import ExecutionResult, execute, subscribe
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from graph.errors import ErrorCode, FailcastError, bad_input
@@ -23,6 +24,11 @@ from graph.schema.cursors import CursorCodec
 from graph.schema.documents import DocumentCache, OperationFacts, Prepared
 from graph.schema.plans import PredictPlan, compile_plan
 from graph.settings import Limits, Settings
+
+OVER_WEBSOCKET = (
+    "subscriptions are served over WebSocket at /graphql, with the graphql-transport-ws protocol"
+)
+ONLY_SUBSCRIPTIONS = "only subscriptions run over WebSocket: send queries and mutations to /graphql"
 
 
 @dataclass(frozen=True)
@@ -66,22 +72,60 @@ class GraphQLExecutor:
         self, request: OperationRequest, context: GraphContext, allow_mutations: bool
     ) -> Executed:
         """Run one operation; raises FailcastError for a request refused before execution."""
+
+        def allowed(kind: str) -> None:
+            if kind == "subscription":
+                raise FailcastError(ErrorCode.BAD_REQUEST, OVER_WEBSOCKET)
+            if kind == "mutation" and not allow_mutations:
+                raise FailcastError(ErrorCode.METHOD_NOT_ALLOWED, "mutations need POST")
+
+        checked = await self._checked(request, context, allowed)
+        if isinstance(checked, ExecutionResult):
+            return Executed(checked, None)
+        prepared, operation, variables, cost = checked
+        return Executed(await self._run(prepared, operation, variables, context), cost)
+
+    async def subscribe(
+        self, request: OperationRequest, context: GraphContext
+    ) -> AsyncIterator[ExecutionResult] | ExecutionResult:
+        """Start a subscription: its stream of results, or the result carrying why it did not
+        start; raises FailcastError for a request refused before execution."""
+
+        def allowed(kind: str) -> None:
+            if kind != "subscription":
+                raise FailcastError(ErrorCode.BAD_REQUEST, ONLY_SUBSCRIPTIONS)
+
+        checked = await self._checked(request, context, allowed)
+        if isinstance(checked, ExecutionResult):
+            return checked
+        prepared, operation, variables, _ = checked
+        _check_strings(variables)
+        started = self._on_graphql(subscribe, prepared, operation, variables, context)
+        if isawaitable(started):
+            async with asyncio.timeout(self.timeout_s):  # the start, not the stream
+                started = await started
+        assert isinstance(started, ExecutionResult) or hasattr(started, "__anext__")
+        result: AsyncIterator[ExecutionResult] | ExecutionResult = started
+        return result
+
+    async def _checked(
+        self, request: OperationRequest, context: GraphContext, allowed: Callable[[str], None]
+    ) -> tuple[Prepared, OperationFacts, dict[str, Any], int] | ExecutionResult:
+        """The checks before execution: the operation, its kind, validation and cost."""
         prepared = await self.documents.get(request.query)
         audit = context.audit
         audit.describe(None, request.operation_name, prepared.sha256)
         if prepared.refusal is not None:
             raise prepared.refusal
         if prepared.syntax_error is not None:
-            return Executed(ExecutionResult(None, [prepared.syntax_error]), None)
+            return ExecutionResult(None, [prepared.syntax_error])
         operation = prepared.operation(request.operation_name)
         audit.describe(operation.kind, operation.name, prepared.sha256)
-        if operation.kind == "mutation" and not allow_mutations:
-            raise FailcastError(ErrorCode.METHOD_NOT_ALLOWED, "mutations need POST")
+        allowed(operation.kind)
         if prepared.errors:
-            return Executed(ExecutionResult(None, prepared.errors), None)
+            return ExecutionResult(None, prepared.errors)
         variables = request.variables or {}
-        cost = self._checked_cost(prepared, operation, variables)
-        return Executed(await self._run(prepared, operation, variables, context), cost)
+        return prepared, operation, variables, self._checked_cost(prepared, operation, variables)
 
     def _checked_cost(
         self, prepared: Prepared, operation: OperationFacts, variables: dict[str, Any]
@@ -107,9 +151,7 @@ class GraphQLExecutor:
         plan = self._plan(prepared, operation)
         telemetry = plan.decode(variables) if plan is not None else None
         if telemetry is None:  # a plan checks its own strings (device ids), and declines on these
-            where = control_character_path(variables)
-            if where is not None:
-                raise bad_input(f"`{where}` must not contain control characters", where)
+            _check_strings(variables)
         try:
             if plan is not None and telemetry is not None:
                 result = plan.execute(context, telemetry)
@@ -139,22 +181,43 @@ class GraphQLExecutor:
         variables: dict[str, Any],
         context: GraphContext,
     ) -> ExecutionResult:
-        assert prepared.document is not None
-        result = execute(
-            self.graphql_schema,
-            prepared.document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=operation.name,
-            executor_class=self.schema.execution_context_class,
-            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-            hide_suggestions=self.production,
+        result = self._on_graphql(
+            execute, prepared, operation, variables, context, is_awaitable=optimized_is_awaitable
         )
         if isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
         return result
 
+    def _on_graphql(
+        self,
+        run: Callable[..., Any],
+        prepared: Prepared,
+        operation: OperationFacts,
+        variables: dict[str, Any],
+        context: GraphContext,
+        **options: Any,
+    ) -> Any:
+        """graphql-core's execute or subscribe, on this schema, with strawberry's context."""
+        assert prepared.document is not None
+        return run(
+            self.graphql_schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation.name,
+            executor_class=self.schema.execution_context_class,
+            hide_suggestions=self.production,
+            **options,
+        )
+
     def close(self) -> None:
         """Stop the document cache's threads."""
         self.documents.close()
+
+
+def _check_strings(variables: dict[str, Any]) -> None:
+    """BAD_USER_INPUT naming the first string variable with a control character."""
+    where = control_character_path(variables)
+    if where is not None:
+        raise bad_input(f"`{where}` must not contain control characters", where)

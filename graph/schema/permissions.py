@@ -28,6 +28,11 @@ FIELD_SCOPES: dict[str, Scope | None] = {
     "modelPerformance": Scope.MODELS_READ,
     "recordOutcome": Scope.OUTCOMES_WRITE,
     "auditEvents": Scope.AUDIT_READ,
+    "failureAlerts": Scope.PREDICTIONS_READ,
+    "createWebhook": Scope.WEBHOOKS_WRITE,
+    "deleteWebhook": Scope.WEBHOOKS_WRITE,
+    "webhooks": Scope.WEBHOOKS_READ,
+    "webhookDeliveries": Scope.WEBHOOKS_READ,
     "me": None,  # any valid token
 }
 

@@ -416,7 +416,7 @@ class PredictPlan:
             if self.batch:
                 usecases.check_batch_size(len(telemetry), runtime.settings.max_batch_size)
             predicted = usecases.predict(
-                runtime.models, context.audit, telemetry, self.batch, self.explain
+                runtime.models, runtime.alerts, context.audit, telemetry, self.batch, self.explain
             )
         except Exception as error:  # the executor's treatment of a failing non-null root field
             located = located_error(error, [self.field_node], [self.response_key])

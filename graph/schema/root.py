@@ -1,5 +1,6 @@
 """The root fields of the schema (Query and Mutation), each with its declared scope."""
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
@@ -8,8 +9,9 @@ from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
-from graph.errors import bad_input
-from graph.runtime import lifecycle, usecases
+from graph.errors import ErrorCode, FailcastError, bad_input
+from graph.runtime import lifecycle, usecases, webhooks
+from graph.runtime.alerts import AlertsDropped, AlertStream, alert_filter
 from graph.runtime.telemetry import decode_telemetry
 from graph.schema import analytics, monitoring
 from graph.schema.analytics import (
@@ -44,7 +46,24 @@ from graph.schema.types import (
     PredictionType,
     parse_id,
 )
+from graph.schema.webhooks import (
+    CreateWebhookPayloadType,
+    WebhookDeliveryConnectionType,
+    WebhookType,
+    delivery_connection,
+    webhook_id,
+)
+from graph.settings import MAX_WEBHOOKS
 from persistence import OUTCOMES, AuditFilter, Position
+
+# The alert filter's arguments, the same for failureAlerts and createWebhook (one matcher).
+MinProbability = Annotated[
+    float | None,
+    strawberry.argument(description="Least failureProbability (0..1); default: FAILURE."),
+]
+DeviceIdPrefix = Annotated[
+    str | None, strawberry.argument(description="Only devices whose id starts with this.")
+]
 
 
 def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[PredictionType]:
@@ -54,7 +73,10 @@ def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[Predic
         usecases.check_batch_size(len(inputs), context.runtime.settings.max_batch_size)
     telemetry = decode_telemetry([item.as_input() for item in inputs])
     explain = _mentions(info, "explanation") and _selects(info.selected_fields, "explanation")
-    predicted = usecases.predict(context.runtime.models, context.audit, telemetry, batch, explain)
+    runtime = context.runtime
+    predicted = usecases.predict(
+        runtime.models, runtime.alerts, context.audit, telemetry, batch, explain
+    )
     context.versions.prime(predicted.model.version_id, predicted.model.info)
     context.subjects.prime(context.audit.id, context.audit.subject)  # its row is not stored yet
     return PredictionType.from_block(predicted.block)
@@ -165,6 +187,36 @@ class Mutation:
     ) -> OutcomeType:
         return await monitoring.record_outcome(info, device_id, failed, observed_at)
 
+    @strawberry.mutation(
+        description=(
+            "POST every prediction stored from now on that matches (as failureAlerts does) to "
+            "`url`, signed with the secret in the answer (shown this once). The URL's host "
+            "must be on FAILCAST_WEBHOOK_ALLOWED_HOSTS (else BAD_USER_INPUT naming url)."
+        ),
+        extensions=requires("createWebhook"),
+    )
+    async def create_webhook(
+        self,
+        info: Info,
+        url: Annotated[str, strawberry.argument(description="https:// URL of the receiver.")],
+        min_probability: MinProbability = None,
+        device_id_prefix: DeviceIdPrefix = None,
+    ) -> CreateWebhookPayloadType:
+        runtime, audit = info.context.runtime, info.context.audit
+        row, secret = await webhooks.create(
+            runtime.engine, runtime.deliveries.policy, audit, url, min_probability, device_id_prefix
+        )
+        return CreateWebhookPayloadType(webhook=WebhookType.from_row(row), secret=secret)
+
+    @strawberry.mutation(
+        description="Delete a webhook and its deliveries (pending ones are not sent).",
+        extensions=requires("deleteWebhook"),
+    )
+    async def delete_webhook(self, info: Info, id: strawberry.ID) -> WebhookType:
+        runtime, audit = info.context.runtime, info.context.audit
+        row = await webhooks.delete(runtime.engine, audit, webhook_id(str(id), "id"))
+        return WebhookType.from_row(row)
+
 
 def _audit_filter(where: AuditEventFilterInput | None) -> AuditFilter:
     if where is None:
@@ -263,6 +315,27 @@ class Query:
     async def active_model(self, info: Info) -> ModelVersionType | None:
         row = await usecases.active_model_version(info.context.runtime.engine)
         return None if row is None else ModelVersionType.from_row(row)
+
+    @strawberry.field(
+        description=f"Every webhook, oldest first (at most {MAX_WEBHOOKS}).",
+        extensions=requires("webhooks"),
+    )
+    async def webhooks(self, info: Info) -> list[WebhookType]:
+        rows = await webhooks.listed(info.context.runtime.engine)
+        return [WebhookType.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="What was POSTed to a webhook, newest first: pending, delivered and dead.",
+        extensions=requires("webhookDeliveries"),
+    )
+    async def webhook_deliveries(
+        self,
+        info: Info,
+        webhook_id: strawberry.ID,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> WebhookDeliveryConnectionType:
+        return await delivery_connection(info, str(webhook_id), first, after)
 
     @strawberry.field(
         description="The caller, as its token describes it.", extensions=requires("me")
@@ -365,3 +438,34 @@ class Query:
         to: monitoring.ToArgument = None,
     ) -> ModelPerformanceType:
         return await monitoring.model_performance(info, model_version, from_, to)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description=(
+            "Every prediction committed from now on (by any server process on PostgreSQL; by "
+            "this one on SQLite) whose failureProbability is at least minProbability (default: "
+            "the threshold of the version that made it, so FAILURE predictions) and whose "
+            "deviceId starts with deviceIdPrefix. WebSocket only (graphql-transport-ws)."
+        ),
+        extensions=requires("failureAlerts"),
+    )
+    async def failure_alerts(
+        self,
+        info: Info,
+        min_probability: MinProbability = None,
+        device_id_prefix: DeviceIdPrefix = None,
+    ) -> AsyncIterator[PredictionType]:
+        where = alert_filter(min_probability, device_id_prefix)  # refused before it starts
+        return _alerts(info.context.runtime.alerts.hub.subscribe(where))
+
+
+async def _alerts(stream: AlertStream) -> AsyncIterator[PredictionType]:
+    try:
+        async for prediction in stream:
+            yield PredictionType.from_values(prediction)
+    except AlertsDropped as dropped:
+        raise FailcastError(ErrorCode.SERVICE_UNAVAILABLE, str(dropped)) from None
+    finally:
+        stream.close()

@@ -72,7 +72,7 @@ def test_graph_layers_import_downwards_only():
 
 def test_every_root_field_declares_its_scope():
     schema = build_schema()._schema
-    roots = [schema.query_type, schema.mutation_type]
+    roots = [schema.query_type, schema.mutation_type, schema.subscription_type]
     fields = {name for root in roots for name in root.fields}
     assert fields == set(FIELD_SCOPES)
 
