@@ -6,19 +6,25 @@ give each server a non-loopback address, and this project's tests only ever targ
 addresses: so one namespace, two addresses. The suite proves that what must be shared is: a
 retry with an Idempotency-Key that lands on the other server gets the first answer; a model
 switch made through one is served by both; the rate limits hold for the deployment, not per
-process; and the audit trail that both wrote seals and verifies as one chain.
+process; each webhook event is delivered once though one server is killed mid-run; and the
+audit trail that both wrote seals and verifies as one chain. (A `failureAlerts` subscriber on
+either server hears the FAILURE predictions made on both: `test_alert_servers.py`.)
 """
 
 import itertools
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
+from alertclient import FAILURE_EXAMPLE
 from servers import PREDICT, Server, make_token, run_server
 from support import ORIGINAL_EXAMPLE, count_rows, register_version
+from webhookreceiver import receiving
 
 from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
 from persistence import is_sqlite, seal_pending, verify_seals
@@ -28,6 +34,10 @@ ENV = {
     "FAILCAST_HEARTBEAT_SECONDS": "0.5",  # each sees the other within a second
     "FAILCAST_MODEL_REFRESH_SECONDS": "30",  # switches must arrive by NOTIFY
     "FAILCAST_RATE_LIMITS": '{"predict": [20, 20]}',  # for the deployment: 10/s each
+    "FAILCAST_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the test's receiver
+    "FAILCAST_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+    "FAILCAST_WEBHOOK_POLL_SECONDS": "0.2",
+    "FAILCAST_WEBHOOK_TIMEOUT_SECONDS": "2",  # a dead worker's lease ends after 4 x 2 + 30 s
 }
 BODY = {"query": PREDICT, "variables": {"i": ORIGINAL_EXAMPLE}}
 
@@ -109,3 +119,45 @@ def test_the_audit_trail_both_servers_wrote_is_one_chain(pair, db_engine):
     sealed = seal_pending(db_engine, lag_seconds=0)
     report = verify_seals(db_engine)
     assert sealed >= 20 and report.ok, report
+
+
+def test_each_webhook_event_is_delivered_once_with_a_server_killed_mid_run(pair, db_engine):
+    ok = lambda path, delivery, seen: (200, {})  # noqa: E731
+    with receiving(ok) as receiver:
+        created = httpx.post(
+            f"{pair[0].base}/graphql",
+            json={
+                "query": "mutation C($u: String!) { createWebhook(url: $u) { webhook { id } } }",
+                "variables": {"u": f"{receiver.base}/hook"},
+            },
+            headers={"Authorization": f"Bearer {make_token('ops')}"},
+            timeout=10,
+        ).json()
+        assert "errors" not in created, created
+        spread = itertools.cycle(pair)
+        made: list[str] = []
+        for i in range(40):
+            if i == 20:
+                pair[1].stop(signal.SIGKILL)  # mid-run, deliveries of its own in flight maybe
+                spread = itertools.cycle(pair[:1])
+            body = {"query": PREDICT, "variables": {"i": {**FAILURE_EXAMPLE, "deviceId": f"d{i}"}}}
+            answer = httpx.post(
+                f"{next(spread).base}/graphql",
+                json=body,
+                headers={"Authorization": f"Bearer {make_token(f'line-{i}')}"},
+                timeout=10,
+            ).json()
+            assert answer["data"]["predict"]["label"] == "FAILURE", answer
+            made.append(answer["data"]["predict"]["id"])
+
+        # The survivor delivers its own at once, and the killed server's pending ones by polling
+        # (or once their lease ends, for one killed mid-POST).
+        def delivered() -> set[str]:
+            return {orjson.loads(r.body)["prediction"]["id"] for r in receiver.to("/hook")}
+
+        receiver.wait(lambda: delivered() >= set(made), timeout=60)
+        ids = [r.headers["failcast-delivery"] for r in receiver.to("/hook")]
+    repeats = len(ids) - len(set(ids))
+    print(f"{len(made)} events, {len(set(ids))} deliveries, {repeats} sent again (kill mid-POST)")
+    assert delivered() == set(made) and len(set(ids)) == len(made)
+    assert repeats <= 1  # only a POST in flight when its server died may be sent again
