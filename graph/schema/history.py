@@ -5,7 +5,8 @@
 predictions are added; cursors are signed and scoped to their connection, ordering and filter.
 """
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -210,3 +211,26 @@ def connection(
         page_info=page_info(request, cursors, has_more),
         counter=counter,
     )
+
+
+async def newest_first(
+    info: Info,
+    scope: str,
+    first: int | None,
+    after: str | None,
+    read: Callable[[int, uuid.UUID | None], Awaitable[usecases.Page[T]]],
+    node: Callable[[T], Any],
+    kinds: tuple[Any, Any],
+    counter: Callable[[], Any],
+    key: Callable[[T], uuid.UUID] = lambda row: row.id,  # type: ignore[attr-defined]
+) -> Any:
+    """A connection of rows newest first by id (`first`/`after`): audit events, deliveries.
+
+    `read(size, before)` reads one page of rows older than the id `before` (None: the newest);
+    `key` is a row's id as a cursor holds it.
+    """
+    request = page_request(info, scope, first, after, None, None)
+    before = request.position.id if request.position else None
+    page = await read(request.size, before)
+    cursors = [info.context.cursors.encode(scope, Position(None, key(r))) for r in page.items]
+    return connection(page.items, cursors, request, page.has_more, node, kinds, counter)

@@ -9,9 +9,8 @@ from strawberry.types import Info
 
 from graph.runtime import lifecycle
 from graph.schema.cursors import scope_of
-from graph.schema.history import connection, page_request
+from graph.schema.history import newest_first
 from graph.schema.types import PageInfoType
-from persistence import Position
 from persistence.lifecycle import ActivationEntry
 
 
@@ -72,23 +71,22 @@ class ModelActivationConnectionType:
         return await self.counter()
 
 
-def _position(entry_id: int) -> Position:
-    # Cursors carry a UUID; an integer key travels as the UUID of that integer.
-    return Position(None, uuid.UUID(int=entry_id))
-
-
 async def activation_connection(
     info: Info, first: int | None, after: str | None
 ) -> ModelActivationConnectionType:
     """`modelActivations(first, after)`: newest first, Relay-paged."""
-    scope = scope_of("modelActivations")
-    request = page_request(info, scope, first, after, None, None)
     engine = info.context.runtime.engine
-    before = request.position.id.int if request.position else None
-    page = await lifecycle.activation_page(engine, request.size, before)
-    cursors = [info.context.cursors.encode(scope, _position(e.id)) for e in page.items]
-    kinds = (ModelActivationEdgeType, ModelActivationConnectionType)
-    count = lambda: lifecycle.activation_count(engine)  # noqa: E731 (counted if asked)
-    return connection(  # type: ignore[no-any-return]
-        page.items, cursors, request, page.has_more, ModelActivationType.from_entry, kinds, count
+    return await newest_first(  # type: ignore[no-any-return]
+        info,
+        scope_of("modelActivations"),
+        first,
+        after,
+        # Cursors carry a UUID; an entry's integer id travels as the UUID of that integer.
+        lambda size, before: lifecycle.activation_page(
+            engine, size, before.int if before else None
+        ),
+        ModelActivationType.from_entry,
+        (ModelActivationEdgeType, ModelActivationConnectionType),
+        lambda: lifecycle.activation_count(engine),
+        key=lambda entry: uuid.UUID(int=entry.id),
     )

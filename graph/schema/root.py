@@ -30,8 +30,7 @@ from graph.schema.cursors import scope_of
 from graph.schema.history import (
     DeviceType,
     aware,
-    connection,
-    page_request,
+    newest_first,
     prediction_connection,
     prediction_filter,
 )
@@ -54,7 +53,7 @@ from graph.schema.webhooks import (
     webhook_id,
 )
 from graph.settings import MAX_WEBHOOKS
-from persistence import OUTCOMES, AuditFilter, Position
+from persistence import OUTCOMES, AuditFilter
 
 # The alert filter's arguments, the same for failureAlerts and createWebhook (one matcher).
 MinProbability = Annotated[
@@ -275,16 +274,16 @@ class Query:
         filter: AuditEventFilterInput | None = None,
     ) -> AuditEventConnectionType:
         where = _audit_filter(filter)
-        scope = scope_of("auditEvents", where)
-        request = page_request(info, scope, first, after, None, None)
         engine = info.context.runtime.engine
-        before = request.position.id if request.position else None
-        page = await usecases.audit_page(engine, where, request.size, before)
-        cursors = [info.context.cursors.encode(scope, Position(None, r.id)) for r in page.items]
-        kinds = (AuditEventEdgeType, AuditEventConnectionType)
-        count = lambda: usecases.audit_count(engine, where)  # noqa: E731 (counted if asked)
-        return connection(  # type: ignore[no-any-return]
-            page.items, cursors, request, page.has_more, AuditEventType.from_row, kinds, count
+        return await newest_first(  # type: ignore[no-any-return]
+            info,
+            scope_of("auditEvents", where),
+            first,
+            after,
+            lambda size, before: usecases.audit_page(engine, where, size, before),
+            AuditEventType.from_row,
+            (AuditEventEdgeType, AuditEventConnectionType),
+            lambda: usecases.audit_count(engine, where),
         )
 
     @strawberry.field(

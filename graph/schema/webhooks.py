@@ -11,9 +11,9 @@ from strawberry.types import Info
 from graph.errors import bad_input
 from graph.runtime import webhooks
 from graph.schema.cursors import scope_of
-from graph.schema.history import connection, page_request
+from graph.schema.history import newest_first
 from graph.schema.types import PageInfoType
-from persistence import Position, Webhook, WebhookDelivery
+from persistence import Webhook, WebhookDelivery
 
 
 @strawberry.type(name="Webhook", description="A receiver of failure alerts (POSTed, signed).")
@@ -130,14 +130,14 @@ async def delivery_connection(
 ) -> WebhookDeliveryConnectionType:
     """`webhookDeliveries(webhookId, first, after)`: newest first, Relay-paged."""
     ident = webhook_id(webhook, "webhookId")
-    scope = scope_of("webhookDeliveries", ident)
-    request = page_request(info, scope, first, after, None, None)
     engine = info.context.runtime.engine
-    before = request.position.id if request.position else None
-    page = await webhooks.delivery_page(engine, ident, request.size, before)
-    cursors = [info.context.cursors.encode(scope, Position(None, r.id)) for r in page.items]
-    kinds = (WebhookDeliveryEdgeType, WebhookDeliveryConnectionType)
-    count = lambda: webhooks.delivery_count(engine, ident)  # noqa: E731 (counted if asked)
-    return connection(  # type: ignore[no-any-return]
-        page.items, cursors, request, page.has_more, WebhookDeliveryType.from_row, kinds, count
+    return await newest_first(  # type: ignore[no-any-return]
+        info,
+        scope_of("webhookDeliveries", ident),
+        first,
+        after,
+        lambda size, before: webhooks.delivery_page(engine, ident, size, before),
+        WebhookDeliveryType.from_row,
+        (WebhookDeliveryEdgeType, WebhookDeliveryConnectionType),
+        lambda: webhooks.delivery_count(engine, ident),
     )
