@@ -33,7 +33,7 @@ from graph.edge.responses import error_response
 from graph.edge.rest import PredictEndpoint
 from graph.edge.subscriptions import SubscriptionEndpoint
 from graph.errors import ErrorCode, FailcastError
-from graph.runtime import Runtime
+from graph.runtime import Runtime, looplag
 from graph.runtime.alerts import Alerts
 from graph.runtime.export import EXPORT_READERS, EXPORT_SQLITE_CACHE_KIB
 from graph.runtime.logs import configure_logging
@@ -207,6 +207,7 @@ def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
     seal = partial(seal_pending, engine, settings.audit_seal_lag_seconds)
     work = [
         runtime.models.keep_fresh(),
+        looplag.watch(runtime.metrics.observe_loop_lag),
         runtime.models.follow_switches(),
         runtime.alerts.follow(),
         runtime.deliveries.run(),

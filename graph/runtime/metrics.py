@@ -195,6 +195,17 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "failcast_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 50 ms (the time it was blocked)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.loop_lag_max = Gauge(
+            "failcast_event_loop_lag_max_seconds",
+            "The longest the event loop was blocked over the last 60 to 120 s",
+            registry=r,
+        )
         r.register(_PoolCollector(engine))
         self.drift = DriftGauges()
         r.register(self.drift)
@@ -212,6 +223,11 @@ class Metrics:
         if len(block) - failures:
             self.predictions.labels("NON_FAILURE", version).inc(len(block) - failures)
         self.probability.observe_many(block.failure_probability)
+
+    def observe_loop_lag(self, lag: float, worst: float) -> None:
+        """One lateness of the event loop's timer, and the worst of the current window."""
+        self.loop_lag.observe(lag)
+        self.loop_lag_max.set(worst)
 
     def serving(self, version: str | None) -> None:
         """Mark the version that serves now (and only it)."""

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 from support import ORIGINAL_EXAMPLE, gql
 
@@ -123,3 +124,16 @@ def test_predictions_are_counted_under_the_model_that_made_them(
         == 1
     )
     assert f'model_version="{newer.version}"' not in text
+
+
+def test_the_event_loop_lag_is_a_metric(client, auth_headers):
+    time.sleep(0.3)  # a few timer checks of the running app
+    text = client.get("/metrics", headers=auth_headers).text
+    assert "failcast_event_loop_lag_seconds_count" in text
+    count = next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("failcast_event_loop_lag_seconds_count")
+    )
+    assert count >= 1
+    assert "failcast_event_loop_lag_max_seconds" in text

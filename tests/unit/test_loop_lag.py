@@ -1,0 +1,34 @@
+"""The event loop's lateness: measured by a timer, the worst kept over a sliding window."""
+
+import asyncio
+import time
+
+import pytest
+
+from graph.runtime.looplag import LoopLag, watch
+
+
+def test_a_blocked_loop_is_seen_late_by_about_the_time_it_was_blocked():
+    seen: list[tuple[float, float]] = []
+
+    async def run() -> None:
+        watcher = asyncio.create_task(watch(lambda lag, worst: seen.append((lag, worst)), 0.01))
+        await asyncio.sleep(0.05)
+        time.sleep(0.2)  # a synchronous step on the loop: everything waits behind it
+        await asyncio.sleep(0.05)
+        watcher.cancel()
+
+    asyncio.run(run())
+    lags = [lag for lag, _ in seen]
+    assert 0.15 <= max(lags) < 0.5
+    assert sum(lag >= 0.15 for lag in lags) == 1  # one pause, seen once
+    assert seen[-1][1] == max(lags)  # the worst of the window stays visible afterwards
+    assert sorted(lags)[len(lags) // 2] < 0.05  # otherwise the timer is on time
+
+
+def test_the_worst_lateness_is_kept_for_one_to_two_windows():
+    window = LoopLag(window=10.0)
+    assert window.note(0.3, now=0.0) == 0.3
+    assert window.note(0.01, now=9.0) == 0.3  # same window
+    assert window.note(0.02, now=10.5) == 0.3  # next window: the last one's worst still counts
+    assert window.note(0.01, now=21.0) == pytest.approx(0.02)  # two windows on: forgotten
