@@ -15,8 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from model import DEVICE_FEATURES, load_artifact, sha256_hex
-from model.golden import build_golden_set, pick_golden_rows
-from model.profile import build_profile
 from persistence import (
     METRIC_COLUMNS,
     ModelVersion,
@@ -92,13 +90,13 @@ def demo_fleet() -> Any:
 def lifecycle_facts(artifact: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """(input profile, golden set) of an artifact trained on the demo fleet, as training
     stores them: the profile of the fleet's inputs, golden rows scored by scikit-learn."""
+    from training.trainer import serving_checks  # the train extra, loaded when first needed
+
     fleet = demo_fleet()
     predictor = load_artifact(artifact, sha256_hex(artifact))
     columns = [fleet.feature_names.index(name) for name in predictor.feature_names]
     matrix = fleet.X[:, columns]
-    golden = pick_golden_rows(matrix, fleet.y)
-    scored = build_golden_set(predictor.feature_names, golden, predictor.reference_proba(golden))
-    return build_profile(matrix, predictor.feature_names), scored
+    return serving_checks(predictor.feature_names, matrix, fleet.y, predictor.reference_proba)
 
 
 def register_version(

@@ -3,13 +3,16 @@
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy.typing as npt
 from sqlalchemy.engine import Engine
 
 from model import ArtifactMetadata, dump_artifact, sha256_hex
 from model.golden import build_golden_set, pick_golden_rows
-from model.profile import build_profile
+from model.profile import FloatArray, build_profile
 from training.dataset import Dataset
 from training.evaluation import positive_proba
 from training.experiment import Experiment, Progress, run_experiment
@@ -87,8 +90,13 @@ def build_record(options: TrainOptions, experiment: Experiment) -> VersionRecord
     metadata = ArtifactMetadata(chosen.algorithm, features, chosen.threshold, chosen.params)
     artifact = dump_artifact(chosen.estimator, metadata)
     # The training devices' rows: what the model learned from, so what live inputs are held to.
-    train_x = experiment.dataset.X[experiment.split.train]
-    golden = pick_golden_rows(train_x, experiment.dataset.y[experiment.split.train])
+    train = experiment.split.train
+    profile, golden = serving_checks(
+        features,
+        experiment.dataset.X[train],
+        experiment.dataset.y[train],
+        lambda rows: positive_proba(chosen.estimator, rows),
+    )
     return VersionRecord(
         algorithm=chosen.algorithm,
         params=chosen.params,
@@ -100,9 +108,22 @@ def build_record(options: TrainOptions, experiment: Experiment) -> VersionRecord
         synthetic=experiment.dataset.synthetic,
         artifact=artifact,
         artifact_sha256=sha256_hex(artifact),
-        input_profile=build_profile(train_x, features),
-        golden_set=build_golden_set(features, golden, positive_proba(chosen.estimator, golden)),
+        input_profile=profile,
+        golden_set=golden,
     )
+
+
+def serving_checks(
+    features: Sequence[str],
+    matrix: FloatArray,
+    labels: npt.NDArray[Any],
+    reference_proba: Callable[[FloatArray], FloatArray],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(input profile, golden set) a version carries: the profile of its training inputs
+    (`matrix`, columns `features`), and golden rows of them scored by scikit-learn itself."""
+    rows = pick_golden_rows(matrix, labels)
+    golden = build_golden_set(features, rows, reference_proba(rows))
+    return build_profile(matrix, features), golden
 
 
 def _publish(staging: Path, target: Path) -> Path:

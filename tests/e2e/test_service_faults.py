@@ -41,13 +41,7 @@ def test_previous_model_keeps_serving_when_a_tampered_one_is_activated(
             )
         _activate(db_engine, "bad")
         time.sleep(settings.model_refresh_seconds * 3)
-        body = gql(
-            client,
-            "mutation P($i: PredictInput!) { predict(input: $i) { modelVersion { version } } }",
-            {"i": ORIGINAL_EXAMPLE},
-            auth_headers,
-        )
-        assert body["data"]["predict"]["modelVersion"]["version"] == "good"
+        assert _serving(client, auth_headers) == "good"
     with session_scope(db_engine) as session:
         repo = ModelVersionRepository(session)
         refusals = repo.refusals(repo.get("bad").id)
@@ -96,6 +90,13 @@ def test_runaway_operation_is_cut_with_timeout_and_stores_nothing(
     assert count_rows(db_engine, "prediction") == 0
 
 
+def _serving(client, auth_headers) -> str:
+    """The model version that answers a predict now."""
+    query = "mutation P($i: PredictInput!) { predict(input: $i) { modelVersion { version } } }"
+    body = gql(client, query, {"i": ORIGINAL_EXAMPLE}, auth_headers)
+    return str(body["data"]["predict"]["modelVersion"]["version"])
+
+
 def _activate(db_engine, version: str) -> None:
     """Switch as the registry does, without the servability check of the API and CLI."""
     with session_scope(db_engine) as session:
@@ -121,13 +122,7 @@ def test_a_version_whose_golden_set_no_longer_scores_is_refused_and_recorded(
         _tamper_golden_set(db_engine, "tampered", row=3, delta=1e-6)
         _activate(db_engine, "tampered")
         time.sleep(settings.model_refresh_seconds * 3)
-        body = gql(
-            client,
-            "mutation P($i: PredictInput!) { predict(input: $i) { modelVersion { version } } }",
-            {"i": ORIGINAL_EXAMPLE},
-            auth_headers,
-        )
-        assert body["data"]["predict"]["modelVersion"]["version"] == "good"
+        assert _serving(client, auth_headers) == "good"
     with session_scope(db_engine) as session:
         repo = ModelVersionRepository(session)
         [refusal] = repo.refusals(repo.get("tampered").id)
