@@ -1,0 +1,158 @@
+"""History features: what a device's earlier observations add to its current one.
+
+One definition serves training and serving, so that a model never meets features computed
+differently from those it learned (train/serve skew). Every feature of a row is a function of a
+*window*: the row itself and at most `depth` earlier observations of the same device, oldest
+first, as an (n, depth + 1, len(DEVICE_FEATURES)) array whose missing earlier observations are
+NaN (left padding). Training builds the windows from the dataset (`windows_of_sequence`, one
+device's rows in observation order), serving from the device's stored predictions plus the
+incoming row; both call `HistoryFeatures.compute` on them, so the same window gives the same
+bits.
+
+Feature names (a model's `feature_names` say which it uses; plain counters are `metric1`...):
+
+- `{metric}_delta`: change since the previous observation (0 for a device's first);
+- `{metric}_max{w}`, `{metric}_mean{w}`: max and mean over the last w observations, the current
+  one included (w in ROLLING_WINDOWS; fewer when the device has fewer);
+- `{metric}_zero_run`: observations since the counter was last non-zero (0 when it is non-zero
+  now), at most ZERO_RUN_CAP, which is also its value when it was never non-zero in the window;
+- `observations`: how many earlier observations the device has, at most OBSERVATIONS_CAP.
+
+The caps keep every feature a function of a bounded window: serving reads at most `depth`
+earlier rows per device, and the definition needs nothing else (no running totals).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from model.features import DEVICE_FEATURES
+
+FloatArray = npt.NDArray[np.float64]
+
+ROLLING_WINDOWS: tuple[int, ...] = (3, 7, 14)
+ZERO_RUN_CAP = 14
+OBSERVATIONS_CAP = 30
+OBSERVATIONS = "observations"
+_KINDS = ("delta", "zero_run", *(f"max{w}" for w in ROLLING_WINDOWS)) + tuple(
+    f"mean{w}" for w in ROLLING_WINDOWS
+)
+
+
+def history_feature_names(
+    kinds: Sequence[str] = _KINDS, observations: bool = True
+) -> tuple[str, ...]:
+    """Names of the history features of each counter for `kinds` (e.g. "delta", "max7"),
+    grouped by kind, then `observations` if asked."""
+    unknown = sorted(set(kinds) - set(_KINDS))
+    if unknown:
+        raise ValueError(f"unknown history feature kinds {unknown}; expected some of {_KINDS}")
+    names = [f"{metric}_{kind}" for kind in kinds for metric in DEVICE_FEATURES]
+    return (*names, OBSERVATIONS) if observations else tuple(names)
+
+
+@dataclass(frozen=True)
+class _Column:
+    kind: str  # "value", "delta", "max", "mean", "zero_run" or "observations"
+    metric: int  # column in DEVICE_FEATURES (-1 for observations)
+    window: int  # rows the feature reads, the current one included
+
+
+def _parse(name: str) -> _Column:
+    if name == OBSERVATIONS:
+        return _Column("observations", -1, OBSERVATIONS_CAP + 1)
+    if name in DEVICE_FEATURES:
+        return _Column("value", DEVICE_FEATURES.index(name), 1)
+    metric, _, kind = name.partition("_")
+    if metric not in DEVICE_FEATURES or kind not in _KINDS:
+        raise ValueError(f"{name!r} is neither a telemetry counter nor a history feature")
+    index = DEVICE_FEATURES.index(metric)
+    if kind == "delta":
+        return _Column("delta", index, 2)
+    if kind == "zero_run":
+        return _Column("zero_run", index, ZERO_RUN_CAP + 1)
+    name_of_kind = kind.rstrip("0123456789")
+    return _Column(name_of_kind, index, int(kind[len(name_of_kind) :]))
+
+
+class HistoryFeatures:
+    """The features a model reads, computed from windows of device telemetry."""
+
+    def __init__(self, feature_names: Sequence[str]) -> None:
+        self.feature_names = tuple(feature_names)
+        self._columns = [_parse(name) for name in self.feature_names]
+        # Earlier observations the features read (0: the current row's counters only).
+        self.depth = max((c.window for c in self._columns), default=1) - 1
+        self._plain = [c.metric for c in self._columns] if self.depth == 0 else None
+        # Each kind of feature is computed for every counter at once, in one block; the blocks
+        # side by side, then one gather puts the model's columns in its order.
+        keys = list(dict.fromkeys((c.kind, c.window) for c in self._columns))
+        self._blocks = [next(c for c in self._columns if (c.kind, c.window) == k) for k in keys]
+        offsets, at = {}, 0
+        for column in self._blocks:
+            offsets[(column.kind, column.window)] = at
+            at += 1 if column.kind == "observations" else len(DEVICE_FEATURES)
+        self._gather = np.array(
+            [offsets[(c.kind, c.window)] + max(c.metric, 0) for c in self._columns], dtype=np.intp
+        )
+
+    @property
+    def uses_history(self) -> bool:
+        """Whether any feature reads earlier observations."""
+        return self.depth > 0
+
+    def plain(self, current: FloatArray) -> FloatArray:
+        """The features of rows without history: only valid when `uses_history` is False."""
+        assert self._plain is not None
+        return current[:, self._plain]
+
+    def compute(self, windows: FloatArray) -> FloatArray:
+        """(n, features) from (n, depth + 1, counters) windows: row i's window holds its device's
+        earlier observations (NaN where there are none), oldest first, the row itself last."""
+        depth = self.depth
+        if windows.ndim != 3 or windows.shape[1] != depth + 1:
+            raise ValueError(f"expected windows of {depth + 1} observations")
+        present = ~np.isnan(windows[:, :, 0])  # (n, depth + 1): which observations exist
+        blocks = [self._block(column, windows, present) for column in self._blocks]
+        return np.concatenate(blocks, axis=1)[:, self._gather]
+
+    def _block(
+        self, column: _Column, windows: FloatArray, present: npt.NDArray[np.bool_]
+    ) -> FloatArray:
+        depth = self.depth
+        current = windows[:, depth, :]
+        if column.kind == "value":
+            return current
+        if column.kind == "observations":
+            count = present[:, :depth].sum(axis=1, keepdims=True)
+            return np.minimum(count, OBSERVATIONS_CAP).astype(np.float64)
+        if column.kind == "delta":
+            previous = windows[:, depth - 1, :]
+            return np.where(np.isnan(previous), 0.0, current - previous)
+        recent = windows[:, depth + 1 - column.window :, :]
+        if column.kind == "max":
+            return np.fmax.reduce(recent, axis=1)
+        if column.kind == "mean":
+            seen = present[:, depth + 1 - column.window :]
+            total = np.where(seen[:, :, None], recent, 0.0).sum(axis=1)
+            return total / seen.sum(axis=1)[:, None]
+        # zero_run: distance back to the latest non-zero value, ZERO_RUN_CAP if none in reach
+        nonzero = (recent > 0)[:, ::-1, :]  # newest first; NaN (no observation) is not > 0
+        found = nonzero.any(axis=1)
+        return np.where(found, nonzero.argmax(axis=1), ZERO_RUN_CAP).astype(np.float64)
+
+    def windows_of_sequence(self, sequence: FloatArray, earlier: int = 0) -> FloatArray:
+        """Windows of the rows of one device's observations in order, (rows, counters), where
+        the first `earlier` rows are history only: the windows of the rows after them."""
+        depth, rows = self.depth, sequence.shape[0]
+        padded = np.full((rows + depth, sequence.shape[1]), np.nan)
+        padded[depth:] = sequence
+        view = np.lib.stride_tricks.sliding_window_view(padded, depth + 1, axis=0)
+        # sliding_window_view puts the window last: (rows, counters, depth + 1)
+        return np.ascontiguousarray(view.transpose(0, 2, 1)[earlier:])
+
+    def of_sequences(self, sequences: Sequence[FloatArray]) -> list[FloatArray]:
+        """The features of every row of each device's observations in order."""
+        return [self.compute(self.windows_of_sequence(s)) for s in sequences]
