@@ -36,8 +36,11 @@ ROLLING_WINDOWS: tuple[int, ...] = (3, 7, 14)
 ZERO_RUN_CAP = 14
 OBSERVATIONS_CAP = 30
 OBSERVATIONS = "observations"
-_KINDS = ("delta", "zero_run", *(f"max{w}" for w in ROLLING_WINDOWS)) + tuple(
-    f"mean{w}" for w in ROLLING_WINDOWS
+_KINDS = (
+    "delta",
+    "zero_run",
+    *(f"max{w}" for w in ROLLING_WINDOWS),
+    *(f"mean{w}" for w in ROLLING_WINDOWS),
 )
 
 
