@@ -130,17 +130,21 @@ class HistoryFeatures:
             return current
         if column.kind == "observations":
             count = present[:, :depth].sum(axis=1, keepdims=True)
-            return np.minimum(count, OBSERVATIONS_CAP).astype(np.float64)
+            observations: FloatArray = np.minimum(count, OBSERVATIONS_CAP).astype(np.float64)
+            return observations
         if column.kind == "delta":
             previous = windows[:, depth - 1, :]
-            return np.where(np.isnan(previous), 0.0, current - previous)
+            delta: FloatArray = np.where(np.isnan(previous), 0.0, current - previous)
+            return delta
         recent = windows[:, depth + 1 - column.window :, :]
         if column.kind == "max":
-            return np.fmax.reduce(recent, axis=1)
+            highest: FloatArray = np.fmax.reduce(recent, axis=1)
+            return highest
         if column.kind == "mean":
             seen = present[:, depth + 1 - column.window :]
             total = np.where(seen[:, :, None], recent, 0.0).sum(axis=1)
-            return total / seen.sum(axis=1)[:, None]
+            mean: FloatArray = total / seen.sum(axis=1)[:, None]
+            return mean
         # zero_run: distance back to the latest non-zero value, ZERO_RUN_CAP if none in reach
         nonzero = (recent > 0)[:, ::-1, :]  # newest first; NaN (no observation) is not > 0
         found = nonzero.any(axis=1)
