@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -51,19 +52,37 @@ def _distinct(rows: Sequence[Sequence[object]]) -> list[Observation]:
     return found
 
 
-def _newest_first(device: str, before: datetime | None, limit: int) -> sa.Select[tuple[object]]:
+def _newest_first(device: str, before: datetime | None, limit: int) -> sa.Select[Any]:
     query = sa.select(*_COLUMNS).where(_TABLE.c.device_id == device)
     if before is not None:
         query = query.where(_TABLE.c.observed_at < before)
     return query.order_by(_TABLE.c.observed_at.desc(), _TABLE.c.id.desc()).limit(limit)
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """A device's newest observations (newest first), whether they are all it has, and how many
+    it has in all (one per time; counted only when asked, else -1)."""
+
+    observations: list[Observation]
+    complete: bool
+    count: int
+
+
+def _count(device: str, before: datetime | None) -> sa.Select[Any]:
+    query = sa.select(sa.func.count(sa.distinct(_TABLE.c.observed_at))).where(
+        _TABLE.c.device_id == device
+    )
+    if before is not None:
+        query = query.where(_TABLE.c.observed_at < before)
+    return query
+
+
 def latest_observations(
-    connection: Connection, devices: Sequence[str], wanted: int
-) -> dict[str, tuple[list[Observation], bool]]:
-    """Per device: its newest `wanted` observations, newest first, and whether they are all it
-    has (True when it has no more)."""
-    found: dict[str, tuple[list[Observation], bool]] = {}
+    connection: Connection, devices: Sequence[str], wanted: int, count: bool = False
+) -> dict[str, History]:
+    """Per device: its newest `wanted` observations and, if asked, how many it has."""
+    found: dict[str, History] = {}
     if not devices:
         return found
     # Duplicates of one observation are rare: read twice what is wanted, and read again with no
@@ -76,7 +95,15 @@ def latest_observations(
         if len(observations) < wanted and len(raw) == limit:
             observations = _distinct(connection.execute(_newest_first(device, None, 1 << 62)).all())
         complete = len(observations) <= wanted
-        found[device] = (observations[:wanted], complete)
+        total = -1
+        if count:
+            total = len(observations) if complete else _counted(connection, device, None)
+        found[device] = History(observations[:wanted], complete, total)
+    return found
+
+
+def _counted(connection: Connection, device: str, before: datetime | None) -> int:
+    found: int = connection.execute(_count(device, before)).scalar_one()
     return found
 
 
@@ -85,7 +112,11 @@ def _latest_rows(
 ) -> dict[str, list[Sequence[object]]]:
     if connection.dialect.name != "postgresql":
         return {d: list(connection.execute(_newest_first(d, None, limit)).all()) for d in devices}
-    wanted = sa.func.unnest(sa.literal(list(devices), sa.ARRAY(sa.String))).table_valued("device")
+    wanted = (
+        sa.func.unnest(sa.literal(list(devices), sa.ARRAY(sa.String)))
+        .table_valued("device")
+        .render_derived(name="wanted")
+    )
     inner = (
         sa.select(*_COLUMNS)
         .where(_TABLE.c.device_id == wanted.c.device)
@@ -101,15 +132,20 @@ def _latest_rows(
 
 
 def observations_before(
-    connection: Connection, device: str, before: datetime, wanted: int
-) -> list[Observation]:
-    """A device's newest `wanted` observations strictly before `before`, newest first."""
+    connection: Connection, device: str, before: datetime, wanted: int, count: bool = False
+) -> History:
+    """A device's newest `wanted` observations strictly before `before` and, if asked, how many
+    it has before then."""
     limit = 2 * wanted
     raw = connection.execute(_newest_first(device, before, limit)).all()
     observations = _distinct(raw)
     if len(observations) < wanted and len(raw) == limit:
         observations = _distinct(connection.execute(_newest_first(device, before, 1 << 62)).all())
-    return observations[:wanted]
+    complete = len(observations) <= wanted
+    total = -1
+    if count:
+        total = len(observations) if complete else _counted(connection, device, before)
+    return History(observations[:wanted], complete, total)
 
 
 def observations_between(

@@ -71,34 +71,46 @@ class Announced(Protocol):
 
 @dataclass
 class Tail:
-    """A device's latest observations, oldest first, one per time; `complete`: all it has."""
+    """A device's latest observations, oldest first, one per time; `complete`: all it has;
+    `count`: how many it has in all (-1 when not counted)."""
 
     times: list[datetime]
     values: list[tuple[float, ...]]
     complete: bool
+    count: int = -1
 
-    def serves(self, moment: datetime, depth: int) -> bool:
-        """Whether the observations before `moment` that a window needs are all here."""
-        return self.complete or bisect.bisect_left(self.times, moment) >= depth
+    def serves(self, moment: datetime, keep: int) -> bool:
+        """Whether the observations before `moment` that a window needs are all here (and so
+        every observation from `moment` on, which the count of those before it needs)."""
+        return self.complete or bisect.bisect_left(self.times, moment) >= keep
 
-    def add(self, moment: datetime, values: tuple[float, ...], depth: int) -> None:
+    def earlier(self, moment: datetime, depth: int) -> tuple[list[tuple[float, ...]], int]:
+        """The last `depth` observations before `moment`, and how many there are in all."""
+        at = bisect.bisect_left(self.times, moment)
+        return self.values[max(0, at - depth) : at], self.count - (len(self.times) - at)
+
+    def add(self, moment: datetime, values: tuple[float, ...], keep: int) -> None:
         """A newly stored observation (the latest stored for its time wins)."""
         at = bisect.bisect_left(self.times, moment)
         if at < len(self.times) and self.times[at] == moment:
             self.values[at] = values
             return
-        if at == 0 and not self.complete and len(self.times) >= depth:
+        if self.count >= 0:
+            self.count += 1
+        if at == 0 and not self.complete and len(self.times) >= keep:
             return  # older than every kept observation: not among the latest
         self.times.insert(at, moment)
         self.values.insert(at, values)
-        if len(self.times) > depth:
+        if len(self.times) > keep:
             del self.times[0], self.values[0]
             self.complete = False
 
 
-def _tail(observations: Sequence[Observation], complete: bool) -> Tail:
-    ordered = list(reversed(observations))  # the reads give newest first
-    return Tail([o.observed_at for o in ordered], [o.values for o in ordered], complete)
+def _tail(history: histories.History, between: Sequence[Observation] = ()) -> Tail:
+    ordered = [*reversed(history.observations), *reversed(between)]  # reads give newest first
+    times, values = [o.observed_at for o in ordered], [o.values for o in ordered]
+    count = history.count + len(between) if history.count >= 0 else -1
+    return Tail(times, values, history.complete and not between, count)
 
 
 @dataclass
@@ -110,8 +122,8 @@ class _Read:
     hits: dict[str, Tail]  # devices served from the cache, as it was when the request came
     catch_up: bool = False  # SQLite: read what was committed since `since` (None: never yet)
     since: int | None = None
-    latest: dict[str, tuple[list[Observation], bool]] = field(default_factory=dict)
-    before: dict[str, list[Observation]] = field(default_factory=dict)
+    latest: dict[str, histories.History] = field(default_factory=dict)
+    before: dict[str, Tail] = field(default_factory=dict)
     others: list[tuple[int, str | None, uuid.UUID]] = field(default_factory=list)
     rowid: int = 0
 
@@ -124,7 +136,7 @@ class DeviceHistories:
         self.capacity = capacity
         self.sqlite = engine.dialect.name == "sqlite"
         self._tails: OrderedDict[str, Tail] = OrderedDict()
-        self._depth = 0
+        self._shape: tuple[int, bool] = (0, False)  # (observations kept, counted) of the tails
         self._changes = 0  # counts changes of devices the cache did not hold
         self._changed: OrderedDict[str, int] = OrderedDict()  # device: its last such change
         self._changed_floor = 0  # the latest change forgotten from `_changed`
@@ -144,13 +156,16 @@ class DeviceHistories:
         device_ids: Sequence[str | None],
         observed_at: Sequence[datetime],
         request_id: uuid.UUID,
-    ) -> tuple[FloatArray, list[list[str] | None]]:
+    ) -> tuple[FloatArray, FloatArray, list[list[str] | None]]:
         """Each row's window (n, depth + 1, counters), NaN where no earlier observation
-        exists, and per row the warnings of a missing history (None: it had one)."""
-        depth = features.depth
-        if depth != self._depth:  # another model: tails of another length
+        exists; how many earlier observations its device has; and per row the warnings of a
+        missing history (None: it had one)."""
+        # Tails keep `depth` observations (at least one when counted: a count needs to know
+        # which observations are later than a row).
+        shape = (max(features.depth, 1 if features.counts else 0), features.counts)
+        if shape != self._shape:  # another model: tails of another shape
             self._tails.clear()
-            self._depth = depth
+            self._shape = shape
         if self.sqlite:
             self._own[request_id] = None  # its rows, once committed, are not another's
             while len(self._own) > 10_000:
@@ -159,19 +174,18 @@ class DeviceHistories:
         for i, device in enumerate(device_ids):
             if device is not None:
                 rows.setdefault(device, []).append(i)
-        read = await self._read(rows, observed_at, depth)
-        return self._assemble(matrix, device_ids, observed_at, rows, read, depth)
+        read = await self._read(rows, observed_at)
+        return self._assemble(features.depth, matrix, device_ids, observed_at, rows, read)
 
-    async def _read(
-        self, rows: dict[str, list[int]], observed_at: Sequence[datetime], depth: int
-    ) -> _Read:
+    async def _read(self, rows: dict[str, list[int]], observed_at: Sequence[datetime]) -> _Read:
+        keep = self._shape[0]
         read = _Read([], {}, {})
         for device, indexes in rows.items():
             first = min(observed_at[i] for i in indexes)
             tail = self._tails.get(device)
             if tail is None:
                 read.missing.append(device)
-            elif not tail.serves(first, depth):
+            elif not tail.serves(first, keep):
                 read.earlier[device] = (first, max(observed_at[i] for i in indexes))
             else:
                 read.hits[device] = tail
@@ -181,20 +195,21 @@ class DeviceHistories:
             return read
         read.since = self._rowid
         started = self._changes
-        await asyncio.to_thread(self._fetch, read, depth)
+        await asyncio.to_thread(self._fetch, read, self._shape)
         self.reads += 1
         if read.catch_up:
             self._caught_up(read)
-        for device, (observations, complete) in read.latest.items():
+        for device, history in read.latest.items():
             if self._changed_since(device, started):
                 continue  # a commit of this device may have followed the read: use, not keep
-            self._tails[device] = _tail(observations, complete)
+            self._tails[device] = _tail(history)
             self._tails.move_to_end(device)
         while len(self._tails) > self.capacity:
             self._tails.popitem(last=False)
         return read
 
-    def _fetch(self, read: _Read, depth: int) -> None:
+    def _fetch(self, read: _Read, shape: tuple[int, bool]) -> None:
+        keep, counted = shape
         with self.engine.connect() as connection, connection.begin():
             if read.catch_up and read.since is None:  # the first look: nothing cached yet
                 read.rowid = histories.last_rowid(connection)
@@ -210,12 +225,15 @@ class DeviceHistories:
                 for device in stale:
                     del read.hits[device]
                     read.missing.append(device)
-            read.latest = histories.latest_observations(connection, read.missing, depth)
+            read.latest = histories.latest_observations(connection, read.missing, keep, counted)
             for device, (first, last) in read.earlier.items():
-                found = histories.observations_before(connection, device, first, depth)
-                if last > first:
-                    found = histories.observations_between(connection, device, first, last) + found
-                read.before[device] = found
+                before = histories.observations_before(connection, device, first, keep, counted)
+                between = (
+                    histories.observations_between(connection, device, first, last)
+                    if last > first
+                    else []
+                )
+                read.before[device] = _tail(before, between)
 
     def _caught_up(self, read: _Read) -> None:
         if self._rowid is not None and read.rowid < self._rowid:
@@ -229,96 +247,71 @@ class DeviceHistories:
 
     def _assemble(
         self,
+        depth: int,
         matrix: FloatArray,
         device_ids: Sequence[str | None],
         observed_at: Sequence[datetime],
         rows: dict[str, list[int]],
         read: _Read,
-        depth: int,
-    ) -> tuple[FloatArray, list[list[str] | None]]:
+    ) -> tuple[FloatArray, FloatArray, list[list[str] | None]]:
         n, counters = matrix.shape
         windows = np.full((n, depth + 1, counters), np.nan)
         windows[:, depth, :] = matrix
+        counts = np.zeros(n)
         warnings: list[list[str] | None] = [None] * n
         for i, device in enumerate(device_ids):
             if device is None:
                 warnings[i] = [NO_DEVICE]
         for device, indexes in rows.items():
             if device in read.before:
-                known = _tail(read.before[device], complete=False)
+                known = read.before[device]
             elif device in read.latest:
-                known = _tail(*read.latest[device])
+                known = _tail(read.latest[device])
             else:
                 known = read.hits[device]
-            if len(indexes) == 1:  # the usual case: one row of the device
-                i = indexes[0]
-                at = bisect.bisect_left(known.times, observed_at[i])
-                earlier = known.values[max(0, at - depth) : at]
-            else:
-                self._several(windows, warnings, matrix, observed_at, indexes, known, depth)
-                for i in indexes:
-                    if warnings[i] is not None:
-                        warnings[i] = [no_history(device)]
-                continue
-            if earlier:
-                windows[i, depth - len(earlier) : depth, :] = earlier
-            else:
-                warnings[i] = [no_history(device)]
-        return windows, warnings
-
-    @staticmethod
-    def _several(
-        windows: FloatArray,
-        warnings: list[list[str] | None],
-        matrix: FloatArray,
-        observed_at: Sequence[datetime],
-        indexes: list[int],
-        known: Tail,
-        depth: int,
-    ) -> None:
-        # Rows of one device in time order (input order among equal times): each sees the
-        # observations strictly before its time, earlier rows of the request included (the
-        # later of two rows with one time standing for it, as it will once stored).
-        times, values = list(known.times), list(known.values)
-        for i in sorted(indexes, key=lambda k: (observed_at[k], k)):
-            moment = observed_at[i]
-            at = bisect.bisect_left(times, moment)
-            earlier = values[max(0, at - depth) : at]
-            if earlier:
-                windows[i, depth - len(earlier) : depth, :] = earlier
-            else:
-                warnings[i] = []  # no earlier observation: the caller words the warning
-            row = tuple(matrix[i].tolist())
-            if at < len(times) and times[at] == moment:
-                values[at] = row
-            else:
-                times.insert(at, moment)
-                values.insert(at, row)
+            if len(indexes) > 1:  # rows of the device see the request's earlier ones too
+                known = Tail(list(known.times), list(known.values), known.complete, known.count)
+            for i in sorted(indexes, key=lambda k: (observed_at[k], k)):
+                moment = observed_at[i]
+                earlier, count = known.earlier(moment, depth)
+                if earlier:
+                    windows[i, depth - len(earlier) : depth, :] = earlier
+                counts[i] = max(count, 0)
+                if count == 0 or (count < 0 and not earlier):
+                    warnings[i] = [no_history(device)]
+                if len(indexes) > 1:  # the later of two rows of one time stands for it
+                    known.add(moment, tuple(matrix[i].tolist()), len(known.times) + 1)
+        return windows, counts, warnings
 
     def stored_windows(
         self,
         features: HistoryFeatures,
         matrix: FloatArray,
         moments: Sequence[tuple[str | None, datetime]],
-    ) -> FloatArray:
-        """Windows of stored predictions (rows of `matrix`, each with its device and time), from
-        the history stored now: blocking, for explanations read off the event loop."""
+    ) -> tuple[FloatArray, FloatArray]:
+        """Windows and counts of stored predictions (rows of `matrix`, each with its device and
+        time) from the history stored now: blocking, for explanations read off the loop."""
         depth = features.depth
         windows = np.full((matrix.shape[0], depth + 1, matrix.shape[1]), np.nan)
         windows[:, depth, :] = matrix
+        counts = np.zeros(matrix.shape[0])
         with self.engine.connect() as connection:
             for i, (device, moment) in enumerate(moments):
                 if device is None:
                     continue
-                found = histories.observations_before(connection, device, moment, depth)
-                if found:
-                    windows[i, depth - len(found) : depth, :] = [o.values for o in reversed(found)]
-        return windows
+                found = histories.observations_before(
+                    connection, device, moment, depth, features.counts
+                )
+                earlier = [o.values for o in reversed(found.observations)]
+                if earlier:
+                    windows[i, depth - len(earlier) : depth, :] = earlier
+                counts[i] = max(found.count, 0)
+        return windows, counts
 
     def committed(self, block: PredictionBlock) -> None:
         """A block of this process's predictions was committed: add it to the cached tails."""
-        depth = self._depth
-        if depth == 0:
+        keep = self._shape[0]
+        if not self._tails and not keep:
             return
         columns = [block.metrics[name] for name in METRIC_COLUMNS]
         for i, device in enumerate(block.device_ids):
@@ -328,12 +321,12 @@ class DeviceHistories:
             if tail is None:
                 self._note_change(device)
                 continue
-            tail.add(block.observed_at[i], tuple(float(c[i]) for c in columns), depth)
+            tail.add(block.observed_at[i], tuple(float(c[i]) for c in columns), keep)
 
     async def forget_block(self, block: Announced) -> None:
         """Another process committed a block of predictions (PostgreSQL's announcement): forget
         its devices, to be read again when needed."""
-        if self._depth == 0:
+        if self._shape == (0, False):
             return  # no model with history served yet: nothing is cached
         devices = await asyncio.to_thread(self._block_devices, block)
         for device in devices:

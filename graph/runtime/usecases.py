@@ -127,10 +127,10 @@ async def predict(
     features = predictor.features
     missing: list[list[str] | None] | None = None
     if features.uses_history:
-        windows, missing = await histories.windows(
+        windows, counts, missing = await histories.windows(
             features, matrix, telemetry.device_ids, observed, audit.id
         )
-        inputs = features.compute(windows)
+        inputs = features.compute(windows, counts)
     else:
         inputs = features.plain(matrix)
     explanations = None
@@ -204,7 +204,7 @@ def _explanations(
         inputs = np.array([items[i].inputs for i in rows], dtype=np.float64)
         if features.uses_history:  # the device's history as stored now, before each row
             moments = [(items[i].device_id, items[i].observed_at) for i in rows]
-            matrix = features.compute(histories.stored_windows(features, inputs, moments))
+            matrix = features.compute(*histories.stored_windows(features, inputs, moments))
         else:
             matrix = features.plain(inputs)
         _, explained = predictor.explain(matrix)

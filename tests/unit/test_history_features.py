@@ -4,12 +4,7 @@ import numpy as np
 import pytest
 
 from model import DEVICE_FEATURES
-from model.history import (
-    OBSERVATIONS_CAP,
-    ZERO_RUN_CAP,
-    HistoryFeatures,
-    history_feature_names,
-)
+from model.history import ZERO_RUN_CAP, HistoryFeatures, history_feature_names
 
 ALL = (*DEVICE_FEATURES, *history_feature_names())
 
@@ -42,7 +37,7 @@ def test_each_feature_matches_its_definition_row_by_row() -> None:
         nonzero = [k for k in range(t + 1) if seq[k, m] != 0]
         expected_run = min(t - nonzero[-1], ZERO_RUN_CAP) if nonzero else ZERO_RUN_CAP
         assert get["metric2_zero_run"] == expected_run
-        assert get["observations"] == min(t, OBSERVATIONS_CAP)
+        assert get["observations"] == t
 
 
 def test_a_single_observation_is_a_first_observation() -> None:
@@ -65,7 +60,8 @@ def test_serving_windows_from_a_tail_give_the_same_bits_as_the_whole_sequence() 
     for cut in (1, 5, 31, 90, 119):
         tail = seq[max(0, cut - features.depth) : cut]
         windows = features.windows_of_sequence(np.vstack([tail, seq[cut:]]), earlier=len(tail))
-        assert np.array_equal(features.compute(windows), whole[cut:])
+        counts = np.arange(cut, seq.shape[0], dtype=np.float64)
+        assert np.array_equal(features.compute(windows, counts), whole[cut:])
 
 
 def test_depth_is_what_the_features_read() -> None:
@@ -74,7 +70,15 @@ def test_depth_is_what_the_features_read() -> None:
     assert HistoryFeatures(("metric1", "metric1_delta")).depth == 1
     assert HistoryFeatures(("metric4_max7",)).depth == 6
     assert HistoryFeatures(("metric4_zero_run",)).depth == ZERO_RUN_CAP
-    assert HistoryFeatures(("observations",)).depth == OBSERVATIONS_CAP
+    assert HistoryFeatures(("observations",)).depth == 0
+    assert HistoryFeatures(("observations",)).uses_history  # it counts them
+
+
+def test_counted_features_need_the_counts() -> None:
+    features = HistoryFeatures(("metric1", "observations"))
+    windows = features.windows_of_sequence(_sequence(3))
+    with pytest.raises(ValueError, match="one count per row"):
+        features.compute(windows)
 
 
 @pytest.mark.parametrize("name", ["metric8_delta", "metric2_max5", "metric2", "speed", "m_delta"])
