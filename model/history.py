@@ -24,6 +24,7 @@ earlier rows per device, and a count of them for `observations`.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -172,8 +173,24 @@ class HistoryFeatures:
         return np.ascontiguousarray(view.transpose(0, 2, 1)[earlier:])
 
     def of_sequences(self, sequences: Sequence[FloatArray]) -> list[FloatArray]:
-        """The features of every row of each device's observations in order."""
+        """The features of every row of each device's observations in order (one per time)."""
         return [
             self.compute(self.windows_of_sequence(s), np.arange(s.shape[0], dtype=np.float64))
             for s in sequences
         ]
+
+    def of_device(self, times: npt.NDArray[Any], values: FloatArray) -> FloatArray:
+        """The features of each of one device's rows, given in time order (equal times in the
+        order they came), as serving makes them: a device has one observation per time (the
+        last row of that time), and each row sees the observations strictly before its own
+        time. Without repeated times, the same as `of_sequences`."""
+        last = np.ones(times.shape[0], dtype=bool)
+        last[:-1] = times[1:] != times[:-1]
+        if last.all():
+            return self.of_sequences([values])[0]
+        distinct = values[last]
+        # row i's time is the k-th distinct one: it sees the k observations before it
+        k = np.searchsorted(times[last], times, side="left")
+        windows = self.windows_of_sequence(distinct)[k]
+        windows[:, self.depth, :] = values
+        return self.compute(windows, k.astype(np.float64))

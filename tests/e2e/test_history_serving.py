@@ -20,7 +20,7 @@ from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact, load_artifac
 from model.history import HistoryFeatures, history_feature_names
 
 # All >= 0, so the log1p pipeline (compiled, with contributions) takes them.
-FEATURES = (*DEVICE_FEATURES, *history_feature_names(("max3", "max7", "zero_run")), "observations")
+FEATURES = (*DEVICE_FEATURES, *history_feature_names(("max3", "max7", "zero_run")))
 HISTORY = HistoryFeatures(FEATURES)
 BATCH = """mutation B($r: [PredictInput!]!) { predictBatch(inputs: $r) {
   deviceId observedAt failureProbability warnings
@@ -28,12 +28,16 @@ BATCH = """mutation B($r: [PredictInput!]!) { predictBatch(inputs: $r) {
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def sequences_of(dataset: Any) -> list[np.ndarray]:
-    """Each device's rows in date order (as training orders them)."""
+def training_features(dataset: Any) -> np.ndarray:
+    """The history features of every row of a dataset (in its row order), as training makes
+    them: each device's rows in date order, through `HistoryFeatures.of_device`."""
     order = np.lexsort((dataset.dates, dataset.devices))
     devices = dataset.devices[order]
     cuts = np.flatnonzero(devices[1:] != devices[:-1]) + 1
-    return np.split(dataset.X[order], cuts), np.split(order, cuts)
+    features = np.empty((len(dataset), len(FEATURES)))
+    for rows in np.split(order, cuts):
+        features[rows] = HISTORY.of_device(dataset.dates[rows], dataset.X[rows])
+    return features
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +46,7 @@ def history_artifact() -> bytes:
     from training.estimators import logistic_regression
 
     fleet = demo_fleet()
-    sequences, indexes = sequences_of(fleet)
-    X = np.vstack(HISTORY.of_sequences(sequences))
-    y = fleet.y[np.concatenate(indexes)]
-    estimator = logistic_regression(seed=0).fit(X, y)
+    estimator = logistic_regression(seed=0).fit(training_features(fleet), fleet.y)
     return dump_artifact(estimator, ArtifactMetadata("logistic_regression", FEATURES, 0.5, {}))
 
 

@@ -88,3 +88,27 @@ def test_unknown_names_are_refused(name: str) -> None:
         return
     with pytest.raises(ValueError, match="neither a telemetry counter nor a history feature"):
         HistoryFeatures((name,))
+
+
+def test_rows_of_one_time_count_once_and_see_only_earlier_times() -> None:
+    # The real data has one device reporting one day twice: serving keeps one observation per
+    # time, so training must too.
+    features = HistoryFeatures(ALL)
+    seq = _sequence(6, seed=5)
+    times = np.array([0, 1, 2, 2, 3, 4])
+    computed = features.of_device(times, seq)
+    distinct = seq[[0, 1, 3, 4, 5]]  # the later row of time 2 stands for it
+    expected = features.of_sequences([distinct])[0]
+    np.testing.assert_array_equal(computed[[0, 1, 3, 4, 5]], expected)
+    alone = features.of_sequences([np.vstack([seq[:2], seq[2:3]])])[0][-1]
+    np.testing.assert_array_equal(computed[2], alone)  # the first row of time 2, unseen by 3
+    assert computed[2, ALL.index("observations")] == computed[3, ALL.index("observations")] == 2
+    assert computed[4, ALL.index("observations")] == 3
+
+
+def test_without_repeated_times_of_device_is_of_sequences() -> None:
+    features = HistoryFeatures(ALL)
+    seq = _sequence(20, seed=6)
+    np.testing.assert_array_equal(
+        features.of_device(np.arange(20), seq), features.of_sequences([seq])[0]
+    )
