@@ -36,7 +36,7 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from model.history import HistoryFeatures
 from persistence import histories
@@ -195,7 +195,13 @@ class DeviceHistories:
             return read
         read.since = self._rowid
         started = self._changes
-        await asyncio.to_thread(self._fetch, read, self._shape)
+        if read.missing or read.earlier:
+            await asyncio.to_thread(self._fetch, read, self._shape)
+        else:  # SQLite's look at what others stored: one indexed read of a local file (~30 us:
+            with self.engine.connect() as connection:  # cheaper here than a thread round trip)
+                self._look(connection, read)
+            if read.missing:  # devices others changed: read them off the loop
+                await asyncio.to_thread(self._fetch, read, self._shape, looked=True)
         self.reads += 1
         if read.catch_up:
             self._caught_up(read)
@@ -208,23 +214,11 @@ class DeviceHistories:
             self._tails.popitem(last=False)
         return read
 
-    def _fetch(self, read: _Read, shape: tuple[int, bool]) -> None:
+    def _fetch(self, read: _Read, shape: tuple[int, bool], looked: bool = False) -> None:
         keep, counted = shape
         with self.engine.connect() as connection, connection.begin():
-            if read.catch_up and read.since is None:  # the first look: nothing cached yet
-                read.rowid = histories.last_rowid(connection)
-            elif read.catch_up:
-                assert read.since is not None
-                read.others = histories.rows_since(connection, read.since, CATCH_UP_LIMIT + 1)
-                read.rowid = read.others[-1][0] if read.others else read.since
-                # This request's devices that others changed: read again, in this snapshot.
-                if len(read.others) > CATCH_UP_LIMIT:
-                    stale = set(read.hits)
-                else:
-                    stale = {d for _, d, r in read.others if d in read.hits and r not in self._own}
-                for device in stale:
-                    del read.hits[device]
-                    read.missing.append(device)
+            if read.catch_up and not looked:
+                self._look(connection, read)
             read.latest = histories.latest_observations(connection, read.missing, keep, counted)
             for device, (first, last) in read.earlier.items():
                 before = histories.observations_before(connection, device, first, keep, counted)
@@ -234,6 +228,22 @@ class DeviceHistories:
                     else []
                 )
                 read.before[device] = _tail(before, between)
+
+    def _look(self, connection: Connection, read: _Read) -> None:
+        """SQLite: what was committed since the last look; this request's devices that others
+        changed become missing (read again, in this snapshot when it is the same)."""
+        if read.since is None:  # the first look: nothing cached yet
+            read.rowid = histories.last_rowid(connection)
+            return
+        read.others = histories.rows_since(connection, read.since, CATCH_UP_LIMIT + 1)
+        read.rowid = read.others[-1][0] if read.others else read.since
+        if len(read.others) > CATCH_UP_LIMIT:
+            stale = set(read.hits)
+        else:
+            stale = {d for _, d, r in read.others if d in read.hits and r not in self._own}
+        for device in stale:
+            del read.hits[device]
+            read.missing.append(device)
 
     def _caught_up(self, read: _Read) -> None:
         if self._rowid is not None and read.rowid < self._rowid:
