@@ -41,9 +41,10 @@ calibrated model. Each also explains its answers, in the same pass as the probab
   root expected value, so `baseValue` + the sum of the contributions = `score`; features whose
   contribution is 0 (no split on them along the row's paths) are left out;
 - a calibrated model gives its inner model's explanation, as it is: its `score` is the inner
-  model's score, which the calibrator maps, monotonically (sigmoid with a negative slope, or
-  isotonic), to the probability answered. What moved the score moved the probability the same
-  way, but the contributions add up to the inner score, not to any function of the probability.
+  model's score, which the calibrator maps monotonically to the probability answered (isotonic:
+  non-decreasing; sigmoid expit(-(a score + b)): increasing, as a < 0 for any model better than
+  chance). What raised the score raised the probability, but the contributions add up to the
+  inner score, not to the probability or its log-odds.
 
 Explanations are plain JSON, keyed like the GraphQL `Explanation` type (camelCase), so they are
 stored with a prediction and served as they are.
@@ -299,19 +300,16 @@ class BoostedEvaluator(_Linked):
         if len(roots) and int(leaves_per_tree.max()) > _WORD:
             self._finder = _LevelWalk(roots, left, right, feature, threshold, missing_left, depth)
         else:
-            self._finder = _QuickScorer(roots, left, right, feature, threshold, missing_left)
+            self._finder = _QuickScorer(
+                roots, left, right, feature, threshold, missing_left, self.first_leaf
+            )
 
     def link(self, scores: FloatArray) -> FloatArray:
         return _sigmoid(scores)
 
     def _leaves(self, matrix: FloatArray) -> IndexArray:
         """(rows, trees): each row's leaf in each tree, as a position in `leaf_nodes`."""
-        blocks = range(0, matrix.shape[0], self._finder.block_rows)
-        found = [self._finder.leaves(matrix[i : i + self._finder.block_rows]) for i in blocks]
-        if not found:
-            return np.zeros((0, len(self.first_leaf)), dtype=np.intp)
-        leaves = np.concatenate(found)
-        return leaves if self._finder.ranks is False else leaves + self.first_leaf
+        return self._finder.leaves(matrix)
 
     def _raw(self, leaves: IndexArray) -> FloatArray:
         # baseline + tree 0 + tree 1 + ..., in that order (np.cumsum adds sequentially)
@@ -355,8 +353,7 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 class _QuickScorer:
     """Leaf finder by bitmasks (trees of at most 64 leaves; nodes in pre-order)."""
 
-    ranks = True  # leaves() gives each tree's leaf rank (0 = leftmost)
-    block_rows = 32  # the (rows, internal nodes) temporaries stay in cache
+    block_rows = 32  # rows per pass: the (internal nodes, rows) work arrays stay in cache
 
     def __init__(
         self,
@@ -366,12 +363,15 @@ class _QuickScorer:
         feature: IndexArray,
         threshold: FloatArray,
         missing_left: npt.NDArray[np.bool_],
+        first_leaf: IndexArray,
     ) -> None:
         leaf = left < 0
         inner = np.flatnonzero(~leaf)
+        self.first_leaf = first_leaf  # of each tree, among all leaves
         # Rank of a node among its tree's leaves: leaves before it in its tree. In pre-order the
         # left child's subtree is the nodes from left[i] to right[i] (excluded), so its leaves
-        # have the ranks from before[left[i]] to before[right[i]] (excluded).
+        # have the ranks from before[left[i]] to before[right[i]] (excluded): the bits a failed
+        # test rules out.
         tree: IndexArray = np.repeat(np.arange(len(roots)), np.diff(np.append(roots, len(left))))
         counted: IndexArray = np.cumsum(leaf) - leaf
         before: IndexArray = counted - counted[roots][tree]
@@ -379,10 +379,10 @@ class _QuickScorer:
         high: UintArray = before[right[inner]].astype(np.uint64)
         shifted = np.uint64(1) << np.minimum(high, np.uint64(_WORD - 1))
         below_high = np.where(high >= _WORD, _ALL, shifted - np.uint64(1))
-        self.masks: UintArray = ~(below_high ^ ((np.uint64(1) << low) - np.uint64(1)))
+        self.cuts: UintArray = below_high ^ ((np.uint64(1) << low) - np.uint64(1))
         self.feature: IndexArray = feature[inner]
-        self.threshold: FloatArray = threshold[inner]
-        self.missing_right: npt.NDArray[np.bool_] = ~missing_left[inner]
+        self.threshold: FloatArray = threshold[inner, None]
+        self.missing_right: npt.NDArray[np.bool_] = ~missing_left[inner, None]
         itree = tree[inner]
         split = np.flatnonzero(np.r_[True, itree[1:] != itree[:-1]]) if len(inner) else inner
         self.starts: IndexArray = split
@@ -390,23 +390,37 @@ class _QuickScorer:
         self.trees = len(roots)
 
     def leaves(self, matrix: FloatArray) -> IndexArray:
-        rows = matrix.shape[0]
-        found = np.full((rows, self.trees), _ALL)
-        if len(self.feature):
-            values = matrix[:, self.feature]
-            fails = values > self.threshold  # goes right
-            if np.isnan(values).any():
-                fails |= np.isnan(values) & self.missing_right
-            kept = np.where(fails, self.masks, _ALL)
-            found[:, self.trees_split] = np.bitwise_and.reduceat(kept, self.starts, axis=1)
-        lowest = found & (~found + np.uint64(1))  # the lowest bit set: the leftmost leaf kept
-        return np.asarray(np.frexp(lowest.astype(np.float64))[1] - 1, dtype=np.intp)
+        """(rows, trees): each row's leaf in each tree, as a position among all leaves."""
+        rows, width = matrix.shape[0], min(matrix.shape[0], self.block_rows)
+        found = np.empty((rows, self.trees), dtype=np.intp)
+        missing = bool(np.isnan(matrix).any())
+        # Work arrays, nodes by rows (the reduction per tree then runs over whole rows of
+        # memory), made once per call: fresh arrays this size per block cost page faults.
+        values = np.empty((len(self.feature), width))
+        fails = np.empty(values.shape, dtype=bool)
+        cut = np.empty(values.shape, dtype=np.uint64)
+        for start in range(0, rows, width):
+            block = np.ascontiguousarray(matrix[start : start + width].T)
+            n = block.shape[1]
+            np.take(block, self.feature, axis=0, out=values[:, :n], mode="clip")
+            np.greater(values[:, :n], self.threshold, out=fails[:, :n])  # goes right
+            if missing:
+                fails[:, :n] |= np.isnan(values[:, :n]) & self.missing_right
+            np.multiply(fails[:, :n], self.cuts[:, None], out=cut[:, :n])
+            ruled_out = np.zeros((self.trees, n), dtype=np.uint64)
+            if len(self.feature):
+                ruled_out[self.trees_split] = np.bitwise_or.reduceat(cut[:, :n], self.starts)
+            # the leftmost leaf not ruled out: the lowest 0 bit, as a power of two (a tree's
+            # leaf is never ruled out, so this never overflows), and its exponent
+            lowest = (ruled_out + np.uint64(1)) & ~ruled_out
+            rank = np.frexp(lowest.astype(np.float64))[1] - 1  # 2**k is 0.5 * 2**(k + 1)
+            found[start : start + n] = (rank + self.first_leaf[:, None]).T
+        return found
 
 
 class _LevelWalk:
     """Leaf finder that walks every tree, a level per step, leaves stepping to themselves."""
 
-    ranks = False  # leaves() gives positions among all leaves
     block_rows = 512  # bounds the (rows, trees) temporaries
 
     def __init__(
@@ -431,6 +445,12 @@ class _LevelWalk:
         self.position = np.cumsum(leaf) - 1  # of a leaf node among all leaves
 
     def leaves(self, matrix: FloatArray) -> IndexArray:
+        """(rows, trees): each row's leaf in each tree, as a position among all leaves."""
+        blocks = range(0, matrix.shape[0], self.block_rows)
+        found = [self._block(matrix[i : i + self.block_rows]) for i in blocks]
+        return np.concatenate(found) if found else np.zeros((0, len(self.roots)), np.intp)
+
+    def _block(self, matrix: FloatArray) -> IndexArray:
         rows, width = matrix.shape
         flat = np.ascontiguousarray(matrix).ravel()
         cells = (np.arange(rows, dtype=np.intp) * width)[:, None]
