@@ -130,7 +130,10 @@ def test_isotonic_clips_scores_outside_its_range(fleet: Rows) -> None:
     # where out_of_bounds="clip" holds the end values.
     model = fleet.calibrated("logistic", "isotonic")
     calibrator = model.calibrated_classifiers_[0].calibrators[0]
-    matrix = np.vstack([fleet.check, _far_rows(fleet)])
+    # and two rows pushed along the coefficients' signs, as far as log1p reaches
+    signs = np.sign(model.calibrated_classifiers_[0].estimator[-1].coef_[0])
+    extremes = np.vstack([-signs * 1e30, signs * 1e30])
+    matrix = np.vstack([fleet.check, _far_rows(fleet), extremes])
     scores = _inner_scores(model, matrix)
     assert (scores < calibrator.X_thresholds_[0]).any()
     assert (scores > calibrator.X_thresholds_[-1]).any()
