@@ -125,15 +125,20 @@ def _far_rows(rows: Rows) -> np.ndarray:
     return np.vstack([np.zeros((5, len(NAMES))), far, -far])
 
 
+def _pushed_rows(model: CalibratedClassifierCV) -> np.ndarray:
+    """Rows along and against the signs of a calibrated logistic regression's coefficients."""
+    direction = np.sign(model.calibrated_classifiers_[0].estimator[-1].coef_[0])
+    return np.vstack([s * 10.0**k * direction for s in (-1, 1) for k in (3, 6, 12)])
+
+
 def test_isotonic_clips_scores_outside_its_range(fleet: Rows) -> None:
-    # A logistic regression's scores are unbounded: far rows score beyond the fitted range,
-    # where out_of_bounds="clip" holds the end values.
+    # A logistic regression's scores are unbounded: rows pushed along (and against) its
+    # coefficients' signs score beyond the fitted range on both sides, where
+    # out_of_bounds="clip" holds the end values. (No valid input is negative; the arithmetic
+    # is the same.)
     model = fleet.calibrated("logistic", "isotonic")
     calibrator = model.calibrated_classifiers_[0].calibrators[0]
-    # and two rows pushed along the coefficients' signs, as far as log1p reaches
-    signs = np.sign(model.calibrated_classifiers_[0].estimator[-1].coef_[0])
-    extremes = np.vstack([-signs * 1e30, signs * 1e30])
-    matrix = np.vstack([fleet.check, _far_rows(fleet), extremes])
+    matrix = np.vstack([fleet.check, _far_rows(fleet), _pushed_rows(model)])
     scores = _inner_scores(model, matrix)
     assert (scores < calibrator.X_thresholds_[0]).any()
     assert (scores > calibrator.X_thresholds_[-1]).any()
@@ -164,7 +169,7 @@ def test_probabilities_just_above_one_are_one(fleet: Rows) -> None:
     calibrator.y_thresholds_[-1] = 1.0 + 1e-12
     calibrator._build_f(calibrator.X_thresholds_, calibrator.y_thresholds_)
     try:
-        matrix = _far_rows(fleet)
+        matrix = np.vstack([_far_rows(fleet), _pushed_rows(model)])
         top = np.flatnonzero(_inner_scores(model, matrix) >= calibrator.X_thresholds_[-1])
         assert len(top) > 0
         expected = model.predict_proba(matrix)[:, 1]
