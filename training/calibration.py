@@ -23,7 +23,6 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss
 
 from training.dataset import FloatArray, IntArray
-from training.splits import Folds
 
 SIGMOID = "sigmoid"
 ISOTONIC = "isotonic"
@@ -79,5 +78,6 @@ def choose_method(
 def calibrated(estimator: Any, method: str, folds: Sequence[tuple[Any, Any]]) -> Any:
     """The estimator calibrated on held-out scores of `folds` (positions in what it is fitted
     on), refitted on all of it: one estimator and one calibrator."""
-    splits: Folds = [(np.asarray(a, np.intp), np.asarray(b, np.intp)) for a, b in folds]
+    # int32 positions: the folds are pickled with the estimator (its `cv`), half the bytes.
+    splits = [(np.asarray(a, np.int32), np.asarray(b, np.int32)) for a, b in folds]
     return CalibratedClassifierCV(estimator, method=method, cv=splits, ensemble=False)

@@ -8,10 +8,10 @@ the same for every horizon (so 1-day and 7-day versions are tested on the same d
   (training.labels).
 - Features: history features per device (training.features), computed from each device's own
   earlier rows only, so they carry nothing across devices or from the future.
-- Choices on the training devices only, by grouped cross-validation (training.selection): the
-  feature set, each algorithm's hyperparameters (the tree's depth, the boosted model's size),
-  each algorithm's calibration method (Brier score of cross-fitted calibrators), and the
-  algorithm itself (highest mean cross-validated PR-AUC).
+- Choices on the training devices only, by grouped cross-validation (training.selection):
+  each algorithm's feature set and hyperparameters (the tree's depth, the boosted model's
+  size) and its calibration method (Brier score of cross-fitted calibrators), then the
+  algorithm itself (highest mean cross-validated PR-AUC), whose features the version reads.
 - Fit: each candidate is CalibratedClassifierCV(estimator, method, cv=the training devices'
   folds, ensemble=False), fitted on the training devices: the calibrator learns from held-out
   scores, the estimator from every training row.
@@ -27,9 +27,9 @@ the same for every horizon (so 1-day and 7-day versions are tested on the same d
   training devices are part of these folds and made the choices above, so these figures lean
   optimistic; the test devices' are not.
 
-With cv_folds = 0 nothing is cross-validated: the feature set is the option's (or the default
-set), each algorithm keeps its default point, nothing is calibrated (probabilities are the
-estimator's), and the algorithm is chosen by validation PR-AUC.
+With cv_folds = 0 nothing is cross-validated: the feature set is the option's (or
+DEFAULT_FEATURE_SET), each algorithm keeps its default point, nothing is calibrated
+(probabilities are the estimator's), and the algorithm is chosen by validation PR-AUC.
 """
 
 from collections.abc import Callable
@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from training.calibration import brier, calibrated
-from training.dataset import Dataset, FloatArray, IntArray
+from training.dataset import Dataset, IntArray
 from training.estimators import (
     LOGISTIC_REGRESSION,
     build_estimator,
@@ -48,7 +48,7 @@ from training.estimators import (
     estimator_params,
     logistic_regression,
 )
-from training.evaluation import CrossValidation, cross_validate, cross_validation, positive_proba
+from training.evaluation import CrossValidation, cross_validation, positive_proba
 from training.features import COUNTERS, FEATURE_SETS, FeatureTable, depth_of, feature_table
 from training.labels import with_horizon
 from training.metrics import evaluate_scores
@@ -64,9 +64,11 @@ REFERENCES = ("logistic_regression_counters", "logistic_regression_history")
 
 @dataclass(frozen=True, eq=False)
 class Candidate:
-    """One fitted algorithm with its threshold and held-out scores."""
+    """One fitted algorithm with its features, threshold and held-out scores."""
 
     algorithm: str
+    feature_set: str
+    features: FeatureTable  # its features of every row, in dataset order
     estimator: Any  # what is served: calibrated when cross-validation ran
     params: dict[str, Any]
     threshold: float
@@ -85,6 +87,7 @@ class Candidate:
     def summary(self) -> dict[str, Any]:
         """JSON-ready metrics of this candidate."""
         return {
+            "feature_set": self.feature_set,
             "params": self.params,
             "threshold": self.threshold,
             "validation": self.validation,
@@ -104,13 +107,14 @@ class Experiment:
     dataset: Dataset  # labelled for the horizon
     horizon_days: int
     split: DeviceSplit
-    features: FeatureTable  # the chosen set's columns of every row, in dataset order
-    feature_set: str
     search: Search | None
     candidates: dict[str, Candidate]
     selected: str
     threshold_rule: str
     references: dict[str, Any] | None
+    # Held-out probabilities of the logistic regression on the counters (balanced classes), the
+    # model failcast served before: what failureProbability meant then (the reliability plot).
+    before: npt.NDArray[np.float64] | None = None
 
     @property
     def chosen(self) -> Candidate:
@@ -118,9 +122,19 @@ class Experiment:
         return self.candidates[self.selected]
 
     @property
+    def features(self) -> FeatureTable:
+        """The selected model's features of every row, in dataset order."""
+        return self.chosen.features
+
+    @property
+    def feature_set(self) -> str:
+        """The name of the selected model's feature set."""
+        return self.chosen.feature_set
+
+    @property
     def feature_names(self) -> tuple[str, ...]:
         """The columns the selected model reads (its version's feature_names)."""
-        return self.features.names
+        return self.chosen.features.names
 
     @property
     def validation_curve(self) -> list[dict[str, Any]] | None:
@@ -163,15 +177,14 @@ def run_experiment(options: TrainOptions, dataset: Dataset, progress: Progress) 
     progress(f"computing history features of {len(sets)} candidate feature set(s)")
     table = feature_table(dataset, list(sets.values()))
     y = labelled.y
-    found = None
+    found, folds, all_folds = None, [], None
     if options.cv_folds:
         progress(f"choosing on {options.cv_folds} folds of the training devices")
-        folds = relative_folds(
-            grouped_folds(dataset, options.cv_folds, options.seed, split.train), split.train
-        )
-        train_table = FeatureTable(table.names, table.matrix[split.train])
+        # Folds stratified by failure events (not horizon labels): the same for every horizon.
+        train_folds = grouped_folds(dataset, options.cv_folds, options.seed, split.train)
+        folds = relative_folds(train_folds, split.train)
         found = search(
-            train_table,
+            FeatureTable(table.names, table.matrix[split.train]),
             y[split.train],
             folds,
             sets,
@@ -180,47 +193,28 @@ def run_experiment(options: TrainOptions, dataset: Dataset, progress: Progress) 
             options.tree_depth(),
             progress,
         )
-        feature_set = found.feature_set
-    else:
-        folds = []
-        feature_set = options.feature_set or DEFAULT_FEATURE_SET
-    names = sets[feature_set]
-    features = FeatureTable(names, table.columns(names))
-    all_folds = grouped_folds(dataset, options.cv_folds, options.seed) if options.cv_folds else None
-    candidates = {
-        algorithm: _candidate(
-            algorithm,
-            None if found is None else found.choices[algorithm],
-            options,
-            features.matrix,
-            y,
-            split,
-            folds,
-            all_folds,
-            progress,
+        all_folds = grouped_folds(dataset, options.cv_folds, options.seed)
+    candidates = {}
+    for algorithm in options.algorithms():
+        choice = None if found is None else found.choices[algorithm]
+        name = next(iter(sets)) if choice is None else choice.feature_set
+        features = FeatureTable(sets[name], table.columns(sets[name]))
+        candidates[algorithm] = _candidate(
+            algorithm, name, features, choice, options, y, split, folds, all_folds, progress
         )
-        for algorithm in options.algorithms()
-    }
     selected = _select(candidates)
     rule = "max_f1" if options.min_recall is None else f"min_recall>={options.min_recall}"
-    references = None
+    references, before = None, None
     if all_folds is not None:
-        references = _references(options, table, features, y, split, all_folds, progress)
+        served = candidates[selected].features
+        references, before = _references(options, table, served, y, split, all_folds, progress)
     return Experiment(
-        labelled,
-        options.horizon_days,
-        split,
-        features,
-        feature_set,
-        found,
-        candidates,
-        selected,
-        rule,
-        references,
+        labelled, options.horizon_days, split, found, candidates, selected, rule, references, before
     )
 
 
 def _feature_sets(options: TrainOptions) -> dict[str, tuple[str, ...]]:
+    """The sets cross-validation chooses from; one set when nothing is cross-validated."""
     if options.feature_set is not None:
         return {options.feature_set: FEATURE_SETS[options.feature_set]}
     if not options.cv_folds:
@@ -241,15 +235,17 @@ def _select(candidates: dict[str, Candidate]) -> str:
 
 def _candidate(
     algorithm: str,
+    feature_set: str,
+    features: FeatureTable,
     choice: Choice | None,
     options: TrainOptions,
-    X: FloatArray,
     y: IntArray,
     split: DeviceSplit,
     folds: Folds,
     all_folds: Folds | None,
     progress: Progress,
 ) -> Candidate:
+    X = features.matrix
     point = default_point(algorithm, options.tree_depth()) if choice is None else choice.point
     method = None if choice is None else choice.calibration["method"]
     estimator = build_estimator(algorithm, options.seed, point)
@@ -259,22 +255,26 @@ def _candidate(
     val_p = positive_proba(served, X[split.validation])
     threshold = choose_threshold(y[split.validation], val_p, options.min_recall)
     test_p = positive_proba(served, X[split.test])
+    validation = evaluate_scores(y[split.validation], val_p, threshold)
+    validation["brier"] = brier(y[split.validation], val_p)
     test = evaluate_scores(y[split.test], test_p, threshold)
+    test["brier"] = brier(y[split.test], test_p)
     cv = None
     if all_folds is not None:
         progress(f"cross-validating {algorithm} over {len(all_folds)} folds of all devices")
         cv = cross_validation(estimator, X, y, all_folds, method)
     if method is not None:
         raw = served.calibrated_classifiers_[0].estimator  # fitted on every training row
-        test["brier"] = brier(y[split.test], test_p)
         test["brier_uncalibrated"] = brier(y[split.test], positive_proba(raw, X[split.test]))
     params = {**estimator_params(algorithm, options.seed, point), "calibration": method}
     return Candidate(
         algorithm,
+        feature_set,
+        features,
         served,
         params,
         threshold,
-        evaluate_scores(y[split.validation], val_p, threshold),
+        validation,
         test,
         None if cv is None else cv.summary,
         test_p,
@@ -286,32 +286,34 @@ def _candidate(
 def _references(
     options: TrainOptions,
     table: FeatureTable,
-    features: FeatureTable,
+    served: FeatureTable,
     y: IntArray,
     split: DeviceSplit,
     all_folds: Folds,
     progress: Progress,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], npt.NDArray[np.float64]]:
     """The logistic regression on the counters (failcast's model before history features) and
-    on the chosen features, uncalibrated as it was served: grouped CV over all devices, and
-    fitted on the training devices, thresholded on the validation devices, tested."""
+    on the selected model's features, uncalibrated as it was served: grouped CV over all
+    devices, and fitted on the training devices, thresholded on the validation devices, tested.
+    With the first one's held-out probabilities."""
     progress("cross-validating the reference pipelines")
-    result = {}
-    for name, X in zip(
-        REFERENCES, (table.columns(FEATURE_SETS[COUNTERS]), features.matrix), strict=True
-    ):
+    result, held = {}, []
+    counters = FEATURE_SETS[COUNTERS]
+    for name, names in zip(REFERENCES, (counters, served.names), strict=True):
+        X = table.columns(names)
         model = logistic_regression(options.seed).fit(X[split.train], y[split.train])
         val_p = positive_proba(model, X[split.validation])
         threshold = choose_threshold(y[split.validation], val_p, options.min_recall)
         test_p = positive_proba(model, X[split.test])
-        test = {
-            **evaluate_scores(y[split.test], test_p, threshold),
-            "brier": brier(y[split.test], test_p),
-        }
+        cv = cross_validation(logistic_regression(options.seed), X, y, all_folds)
+        held.append(cv.proba)
         result[name] = {
             "algorithm": LOGISTIC_REGRESSION,
-            "features": list(FEATURE_SETS[COUNTERS] if name == REFERENCES[0] else features.names),
-            "cross_validation": cross_validate(logistic_regression(options.seed), X, y, all_folds),
-            "test": test,
+            "features": list(names),
+            "cross_validation": cv.summary,
+            "test": {
+                **evaluate_scores(y[split.test], test_p, threshold),
+                "brier": brier(y[split.test], test_p),
+            },
         }
-    return result
+    return result, held[0]

@@ -4,7 +4,7 @@ A Dataset's rows may come in any order (a file sorted by date, rows read from th
 each device's rows are put in date order, its features computed by
 `model.history.HistoryFeatures` exactly as serving computes them from the device's stored
 history, and the result is put back in the dataset's row order. Rows of one device on the same
-date keep the order they have in the dataset.
+date are one observation (the last of them in the dataset's order), as serving stores them.
 
 The candidate feature sets are named: every set holds the plain counters, and cross-validation
 on the training devices chooses one (training.selection). A version's `feature_names` are the
@@ -38,7 +38,8 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 
 
 def depth_of(names: Sequence[str]) -> int:
-    """Earlier observations of a device the features read (what serving fetches per device)."""
+    """Earlier observations of a device the features read (what serving fetches per device;
+    `observations` counts them all, with one count, and reads none)."""
     return HistoryFeatures(names).depth
 
 
@@ -52,17 +53,20 @@ def device_runs(dataset: Dataset) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.
 
 
 def history_matrix(dataset: Dataset, names: Sequence[str]) -> FloatArray:
-    """(rows, len(names)): the features `names` of every row, in the dataset's row order."""
+    """(rows, len(names)): the features `names` of every row, in the dataset's row order.
+
+    Each device's rows go through `HistoryFeatures.of_device` in date order, as serving sees
+    them: rows of one device and date count as one observation (the last of them)."""
     features = HistoryFeatures(names)
     counters = [dataset.feature_names.index(name) for name in DEVICE_FEATURES]
     X = dataset.X[:, counters]
     if not features.uses_history:
         return np.ascontiguousarray(features.plain(X))
     order, bounds = device_runs(dataset)
-    ordered = X[order]
-    sequences = [ordered[a:b] for a, b in pairwise(bounds)]
     out = np.empty((len(dataset), len(features.feature_names)), dtype=np.float64)
-    out[order] = np.concatenate(features.of_sequences(sequences))
+    for start, end in pairwise(bounds.tolist()):
+        rows = order[start:end]
+        out[rows] = features.of_device(dataset.dates[rows], X[rows])
     return out
 
 

@@ -1,17 +1,19 @@
-"""Choosing the feature set and each algorithm's hyperparameters by grouped cross-validation on
-the training devices only (the validation and test devices are never read here).
+"""Choosing features and hyperparameters by grouped cross-validation on the training devices
+only (the validation and test devices are never read here).
 
 1. Feature sets: every candidate set is cross-validated with every algorithm at its default
-   point; the set with the highest mean PR-AUC of its best algorithm wins. Scores that round to
-   the same third decimal are a tie, and a tie goes to the set reading fewer earlier
-   observations (what serving fetches per device on a cache miss).
-2. Hyperparameters: each algorithm's grid (training.estimators.search_grid) on the chosen set;
-   the point with the highest mean PR-AUC wins (the first of the grid on a tie). The tree's
-   grid over depths, with training-fold scores beside, is the validation curve.
+   point (the table the report shows). Each algorithm takes the set where it scored the highest
+   mean PR-AUC. Scores that round to the same third decimal are a tie, and a tie goes to the
+   set reading fewer earlier observations (what serving fetches per device on a cache miss).
+2. Hyperparameters: each algorithm's grid (training.estimators.search_grid) on its set; the
+   point with the highest mean PR-AUC wins (the first of the grid on a tie). The tree's grid
+   over depths, with training-fold scores beside, is the validation curve.
 3. Each algorithm's held-out scores at its chosen point choose its calibration method
    (training.calibration.choose_method).
 
-Every configuration is cross-validated once (results are shared between the steps).
+The algorithm served is then the one with the highest mean PR-AUC at its choice
+(training.experiment), so its feature set is the version's. Every configuration is
+cross-validated once (results are shared between the steps).
 """
 
 import json
@@ -37,6 +39,7 @@ class Choice:
     """An algorithm's chosen point on the chosen features, and how it was chosen."""
 
     algorithm: str
+    feature_set: str
     point: dict[str, Any]
     scores: HeldOut  # its held-out scores on the training devices' folds
     grid: list[dict[str, Any]]  # every point tried, with its mean ROC-AUC and PR-AUC
@@ -50,9 +53,8 @@ class Choice:
 
 @dataclass(frozen=True, eq=False)
 class Search:
-    """The chosen feature set, each algorithm's choice, and the tables behind them."""
+    """Each algorithm's choice, and the tables behind them."""
 
-    feature_set: str
     feature_sets: list[dict[str, Any]]
     choices: dict[str, Choice]
     validation_curve: list[dict[str, Any]] | None
@@ -102,23 +104,31 @@ def search(
     """Steps 1-3 of the module docstring. `table` and `y` hold the training devices' rows only,
     and `folds` are positions in them."""
     runs = _Runs(table, y, folds, seed, progress)
-    rows = []
-    for name, names in sets.items():
-        scores = {
-            algorithm: runs.run(names, algorithm, default_point(algorithm, max_depth), name)
-            for algorithm in algorithms
-        }
-        rows.append(_set_row(name, names, scores))
-    chosen = max(rows, key=lambda row: (_rounded(row["best_pr_auc"]), -row["depth"]))["name"]
-    names = sets[chosen]
-    choices = {
-        algorithm: _choose_point(runs, names, chosen, algorithm, max_depth, y)
+    defaults = {
+        (name, algorithm): runs.run(names, algorithm, default_point(algorithm, max_depth), name)
+        for name, names in sets.items()
         for algorithm in algorithms
     }
+    rows = [
+        _set_row(name, names, {a: defaults[(name, a)] for a in algorithms})
+        for name, names in sets.items()
+    ]
+    choices = {}
+    for algorithm in algorithms:
+        # max() keeps the first of equal keys; the depth breaks ties of rounded scores.
+        chosen = max(
+            sets,
+            key=lambda name: (
+                _rounded(defaults[(name, algorithm)].mean("pr_auc")),
+                -depth_of(sets[name]),
+            ),
+        )
+        choices[algorithm] = _choose_point(runs, sets[chosen], chosen, algorithm, max_depth, y)
     curve = None
     if DECISION_TREE in choices and len(choices[DECISION_TREE].grid) > 1:
-        curve = _curve(runs, names, chosen, max_depth)
-    return Search(chosen, rows, choices, curve)
+        tree = choices[DECISION_TREE]
+        curve = _curve(runs, sets[tree.feature_set], tree.feature_set, max_depth)
+    return Search(rows, choices, curve)
 
 
 def _set_row(name: str, names: Sequence[str], scores: Mapping[str, HeldOut]) -> dict[str, Any]:
@@ -134,7 +144,6 @@ def _set_row(name: str, names: Sequence[str], scores: Mapping[str, HeldOut]) -> 
         "features": len(names),
         "depth": depth_of(names),
         "scores": by_algorithm,
-        "best_pr_auc": max(s.mean("pr_auc") for s in scores.values()),
     }
 
 
@@ -154,7 +163,7 @@ def _choose_point(
         {"point": p, "roc_auc": s.mean("roc_auc"), "pr_auc": s.mean("pr_auc")} for p, s in scored
     ]
     calibration = choose_method(scores.response, scores.proba, y, scores.fold_of)
-    return Choice(algorithm, dict(point), scores, table, calibration)
+    return Choice(algorithm, label, dict(point), scores, table, calibration)
 
 
 def _curve(
