@@ -64,7 +64,7 @@ def test_the_served_estimator_is_one_estimator_and_one_calibrator_on_grouped_fol
     model.fit(fleet.X[rows], fleet.y[rows])
     assert len(model.calibrated_classifiers_) == 1
     proba = positive_proba(model, fleet.X)
-    assert 0.0 <= proba.min() and proba.max() <= 1.0
+    assert proba.min() >= 0.0 and proba.max() <= 1.0
     assert brier(fleet.y, proba) < brier(
         fleet.y, positive_proba(model.calibrated_classifiers_[0].estimator, fleet.X)
     )
