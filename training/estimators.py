@@ -2,9 +2,10 @@
 
 - decision_tree: a bare DecisionTreeClassifier with balanced class weights, pruned by depth
   (the depth chosen by grouped cross-validation on the training devices, or fixed);
-- logistic_regression: Pipeline([FunctionTransformer(signed_log1p), StandardScaler(),
-  LogisticRegression()]) with balanced class weights. signed_log1p is log1p for the counters
-  (bit for bit) and keeps the sign of history deltas, which np.log1p cannot take;
+- logistic_regression: Pipeline([FunctionTransformer(log), StandardScaler(),
+  LogisticRegression()]) with balanced class weights, where log is np.log1p when every input is
+  >= 0 and model.transforms.signed_log1p when some may be negative (history deltas, which
+  np.log1p cannot take; on values >= 0 the two agree bit for bit);
 - hist_gradient_boosting: a HistGradientBoostingClassifier kept small (few, shallow trees, no
   early stopping, so a fit is deterministic and needs no random row split that would put a
   device on both sides): on ~100 failures, scikit-learn's defaults overfit to a useless model.
@@ -16,12 +17,14 @@ The served estimator is one of these inside CalibratedClassifierCV(..., ensemble
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
+from model import DEVICE_FEATURES
 from model.transforms import signed_log1p
 from training.errors import InvalidOptionsError
 
@@ -60,12 +63,12 @@ def decision_tree(
     )
 
 
-def logistic_regression(seed: int) -> Pipeline:
-    """signed log1p of the heavy-tailed inputs, standardised, into a balanced logistic
-    regression."""
+def logistic_regression(seed: int, signed: bool = False) -> Pipeline:
+    """log1p (`signed`: signed_log1p) of the heavy-tailed inputs, standardised, into a balanced
+    logistic regression."""
     return Pipeline(
         [
-            ("log1p", FunctionTransformer(signed_log1p)),
+            ("log1p", FunctionTransformer(signed_log1p if signed else np.log1p)),
             ("scale", StandardScaler()),
             (
                 "classifier",
@@ -104,20 +107,34 @@ def default_point(algorithm: str, max_depth: int | None = None) -> dict[str, Any
     return search_grid(algorithm)[0]
 
 
-def build_estimator(algorithm: str, seed: int, point: Mapping[str, Any] | None = None) -> Any:
-    """The untrained estimator for an algorithm at a point of its grid (default point: None)."""
+def may_be_negative(features: Sequence[str]) -> bool:
+    """Whether some of these features can be negative (a history delta)."""
+    return any(name.endswith("_delta") for name in features)
+
+
+def build_estimator(
+    algorithm: str,
+    seed: int,
+    point: Mapping[str, Any] | None = None,
+    features: Sequence[str] = DEVICE_FEATURES,
+) -> Any:
+    """The untrained estimator for an algorithm at a point of its grid (default point: None),
+    reading `features`."""
     chosen = dict(default_point(algorithm) if point is None else point)
     if algorithm == DECISION_TREE:
         return decision_tree(seed, chosen["max_depth"])
     if algorithm == LOGISTIC_REGRESSION:
-        return logistic_regression(seed)
+        return logistic_regression(seed, signed=may_be_negative(features))
     if algorithm == HIST_GRADIENT_BOOSTING:
         return hist_gradient_boosting(seed, chosen["max_iter"], chosen["max_depth"])
     raise InvalidOptionsError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
 
 
 def estimator_params(
-    algorithm: str, seed: int, point: Mapping[str, Any] | None = None
+    algorithm: str,
+    seed: int,
+    point: Mapping[str, Any] | None = None,
+    features: Sequence[str] = DEVICE_FEATURES,
 ) -> dict[str, Any]:
     """The hyperparameters that define an algorithm's estimator, JSON-ready."""
     chosen = dict(default_point(algorithm) if point is None else point)
@@ -125,7 +142,7 @@ def estimator_params(
         return {"max_depth": chosen["max_depth"], "class_weight": "balanced", "random_state": seed}
     if algorithm == LOGISTIC_REGRESSION:
         return {
-            "transform": "signed_log1p",
+            "transform": "signed_log1p" if may_be_negative(features) else "log1p",
             "scaler": "standard",
             "C": 1.0,
             "solver": "lbfgs",

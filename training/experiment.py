@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from training.calibration import brier, calibrated
 from training.dataset import Dataset, IntArray
@@ -47,6 +48,7 @@ from training.estimators import (
     default_point,
     estimator_params,
     logistic_regression,
+    may_be_negative,
 )
 from training.evaluation import CrossValidation, cross_validation, positive_proba
 from training.features import COUNTERS, FEATURE_SETS, FeatureTable, depth_of, feature_table
@@ -58,7 +60,8 @@ from training.splits import DeviceSplit, Folds, grouped_folds, split_devices
 from training.thresholds import choose_threshold
 
 Progress = Callable[[str], None]
-DEFAULT_FEATURE_SET = "counters+delta+max7+zero_run+observations"
+# Without cross-validation nothing is chosen: the counters, as failcast served before.
+DEFAULT_FEATURE_SET = COUNTERS
 REFERENCES = ("logistic_regression_counters", "logistic_regression_history")
 
 
@@ -169,7 +172,17 @@ class Experiment:
 
 
 def run_experiment(options: TrainOptions, dataset: Dataset, progress: Progress) -> Experiment:
-    """Train every candidate algorithm and select one (see the module docstring)."""
+    """Train every candidate algorithm and select one (see the module docstring).
+
+    Every fit runs on one thread (OpenMP and BLAS pools limited to 1): the fits are many and
+    small, threads of a fit waiting for each other cost more than they bring when anything
+    else runs on the machine (ten times the wall time was measured on a busy two-core one),
+    and one thread gives the same bits on every machine."""
+    with threadpool_limits(limits=1):
+        return _run(options, dataset, progress)
+
+
+def _run(options: TrainOptions, dataset: Dataset, progress: Progress) -> Experiment:
     progress("splitting devices into train / validation / test")
     split = split_devices(dataset, options.seed)
     labelled = with_horizon(dataset, options.horizon_days)
@@ -248,7 +261,7 @@ def _candidate(
     X = features.matrix
     point = default_point(algorithm, options.tree_depth()) if choice is None else choice.point
     method = None if choice is None else choice.calibration["method"]
-    estimator = build_estimator(algorithm, options.seed, point)
+    estimator = build_estimator(algorithm, options.seed, point, features.names)
     served = estimator if method is None else calibrated(estimator, method, folds)
     progress(f"fitting {algorithm} on {split.train.size} training rows")
     served.fit(X[split.train], y[split.train])
@@ -266,7 +279,10 @@ def _candidate(
     if method is not None:
         raw = served.calibrated_classifiers_[0].estimator  # fitted on every training row
         test["brier_uncalibrated"] = brier(y[split.test], positive_proba(raw, X[split.test]))
-    params = {**estimator_params(algorithm, options.seed, point), "calibration": method}
+    params = {
+        **estimator_params(algorithm, options.seed, point, features.names),
+        "calibration": method,
+    }
     return Candidate(
         algorithm,
         feature_set,
@@ -301,11 +317,12 @@ def _references(
     counters = FEATURE_SETS[COUNTERS]
     for name, names in zip(REFERENCES, (counters, served.names), strict=True):
         X = table.columns(names)
-        model = logistic_regression(options.seed).fit(X[split.train], y[split.train])
+        signed = may_be_negative(names)
+        model = logistic_regression(options.seed, signed).fit(X[split.train], y[split.train])
         val_p = positive_proba(model, X[split.validation])
         threshold = choose_threshold(y[split.validation], val_p, options.min_recall)
         test_p = positive_proba(model, X[split.test])
-        cv = cross_validation(logistic_regression(options.seed), X, y, all_folds)
+        cv = cross_validation(logistic_regression(options.seed, signed), X, y, all_folds)
         held.append(cv.proba)
         result[name] = {
             "algorithm": LOGISTIC_REGRESSION,

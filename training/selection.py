@@ -76,7 +76,7 @@ class _Runs:
         key = json.dumps([list(names), algorithm, dict(point)], sort_keys=True)
         if key not in self._done:
             self.progress(f"cross-validating {algorithm} {_describe(point)} on {label}")
-            estimator = build_estimator(algorithm, self.seed, point)
+            estimator = build_estimator(algorithm, self.seed, point, names)
             X = self.table.columns(names)
             tree = algorithm == DECISION_TREE
             self._done[key] = held_out(estimator, X, self.y, self.folds, train_scores=tree)
