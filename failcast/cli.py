@@ -23,12 +23,24 @@ def _train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--data", help="dataset CSV (.csv or .csv.gz); default: synthetic data")
     p.add_argument(
         "--algorithm",
-        choices=["decision_tree", "logistic_regression"],
-        help="train only this one (default: both, register the better)",
+        choices=["decision_tree", "logistic_regression", "hist_gradient_boosting"],
+        help="train only this one (default: all, register the best by cross-validation)",
+    )
+    p.add_argument(
+        "--horizon-days",
+        type=int,
+        default=1,
+        help="a row is a failure when its device fails within N days (default 1: that day)",
+    )
+    p.add_argument(
+        "--feature-set",
+        help="use this history feature set (default: chosen by cross-validation)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--min-recall", type=float, help="pick the threshold reaching this recall")
-    p.add_argument("--max-depth", type=int, help="decision-tree depth (default 4)")
+    p.add_argument(
+        "--max-depth", type=int, help="decision-tree depth (default: chosen by cross-validation)"
+    )
     p.add_argument("--activate", action="store_true", help="make the new version active")
     p.add_argument(
         "--if-no-active",

@@ -153,8 +153,8 @@ def models_list(args: argparse.Namespace) -> int:
         pr_auc = row.metrics.get("test", {}).get("pr_auc")
         synthetic = " synthetic" if row.trained_on_synthetic_data else ""
         print(
-            f"{mark} {row.version:<16} {row.algorithm:<20} threshold={row.threshold:.4f} "
-            f"test_pr_auc={pr_auc}{synthetic}"
+            f"{mark} {row.version:<16} {row.algorithm:<22} threshold={row.threshold:.4f} "
+            f"horizon={row.horizon_days}d test_pr_auc={pr_auc}{synthetic}"
         )
     return 0
 
@@ -260,6 +260,8 @@ def _train(args: argparse.Namespace, engine: Engine) -> int:
         seed=args.seed,
         min_recall=args.min_recall,
         max_depth=args.max_depth,
+        horizon_days=args.horizon_days,
+        feature_set=args.feature_set,
         activate=args.activate,
         report_dir=Path(args.report_dir),
     )

@@ -49,6 +49,9 @@ class ModelVersion(SQLModel, table=True):
     params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     feature_names: list[str] = Field(default_factory=list, sa_type=JSONType)
     threshold: float
+    # A row is labelled a failure when its device fails within this many days of it (1: on its
+    # own day), so the version's probabilities are of failure within this horizon.
+    horizon_days: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     trained_on_synthetic_data: bool = False
     data_sha256: str = Field(max_length=80)

@@ -5,17 +5,24 @@ Every database test runs on SQLite, and on PostgreSQL when FAILCAST_TEST_DATABAS
 """
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from support import PG_SKIP, PG_URL, register_version
+from support import PG_SKIP, PG_URL, REAL_DATA, RealTraining, register_version
 
 from failcast.migrations import upgrade
 from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
-from persistence import ModelVersion, create_db_engine, metadata
+from persistence import (
+    ModelVersion,
+    ModelVersionRepository,
+    create_db_engine,
+    metadata,
+    session_scope,
+)
 
 if os.environ.get("FAILCAST_REQUIRE_POSTGRES") and not PG_URL:
     raise RuntimeError("FAILCAST_REQUIRE_POSTGRES is set but FAILCAST_TEST_DATABASE_URL is not")
@@ -107,3 +114,27 @@ def demo_artifact(demo_estimator: object) -> bytes:
 def active_model(db_engine: Engine, demo_artifact: bytes) -> ModelVersion:
     """The demo model, registered and active in the test database."""
     return register_version(db_engine, demo_artifact)
+
+
+@pytest.fixture(scope="session")
+def real_training(tmp_path_factory: pytest.TempPathFactory) -> RealTraining:
+    """The real dataset trained once per session with the defaults of `failcast train --data`
+    (about a minute), registered in a SQLite registry of its own; tests that need the version
+    elsewhere copy it (support.copy_version). Skipped visibly without the data."""
+    if not REAL_DATA.is_file():
+        pytest.skip(f"real dataset absent: {REAL_DATA} (set FAILCAST_TEST_DATA)")
+    from training import TrainOptions, train
+
+    directory = tmp_path_factory.mktemp("real-training")
+    url = f"sqlite:///{directory / 'registry.db'}"
+    upgrade(url)
+    engine = create_db_engine(url)
+    options = TrainOptions(data_path=REAL_DATA, report_dir=directory / "reports")
+    started = time.perf_counter()
+    outcome = train(options, engine, lambda _: None)
+    seconds = time.perf_counter() - started
+    with session_scope(engine) as session:
+        row = ModelVersionRepository(session).get(outcome.version, with_artifact=True)
+        session.expunge(row)
+    engine.dispose()
+    return RealTraining(outcome, row, seconds)

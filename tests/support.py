@@ -142,6 +142,7 @@ def register_version(
     metrics: dict[str, Any] | None = None,
     algorithm: str = "decision_tree",
     feature_names: Sequence[str] = DEVICE_FEATURES,
+    horizon_days: int = 1,
 ) -> ModelVersion:
     """Register artifact bytes as a model version (as training would).
 
@@ -155,6 +156,7 @@ def register_version(
         params={"max_depth": 4},
         feature_names=list(feature_names),
         threshold=0.5,
+        horizon_days=horizon_days,
         metrics={"test": {"pr_auc": 0.5}} if metrics is None else metrics,
         trained_on_synthetic_data=True,
         data_sha256="synthetic:test",
@@ -173,6 +175,28 @@ def register_version(
         if activate:
             repo.activate(version)
     return row
+
+
+@dataclass(frozen=True)
+class RealTraining:
+    """failcast's training on the real dataset, as `failcast train --data` runs it (once per
+    test session: the `real_training` fixture)."""
+
+    outcome: Any  # training.TrainingOutcome
+    row: ModelVersion  # the registered version, artifact included (detached)
+    seconds: float  # how long train() took, loading the file included
+
+
+def copy_version(row: ModelVersion, engine: Engine, activate: bool = False) -> ModelVersion:
+    """Register a version stored elsewhere (with its artifact) in another database, as is."""
+    facts = row.model_dump(exclude={"id", "is_active", "activated_at"})
+    copy = ModelVersion(**facts)
+    with session_scope(engine) as session:
+        repo = ModelVersionRepository(session)
+        repo.add(copy)
+        if activate:
+            repo.activate(row.version)
+    return copy
 
 
 @dataclass(frozen=True)

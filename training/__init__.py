@@ -17,7 +17,12 @@ from training.errors import (
     UnreadableDataError,
     VersionNotFoundError,
 )
-from training.estimators import ALGORITHMS, DECISION_TREE, LOGISTIC_REGRESSION
+from training.estimators import (
+    ALGORITHMS,
+    DECISION_TREE,
+    HIST_GRADIENT_BOOSTING,
+    LOGISTIC_REGRESSION,
+)
 from training.evaluate import evaluate_version
 from training.evaluation import cross_validate_reference
 from training.loader import load_dataset
@@ -29,6 +34,7 @@ from training.writer import write_dataset_csv
 __all__ = [
     "ALGORITHMS",
     "DECISION_TREE",
+    "HIST_GRADIENT_BOOSTING",
     "LOGISTIC_REGRESSION",
     "DataFingerprint",
     "DataNotFoundError",

@@ -62,6 +62,20 @@ class Dataset:
             self.feature_names,
         )
 
+    def relabelled(self, y: IntArray) -> "Dataset":
+        """The same rows with other labels (a failure horizon's); the fingerprint is kept."""
+        if y.shape != self.y.shape:
+            raise ValueError("one label per row")
+        return Dataset(
+            self.X,
+            y,
+            self.devices,
+            self.dates,
+            self.fingerprint,
+            self.synthetic,
+            self.feature_names,
+        )
+
 
 def _as_date(value: np.datetime64) -> date:
     return date.fromisoformat(str(value.astype("datetime64[D]")))

@@ -1,10 +1,12 @@
 """Scoring a registered model version on a dataset (`failcast evaluate`), and the gate.
 
 `evaluate_version` scores a data file (or a fresh synthetic fleet) with a stored version at its
-threshold. With `held_out`, only the version's own test devices are scored: the file must be
-the version's training data (same sha256), and the split is made again from the seed in its
-lineage (training.splits.split_devices is deterministic), so the figures are the training
-report's test figures, reproduced by the stored artifact.
+threshold. The rows are labelled for the version's horizon (a failure within `horizon_days`)
+and given the history features the version reads, computed from each device's rows as
+training computes them. With `held_out`, only the version's own test devices are scored: the
+file must be the version's training data (same sha256), and the split is made again from the
+seed in its lineage (training.splits.split_devices is deterministic), so the figures are the
+training report's test figures, reproduced by the stored artifact.
 
 With a `tolerance`, the scores are also held to the version's training test-set figures by the
 rule of model.performance (recall and precision may not fall more than `tolerance` below them),
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy.engine import Engine
 
 from model import Predictor, load_artifact
@@ -27,6 +30,8 @@ from persistence import ModelEvaluation, ModelVersionRepository, NotFound, sessi
 from persistence.evaluations import add_evaluation
 from training.dataset import Dataset
 from training.errors import InvalidOptionsError, VersionNotFoundError
+from training.features import history_matrix
+from training.labels import with_horizon
 from training.loader import load_dataset
 from training.metrics import evaluate_scores
 from training.splits import split_devices
@@ -42,6 +47,7 @@ class _Stored:
     data_sha256: str
     seed: int | None
     test: dict[str, Any]
+    horizon_days: int
 
 
 def evaluate_version(
@@ -61,12 +67,17 @@ def evaluate_version(
     predictor = stored.predictor
     dataset = load_dataset(data_path) if data_path else generate_synthetic(seed=synthetic_seed)
     same_data = dataset.fingerprint.sha256 == stored.data_sha256
-    scored = _held_out(dataset, stored, same_data) if held_out else dataset
-    proba = predictor.predict_proba(_matrix(scored, predictor))
+    # Features first, on every row: a device's history is its own rows, all of them.
+    matrix = history_matrix(dataset, predictor.feature_names)
+    labelled = with_horizon(dataset, stored.horizon_days)
+    rows = _held_out(dataset, stored, same_data) if held_out else np.arange(len(dataset))
+    scored = labelled.subset(rows)
+    proba = predictor.predict_proba(np.ascontiguousarray(matrix[rows]))
     result = {
         "version": version,
         "algorithm": predictor.algorithm,
         "threshold": predictor.threshold,
+        "horizon_days": stored.horizon_days,
         "data": {**dataset.fingerprint.to_json(), "synthetic": dataset.synthetic},
         # Scores on the training data itself are optimistic; say so instead of hiding it.
         "same_data_as_training": same_data,
@@ -125,18 +136,19 @@ def _load_version(engine: Engine, version: str) -> _Stored:
         seed = (row.lineage or {}).get("seed")
         test = (row.metrics or {}).get("test")
         assert row.id is not None
-        facts = (row.id, row.artifact, row.artifact_sha256, row.data_sha256)
-    version_id, artifact, sha256, data_sha256 = facts
+        facts = (row.id, row.artifact, row.artifact_sha256, row.data_sha256, row.horizon_days)
+    version_id, artifact, sha256, data_sha256, horizon_days = facts
     return _Stored(
         version_id,
         load_artifact(artifact, sha256),
         data_sha256,
         seed if isinstance(seed, int) else None,
         test if isinstance(test, dict) else {},
+        horizon_days,
     )
 
 
-def _held_out(dataset: Dataset, stored: _Stored, same_data: bool) -> Dataset:
+def _held_out(dataset: Dataset, stored: _Stored, same_data: bool) -> npt.NDArray[np.intp]:
     """The rows of the version's test devices, split again as training split them."""
     if not same_data:
         raise InvalidOptionsError(
@@ -147,13 +159,4 @@ def _held_out(dataset: Dataset, stored: _Stored, same_data: bool) -> Dataset:
         raise InvalidOptionsError(
             "--held-out needs the training seed; the version's lineage has none"
         )
-    return dataset.subset(split_devices(dataset, stored.seed).test)
-
-
-def _matrix(dataset: Dataset, predictor: Predictor) -> np.ndarray:
-    # Arrange columns by name: the model's feature order is its own, not the loader's.
-    missing = [n for n in predictor.feature_names if n not in dataset.feature_names]
-    if missing:
-        raise InvalidOptionsError(f"the data lacks the model's features: {', '.join(missing)}")
-    columns = [dataset.feature_names.index(n) for n in predictor.feature_names]
-    return np.ascontiguousarray(dataset.X[:, columns])
+    return split_devices(dataset, stored.seed).test

@@ -1,14 +1,35 @@
-"""One training experiment, without side effects: split, fit, choose thresholds, evaluate.
+"""One training experiment, without side effects: label, split, choose, fit, calibrate, evaluate.
 
-Statistical design (why the served model is *not* refit on train + validation devices):
-the threshold is a property of one fitted estimator's scores. A balanced tree's leaf
-probabilities, and so its F1-optimal cut, move between fits on different devices, and with
-~100 failures in the whole fleet a carried-over threshold would be miscalibrated in a way no
-held-out set measured. So the estimator is fitted once on the training devices, its threshold
-is chosen on the validation devices, the algorithm is chosen on validation PR-AUC, and the test
-devices, untouched until then, score exactly the estimator and threshold that are registered.
-Cross-validation (all devices, grouped and stratified) is reported beside, as the estimate of
-the procedure's variance; nothing is chosen from it or from the test set.
+Statistical design. Devices are split once (grouped, stratified by failure events, seeded):
+~60% training, ~20% validation, ~20% test devices; no device is on two sides, and the split is
+the same for every horizon (so 1-day and 7-day versions are tested on the same devices).
+
+- Labels: a row is positive when its device fails within `horizon_days` of it
+  (training.labels).
+- Features: history features per device (training.features), computed from each device's own
+  earlier rows only, so they carry nothing across devices or from the future.
+- Choices on the training devices only, by grouped cross-validation (training.selection):
+  each algorithm's feature set and hyperparameters (the tree's depth, the boosted model's
+  size) and its calibration method (Brier score of cross-fitted calibrators), then the
+  algorithm itself (highest mean cross-validated PR-AUC), whose features the version reads.
+- Fit: each candidate is CalibratedClassifierCV(estimator, method, cv=the training devices'
+  folds, ensemble=False), fitted on the training devices: the calibrator learns from held-out
+  scores, the estimator from every training row.
+- Threshold: chosen on the validation devices' calibrated probabilities (max F1, or the
+  highest threshold reaching --min-recall). Why not refit on training + validation devices: the
+  threshold is a property of one fitted estimator's scores, and with ~100 failures in the fleet
+  a threshold carried to another fit would be miscalibrated in a way no held-out set measured.
+- Test: the test devices, untouched until then, score exactly the estimator and threshold that
+  are registered (every candidate once, for the report; nothing is chosen from them).
+- Reported beside: grouped cross-validation over all devices of each candidate's pipeline
+  (its calibration cross-fitted), and of two reference pipelines (the logistic regression
+  without and with the chosen history features), as estimates of the procedure's spread. The
+  training devices are part of these folds and made the choices above, so these figures lean
+  optimistic; the test devices' are not.
+
+With cv_folds = 0 nothing is cross-validated: the feature set is the option's (or
+DEFAULT_FEATURE_SET), each algorithm keeps its default point, nothing is calibrated
+(probabilities are the estimator's), and the algorithm is chosen by validation PR-AUC.
 """
 
 from collections.abc import Callable
@@ -17,145 +38,299 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
-from training.dataset import Dataset
-from training.estimators import DECISION_TREE, build_estimator, estimator_params
-from training.evaluation import cross_validate, positive_proba, validation_curve
+from training.calibration import brier, calibrated
+from training.dataset import Dataset, IntArray
+from training.estimators import (
+    LOGISTIC_REGRESSION,
+    build_estimator,
+    default_point,
+    estimator_params,
+    logistic_regression,
+    may_be_negative,
+)
+from training.evaluation import CrossValidation, cross_validation, positive_proba
+from training.features import COUNTERS, FEATURE_SETS, FeatureTable, depth_of, feature_table
+from training.labels import with_horizon
 from training.metrics import evaluate_scores
 from training.options import TrainOptions
+from training.selection import Choice, Search, relative_folds, search
 from training.splits import DeviceSplit, Folds, grouped_folds, split_devices
 from training.thresholds import choose_threshold
 
 Progress = Callable[[str], None]
+# Without cross-validation nothing is chosen: the counters, as failcast served before.
+DEFAULT_FEATURE_SET = COUNTERS
+REFERENCES = ("logistic_regression_counters", "logistic_regression_history")
 
 
 @dataclass(frozen=True, eq=False)
 class Candidate:
-    """One fitted algorithm with its threshold and held-out scores."""
+    """One fitted algorithm with its features, threshold and held-out scores."""
 
     algorithm: str
-    estimator: Any
+    feature_set: str
+    features: FeatureTable  # its features of every row, in dataset order
+    estimator: Any  # what is served: calibrated when cross-validation ran
     params: dict[str, Any]
     threshold: float
     validation: dict[str, Any]
     test: dict[str, Any]
     cross_validation: dict[str, Any] | None
     test_proba: npt.NDArray[np.float64]
+    choice: Choice | None  # how cross-validation on the training devices chose it
+    scores: CrossValidation | None  # its grouped cross-validation over all devices
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The calibration method chosen and the Brier scores that chose it."""
+        return None if self.choice is None else self.choice.calibration
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready metrics of this candidate."""
         return {
+            "feature_set": self.feature_set,
             "params": self.params,
             "threshold": self.threshold,
             "validation": self.validation,
             "test": self.test,
             "cross_validation": self.cross_validation,
+            "search": None
+            if self.choice is None
+            else {"pr_auc": self.choice.pr_auc, "grid": self.choice.grid},
+            "calibration": self.calibration,
         }
 
 
 @dataclass(frozen=True, eq=False)
 class Experiment:
-    """Every candidate of a run, the one selected, and the tree-depth validation curve."""
+    """Every candidate of a run, the one selected, and how the choices were made."""
 
-    dataset: Dataset
+    dataset: Dataset  # labelled for the horizon
+    horizon_days: int
     split: DeviceSplit
+    search: Search | None
     candidates: dict[str, Candidate]
     selected: str
-    validation_curve: list[dict[str, Any]] | None
     threshold_rule: str
+    references: dict[str, Any] | None
+    # Held-out probabilities of the logistic regression on the counters (balanced classes), the
+    # model failcast served before: what failureProbability meant then (the reliability plot).
+    before: npt.NDArray[np.float64] | None = None
 
     @property
     def chosen(self) -> Candidate:
         """The selected candidate."""
         return self.candidates[self.selected]
 
+    @property
+    def features(self) -> FeatureTable:
+        """The selected model's features of every row, in dataset order."""
+        return self.chosen.features
+
+    @property
+    def feature_set(self) -> str:
+        """The name of the selected model's feature set."""
+        return self.chosen.feature_set
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The columns the selected model reads (its version's feature_names)."""
+        return self.chosen.features.names
+
+    @property
+    def validation_curve(self) -> list[dict[str, Any]] | None:
+        """The tree's grouped cross-validation over depths (train and validation sides)."""
+        return None if self.search is None else self.search.validation_curve
+
     def metrics(self) -> dict[str, Any]:
         """The metrics JSON stored with the model version."""
         chosen = self.chosen
         return {
             "selected": self.selected,
-            "selection": "highest validation PR-AUC",
+            "selection": "highest grouped cross-validated PR-AUC on the training devices"
+            if self.search
+            else "highest validation PR-AUC",
+            "horizon_days": self.horizon_days,
             "threshold": chosen.threshold,
             "threshold_rule": self.threshold_rule,
             "test": chosen.test,
             "validation": chosen.validation,
             "cross_validation": chosen.cross_validation,
+            "calibration": chosen.calibration,
             "validation_curve": self.validation_curve,
+            "feature_set": {
+                "name": self.feature_set,
+                "features": list(self.feature_names),
+                "depth": depth_of(self.feature_names),
+            },
+            "feature_sets": None if self.search is None else self.search.feature_sets,
+            "references": self.references,
             "candidates": {name: c.summary() for name, c in self.candidates.items()},
         }
 
 
 def run_experiment(options: TrainOptions, dataset: Dataset, progress: Progress) -> Experiment:
-    """Train every candidate algorithm and select one (see the module docstring)."""
+    """Train every candidate algorithm and select one (see the module docstring).
+
+    Every fit runs on one thread (OpenMP and BLAS pools limited to 1): the fits are many and
+    small, threads of a fit waiting for each other cost more than they bring when anything
+    else runs on the machine (ten times the wall time was measured on a busy two-core one),
+    and one thread gives the same bits on every machine."""
+    with threadpool_limits(limits=1):
+        return _run(options, dataset, progress)
+
+
+def _run(options: TrainOptions, dataset: Dataset, progress: Progress) -> Experiment:
     progress("splitting devices into train / validation / test")
     split = split_devices(dataset, options.seed)
-    folds = _cv_folds(options, dataset, progress)
-    candidates = {
-        name: _candidate(name, options, dataset, split, folds, progress)
-        for name in options.algorithms()
-    }
-    # max() keeps the first of equal scores: candidates are in ALGORITHMS order.
-    selected = max(candidates, key=lambda name: candidates[name].validation["pr_auc"] or 0.0)
-    curve = _curve(options, dataset, split, progress) if DECISION_TREE in candidates else None
+    labelled = with_horizon(dataset, options.horizon_days)
+    sets = _feature_sets(options)
+    progress(f"computing history features of {len(sets)} candidate feature set(s)")
+    table = feature_table(dataset, list(sets.values()))
+    y = labelled.y
+    found, folds, all_folds = None, [], None
+    if options.cv_folds:
+        progress(f"choosing on {options.cv_folds} folds of the training devices")
+        # Folds stratified by failure events (not horizon labels): the same for every horizon.
+        train_folds = grouped_folds(dataset, options.cv_folds, options.seed, split.train)
+        folds = relative_folds(train_folds, split.train)
+        found = search(
+            FeatureTable(table.names, table.matrix[split.train]),
+            y[split.train],
+            folds,
+            sets,
+            options.algorithms(),
+            options.seed,
+            options.tree_depth(),
+            progress,
+        )
+        all_folds = grouped_folds(dataset, options.cv_folds, options.seed)
+    candidates = {}
+    for algorithm in options.algorithms():
+        choice = None if found is None else found.choices[algorithm]
+        name = next(iter(sets)) if choice is None else choice.feature_set
+        features = FeatureTable(sets[name], table.columns(sets[name]))
+        candidates[algorithm] = _candidate(
+            algorithm, name, features, choice, options, y, split, folds, all_folds, progress
+        )
+    selected = _select(candidates)
     rule = "max_f1" if options.min_recall is None else f"min_recall>={options.min_recall}"
-    return Experiment(dataset, split, candidates, selected, curve, rule)
+    references, before = None, None
+    if all_folds is not None:
+        served = candidates[selected].features
+        references, before = _references(options, table, served, y, split, all_folds, progress)
+    return Experiment(
+        labelled, options.horizon_days, split, found, candidates, selected, rule, references, before
+    )
 
 
-def _cv_folds(options: TrainOptions, dataset: Dataset, progress: Progress) -> Folds | None:
-    if options.cv_folds == 0:
-        return None
-    progress(f"building {options.cv_folds} cross-validation folds grouped by device")
-    return grouped_folds(dataset, options.cv_folds, options.seed)
+def _feature_sets(options: TrainOptions) -> dict[str, tuple[str, ...]]:
+    """The sets cross-validation chooses from; one set when nothing is cross-validated."""
+    if options.feature_set is not None:
+        return {options.feature_set: FEATURE_SETS[options.feature_set]}
+    if not options.cv_folds:
+        return {DEFAULT_FEATURE_SET: FEATURE_SETS[DEFAULT_FEATURE_SET]}
+    return dict(FEATURE_SETS)
+
+
+def _select(candidates: dict[str, Candidate]) -> str:
+    # max() keeps the first of equal scores: candidates are in ALGORITHMS order.
+    def score(name: str) -> float:
+        choice = candidates[name].choice
+        if choice is not None:
+            return choice.pr_auc
+        return float(candidates[name].validation["pr_auc"] or 0.0)
+
+    return max(candidates, key=score)
 
 
 def _candidate(
     algorithm: str,
+    feature_set: str,
+    features: FeatureTable,
+    choice: Choice | None,
     options: TrainOptions,
-    dataset: Dataset,
+    y: IntArray,
     split: DeviceSplit,
-    folds: Folds | None,
+    folds: Folds,
+    all_folds: Folds | None,
     progress: Progress,
 ) -> Candidate:
-    depth = options.max_depth if algorithm == DECISION_TREE else None
-    estimator = build_estimator(algorithm, options.seed, depth)
+    X = features.matrix
+    point = default_point(algorithm, options.tree_depth()) if choice is None else choice.point
+    method = None if choice is None else choice.calibration["method"]
+    estimator = build_estimator(algorithm, options.seed, point, features.names)
+    served = estimator if method is None else calibrated(estimator, method, folds)
     progress(f"fitting {algorithm} on {split.train.size} training rows")
-    estimator.fit(dataset.X[split.train], dataset.y[split.train])
-    val_y, val_p = _scores(estimator, dataset, split.validation)
-    threshold = choose_threshold(val_y, val_p, options.min_recall)
-    test_y, test_p = _scores(estimator, dataset, split.test)
+    served.fit(X[split.train], y[split.train])
+    val_p = positive_proba(served, X[split.validation])
+    threshold = choose_threshold(y[split.validation], val_p, options.min_recall)
+    test_p = positive_proba(served, X[split.test])
+    validation = evaluate_scores(y[split.validation], val_p, threshold)
+    validation["brier"] = brier(y[split.validation], val_p)
+    test = evaluate_scores(y[split.test], test_p, threshold)
+    test["brier"] = brier(y[split.test], test_p)
     cv = None
-    if folds is not None:
-        progress(f"cross-validating {algorithm} over {len(folds)} device folds")
-        cv = cross_validate(build_estimator(algorithm, options.seed, depth), dataset, folds)
+    if all_folds is not None:
+        progress(f"cross-validating {algorithm} over {len(all_folds)} folds of all devices")
+        cv = cross_validation(estimator, X, y, all_folds, method)
+    if method is not None:
+        raw = served.calibrated_classifiers_[0].estimator  # fitted on every training row
+        test["brier_uncalibrated"] = brier(y[split.test], positive_proba(raw, X[split.test]))
+    params = {
+        **estimator_params(algorithm, options.seed, point, features.names),
+        "calibration": method,
+    }
     return Candidate(
         algorithm,
-        estimator,
-        estimator_params(algorithm, options.seed, depth),
+        feature_set,
+        features,
+        served,
+        params,
         threshold,
-        evaluate_scores(val_y, val_p, threshold),
-        evaluate_scores(test_y, test_p, threshold),
-        cv,
+        validation,
+        test,
+        None if cv is None else cv.summary,
         test_p,
+        choice,
+        cv,
     )
 
 
-def _scores(
-    estimator: Any, dataset: Dataset, rows: npt.NDArray[np.intp]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    return dataset.y[rows], positive_proba(estimator, dataset.X[rows])
-
-
-def _curve(
-    options: TrainOptions, dataset: Dataset, split: DeviceSplit, progress: Progress
-) -> list[dict[str, Any]] | None:
-    if not options.validation_curve:
-        return None
-    # Cross-validate over the development devices (the test devices stay untouched); without
-    # folds, fall back to the one train/validation split.
-    development = np.sort(np.concatenate([split.train, split.validation]))
-    folds = (
-        grouped_folds(dataset, options.cv_folds, options.seed, development)
-        if options.cv_folds
-        else [(split.train, split.validation)]
-    )
-    return validation_curve(dataset, folds, options.seed, progress=progress)
+def _references(
+    options: TrainOptions,
+    table: FeatureTable,
+    served: FeatureTable,
+    y: IntArray,
+    split: DeviceSplit,
+    all_folds: Folds,
+    progress: Progress,
+) -> tuple[dict[str, Any], npt.NDArray[np.float64]]:
+    """The logistic regression on the counters (failcast's model before history features) and
+    on the selected model's features, uncalibrated as it was served: grouped CV over all
+    devices, and fitted on the training devices, thresholded on the validation devices, tested.
+    With the first one's held-out probabilities."""
+    progress("cross-validating the reference pipelines")
+    result, held = {}, []
+    counters = FEATURE_SETS[COUNTERS]
+    for name, names in zip(REFERENCES, (counters, served.names), strict=True):
+        X = table.columns(names)
+        signed = may_be_negative(names)
+        model = logistic_regression(options.seed, signed).fit(X[split.train], y[split.train])
+        val_p = positive_proba(model, X[split.validation])
+        threshold = choose_threshold(y[split.validation], val_p, options.min_recall)
+        test_p = positive_proba(model, X[split.test])
+        cv = cross_validation(logistic_regression(options.seed, signed), X, y, all_folds)
+        held.append(cv.proba)
+        result[name] = {
+            "algorithm": LOGISTIC_REGRESSION,
+            "features": list(names),
+            "cross_validation": cv.summary,
+            "test": {
+                **evaluate_scores(y[split.test], test_p, threshold),
+                "brier": brier(y[split.test], test_p),
+            },
+        }
+    return result, held[0]

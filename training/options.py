@@ -5,7 +5,9 @@ from pathlib import Path
 from typing import Any
 
 from training.errors import InvalidOptionsError
-from training.estimators import ALGORITHMS, LOGISTIC_REGRESSION
+from training.estimators import ALGORITHMS, DECISION_TREE, DEFAULT_TREE_DEPTH
+from training.features import FEATURE_SETS
+from training.labels import DEFAULT_HORIZON_DAYS, MAX_HORIZON_DAYS
 
 
 @dataclass(frozen=True)
@@ -13,16 +15,18 @@ class TrainOptions:
     """Options of one training run; without `data_path` the synthetic generator is used."""
 
     data_path: Path | None = None
-    algorithm: str | None = None  # None: train both, keep the higher validation PR-AUC
+    algorithm: str | None = None  # None: train every algorithm, keep the best (see experiment)
     seed: int = 0
     min_recall: float | None = None  # None: threshold maximises validation F1
-    max_depth: int | None = None  # decision tree only; None: the reference depth 4
+    max_depth: int | None = None  # decision tree only; None: chosen by cross-validation
+    horizon_days: int = DEFAULT_HORIZON_DAYS  # positive: the device fails within this many days
+    feature_set: str | None = None  # a name of FEATURE_SETS; None: chosen by cross-validation
     activate: bool = False
     report_dir: Path = Path("artifacts")
     synthetic_devices: int = 600
     synthetic_days: int = 120
-    cv_folds: int = 5  # 0 skips cross-validation and computes the validation curve on one split
-    validation_curve: bool = True
+    cv_folds: int = 5  # 0: no cross-validation, no calibration (see training.experiment)
+    validation_curve: bool = True  # search the tree's depth (False: max_depth, or 4)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings), for lineage."""
@@ -34,6 +38,12 @@ class TrainOptions:
     def algorithms(self) -> tuple[str, ...]:
         """The candidate algorithms this run trains."""
         return ALGORITHMS if self.algorithm is None else (self.algorithm,)
+
+    def tree_depth(self) -> int | None:
+        """The decision tree's fixed depth, or None when cross-validation searches it."""
+        if self.max_depth is None and not self.validation_curve:
+            return DEFAULT_TREE_DEPTH
+        return self.max_depth
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,16 @@ def _rules(o: TrainOptions) -> list[tuple[bool, str]]:
         ),
         (o.max_depth is not None and o.max_depth < 1, "max_depth must be >= 1"),
         (
-            o.max_depth is not None and o.algorithm == LOGISTIC_REGRESSION,
+            o.max_depth is not None and o.algorithm not in (None, DECISION_TREE),
             "max_depth applies to decision_tree only",
+        ),
+        (
+            not 1 <= o.horizon_days <= MAX_HORIZON_DAYS,
+            f"horizon_days must be between 1 and {MAX_HORIZON_DAYS}",
+        ),
+        (
+            o.feature_set is not None and o.feature_set not in FEATURE_SETS,
+            f"feature_set must be one of {', '.join(FEATURE_SETS)}",
         ),
         (o.cv_folds == 1 or o.cv_folds < 0, "cv_folds must be 0 (skip) or >= 2"),
         (

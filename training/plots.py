@@ -91,3 +91,66 @@ def plot_validation_curve(curve: Sequence[dict[str, Any]], path: Path) -> Path:
 def _series(curve: Sequence[dict[str, Any]], side: str, metric: str) -> npt.NDArray[np.float64]:
     values = [point[side][metric] for point in curve]
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+# Bin edges of the reliability plot, as quantiles of the plotted probabilities: failures are
+# rare, so the bins are narrow where the highest probabilities (and the failures) are.
+RELIABILITY_QUANTILES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 1.0)
+
+
+def reliability_points(
+    y: npt.NDArray[np.int64], proba: npt.NDArray[np.float64]
+) -> list[dict[str, float]]:
+    """Per bin of probabilities: mean predicted probability, observed failure rate, rows."""
+    edges = np.unique(np.quantile(proba, RELIABILITY_QUANTILES))
+    bins = np.clip(np.searchsorted(edges, proba, side="right") - 1, 0, max(edges.size - 2, 0))
+    points = []
+    for index in np.unique(bins):
+        inside = bins == index
+        points.append(
+            {
+                "predicted": float(proba[inside].mean()),
+                "observed": float(y[inside].mean()),
+                "rows": int(inside.sum()),
+            }
+        )
+    return points
+
+
+def plot_reliability(experiment: Experiment, path: Path) -> Path | None:
+    """Observed failure rate against predicted probability of the selected pipeline's held-out
+    cross-validation scores, before and after calibration, beside the balanced logistic
+    regression failcast served before (None without cross-validation)."""
+    scores = experiment.chosen.scores
+    if scores is None or scores.calibrated is None:
+        return None
+    y = experiment.dataset.y
+    figure = _figure(6.5, 5)
+    axes = figure.add_subplot()
+    series = [
+        (f"{experiment.selected}, uncalibrated", scores.proba),
+        (f"{experiment.selected}, calibrated (served)", scores.calibrated),
+    ]
+    if experiment.before is not None:
+        series.append(("before: logistic regression on counters", experiment.before))
+    for label, proba in series:
+        seen = ~np.isnan(proba)
+        points = reliability_points(y[seen], proba[seen])
+        predicted = [p["predicted"] for p in points]
+        observed = [p["observed"] for p in points]
+        axes.plot(predicted, observed, marker="o", label=label)
+    low = max(float(y.mean()) / 100, 1e-6)
+    axes.plot([low, 1.0], [low, 1.0], color="grey", linestyle=":", label="perfectly calibrated")
+    # Log scales: the base rate is 0.1% and most rows score far below it. A bin where no row
+    # failed has no point on the log scale.
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    method = (experiment.chosen.calibration or {}).get("method")
+    axes.set(
+        xlabel="mean predicted P(failure) in bin",
+        ylabel="observed failure rate in bin",
+        title=f"Reliability on held-out folds (calibration: {method})",
+    )
+    axes.legend(loc="upper left", fontsize="small")
+    figure.savefig(path)
+    return path

@@ -21,6 +21,7 @@ class VersionRecord:
     params: dict[str, Any]
     feature_names: tuple[str, ...]
     threshold: float
+    horizon_days: int  # a row is a failure when its device fails within this many days
     metrics: dict[str, Any]
     lineage: dict[str, Any]
     fingerprint: DataFingerprint
@@ -38,6 +39,7 @@ class VersionRecord:
             "params": self.params,
             "feature_names": list(self.feature_names),
             "threshold": self.threshold,
+            "horizon_days": self.horizon_days,
             "metrics": self.metrics,
             "lineage": self.lineage,
             "data": self.fingerprint.to_json(),
@@ -54,6 +56,7 @@ class VersionRecord:
             params=self.params,
             feature_names=list(self.feature_names),
             threshold=self.threshold,
+            horizon_days=self.horizon_days,
             metrics=self.metrics,
             trained_on_synthetic_data=self.synthetic,
             data_sha256=data.sha256,

@@ -5,7 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from training.experiment import Experiment
-from training.plots import plot_confusion_matrix, plot_pr_curves, plot_validation_curve
+from training.plots import (
+    plot_confusion_matrix,
+    plot_pr_curves,
+    plot_reliability,
+    plot_validation_curve,
+)
 
 REPORT_FILE = "report.json"
 MODEL_FILE = "model.joblib"
@@ -21,6 +26,9 @@ def write_report(
         plot_pr_curves(experiment, directory / "pr_curve.png"),
         plot_confusion_matrix(experiment, directory / "confusion_matrix.png"),
     ]
+    reliability = plot_reliability(experiment, directory / "reliability.png")
+    if reliability is not None:
+        plots.append(reliability)
     if experiment.validation_curve is not None:
         plots.append(
             plot_validation_curve(experiment.validation_curve, directory / "validation_curve.png")

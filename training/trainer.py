@@ -86,14 +86,14 @@ def load_training_data(options: TrainOptions, progress: Progress) -> Dataset:
 def build_record(options: TrainOptions, experiment: Experiment) -> VersionRecord:
     """The registry record of the selected candidate, with its serialised artifact."""
     chosen = experiment.chosen
-    features = experiment.dataset.feature_names
+    features = experiment.feature_names
     metadata = ArtifactMetadata(chosen.algorithm, features, chosen.threshold, chosen.params)
     artifact = dump_artifact(chosen.estimator, metadata)
     # The training devices' rows: what the model learned from, so what live inputs are held to.
     train = experiment.split.train
     profile, golden = serving_checks(
         features,
-        experiment.dataset.X[train],
+        experiment.features.matrix[train],
         experiment.dataset.y[train],
         lambda rows: positive_proba(chosen.estimator, rows),
     )
@@ -102,6 +102,7 @@ def build_record(options: TrainOptions, experiment: Experiment) -> VersionRecord
         params=chosen.params,
         feature_names=features,
         threshold=chosen.threshold,
+        horizon_days=experiment.horizon_days,
         metrics=experiment.metrics(),
         lineage=build_lineage(options, experiment),
         fingerprint=experiment.dataset.fingerprint,

@@ -102,11 +102,19 @@ class InputProfileType:
 class ModelVersionType:
     id: strawberry.ID = strawberry.field(description="Stable id of the version (its name).")
     version: str = strawberry.field(description="Unique version name, e.g. 2026.11.26-1.")
-    algorithm: str = strawberry.field(description="decision_tree or logistic_regression.")
+    algorithm: str = strawberry.field(
+        description="decision_tree, logistic_regression or hist_gradient_boosting."
+    )
     is_active: bool = strawberry.field(description="Whether this version serves predictions.")
     created_at: datetime = strawberry.field(description="When the version was registered.")
     activated_at: datetime | None = strawberry.field(description="When it was last activated.")
     threshold: float = strawberry.field(description="P(failure) at or above which: FAILURE.")
+    horizon_days: int = strawberry.field(
+        description=(
+            "The failure horizon in days: its failureProbability is the probability that the "
+            "device fails within this many days of the observation (1: on that day)."
+        )
+    )
     metrics: JSON = strawberry.field(description="Held-out, validation and CV scores.")
     trained_on_synthetic_data: bool = strawberry.field(
         description="True when trained on the synthetic generator, not real telemetry."
@@ -156,6 +164,7 @@ class ModelVersionType:
             created_at=row.created_at,
             activated_at=row.activated_at,
             threshold=row.threshold,
+            horizon_days=row.horizon_days,
             metrics=cast(JSON, row.metrics),
             trained_on_synthetic_data=row.trained_on_synthetic_data,
             artifact_sha256=row.artifact_sha256,

@@ -30,14 +30,11 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 def training_features(dataset: Any) -> np.ndarray:
     """The history features of every row of a dataset (in its row order), as training makes
-    them: each device's rows in date order, through `HistoryFeatures.of_device`."""
-    order = np.lexsort((dataset.dates, dataset.devices))
-    devices = dataset.devices[order]
-    cuts = np.flatnonzero(devices[1:] != devices[:-1]) + 1
-    features = np.empty((len(dataset), len(FEATURES)))
-    for rows in np.split(order, cuts):
-        features[rows] = HISTORY.of_device(dataset.dates[rows], dataset.X[rows])
-    return features
+    them (training.features.history_matrix: each device's rows in date order, through
+    `HistoryFeatures.of_device`)."""
+    from training.features import history_matrix
+
+    return history_matrix(dataset, FEATURES)
 
 
 @pytest.fixture(scope="session")

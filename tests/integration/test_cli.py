@@ -94,3 +94,21 @@ def test_models_activate_refuses_a_version_that_cannot_serve(db_url, db_engine, 
 def test_models_rollback_without_a_previous_version_fails_clearly(db_url, db_engine, active_model):
     done = _cli(db_url, "models", "rollback")
     assert done.returncode == 1 and "nothing to roll back to" in done.stderr
+
+
+def test_train_with_a_horizon_registers_it_and_models_list_shows_it(db_url, db_engine, tmp_path):
+    reports = str(tmp_path / "reports")
+    done = _cli(db_url, "train", "--horizon-days", "7", "--algorithm", "logistic_regression",
+                "--report-dir", reports)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "(logistic_regression) registered (not active)" in done.stdout
+    listed = _cli(db_url, "models", "list")
+    assert listed.returncode == 0 and "horizon=7d" in listed.stdout
+    with db_engine.connect() as connection:
+        stored = connection.execute(sa.text("SELECT horizon_days FROM model_version")).scalar_one()
+    assert stored == 7
+
+
+def test_train_refuses_a_horizon_outside_a_year(db_url, db_engine, tmp_path):
+    done = _cli(db_url, "train", "--horizon-days", "0", "--report-dir", str(tmp_path))
+    assert done.returncode == 2 and "horizon_days must be between 1 and 365" in done.stderr

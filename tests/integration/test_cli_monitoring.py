@@ -1,9 +1,10 @@
 """`failcast outcomes import` and `failcast evaluate` as a gate, against real databases.
 
 The gate's main case runs on the public dataset (tests/support.REAL_DATA; skipped visibly
-without it): a version trained on it, evaluated on its own held-out devices, reproduces the
-training report's test figures and passes; the same estimator registered with a threshold no
-score reaches (claiming the good version's figures) fails with exit code 1 (a failed check, as every gate of the CLI). Both runs are stored.
+without it): the session's version trained on it (`real_training`), evaluated on its own
+held-out devices, reproduces the training report's test figures and passes; the same estimator
+registered with a threshold no score reaches (claiming the good version's figures) fails with
+exit code 1 (a failed check, as every gate of the CLI). Both runs are stored.
 """
 
 import gzip
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from support import REAL_DATA, needs_real_data, seed_predictions
+from support import REAL_DATA, copy_version, seed_predictions
 from test_cli import _cli
 
 from model import ArtifactMetadata, dump_artifact, load_artifact, sha256_hex
@@ -137,8 +138,8 @@ def _stored_runs(engine: Engine) -> list[ModelEvaluation]:
         )
 
 
-def _held_out_gate(db_url: str, engine: Engine, data: Path, options: TrainOptions) -> None:
-    outcome = train(options, engine, lambda _: None)
+def _held_out_gate(db_url: str, engine: Engine, data: Path, outcome: Any) -> None:
+    """`outcome`: a training of `data` whose version is registered in `engine`."""
     code, result, err = _evaluate(db_url, outcome.version, data, "--held-out")
     assert code == 0, err
     test = outcome.metrics["test"]
@@ -162,19 +163,20 @@ def _held_out_gate(db_url: str, engine: Engine, data: Path, options: TrainOption
     assert "held-out test devices, seed" in runs[0].data_source and runs[0].tolerance == 0.1
 
 
-@needs_real_data
 def test_evaluate_on_the_real_held_out_devices_reproduces_training_and_gates(
-    db_url, db_engine, tmp_path
+    db_url, db_engine, real_training
 ):
-    options = TrainOptions(data_path=REAL_DATA, report_dir=tmp_path / "reports")
-    _held_out_gate(db_url, db_engine, REAL_DATA, options)
+    # The session's real-data version (history features, calibrated, 1-day horizon), copied
+    # into this database: evaluate recomputes its features and labels from the file.
+    copy_version(real_training.row, db_engine)
+    _held_out_gate(db_url, db_engine, REAL_DATA, real_training.outcome)
 
 
 def test_evaluate_gate_on_synthetic_data_files(db_url, db_engine, tmp_path):
     data = write_dataset_csv(generate_synthetic(400, 90, seed=3), tmp_path / "fleet.csv")
     options = TrainOptions(data_path=data, algorithm="decision_tree", cv_folds=0,
                            validation_curve=False, report_dir=tmp_path / "reports")  # fmt: skip
-    _held_out_gate(db_url, db_engine, data, options)
+    _held_out_gate(db_url, db_engine, data, train(options, db_engine, lambda _: None))
     other = write_dataset_csv(generate_synthetic(60, 30, seed=9), tmp_path / "other.csv")
     code, _, err = _evaluate(db_url, "worse-1", other, "--held-out")
     assert code == 2 and "must be the file it was trained on" in err

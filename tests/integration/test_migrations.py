@@ -123,3 +123,22 @@ def _audit_event_shape(engine: sa.Engine) -> dict:
         "checks": sorted(c["name"] for c in inspector.get_check_constraints("audit_event")),
         "foreign_keys": sorted(fk["name"] for fk in inspector.get_foreign_keys("prediction")),
     }
+
+
+def test_versions_registered_before_0011_have_a_one_day_horizon(scratch_url, scratch_engine):
+    upgrade(scratch_url, "0010")
+    row = {
+        "version": "old-1", "algorithm": "decision_tree", "params": "{}", "feature_names": "[]",
+        "threshold": 0.5, "metrics": "{}", "trained_on_synthetic_data": True,
+        "data_sha256": "synthetic:test", "data_rows": 1, "data_failures": 1,
+        "data_source": "test", "lineage": "{}", "artifact_sha256": "0" * 64, "artifact": b"",
+        "created_at": datetime.now(UTC), "is_active": False,
+    }  # fmt: skip
+    columns = ", ".join(row)
+    values = ", ".join(f":{name}" for name in row)
+    with scratch_engine.begin() as connection:
+        connection.execute(sa.text(f"INSERT INTO model_version ({columns}) VALUES ({values})"), row)
+    upgrade(scratch_url, "head")
+    with scratch_engine.connect() as connection:
+        stored = connection.execute(sa.text("SELECT version, horizon_days FROM model_version"))
+        assert stored.one() == ("old-1", 1)

@@ -7,8 +7,9 @@ import pytest
 
 from model import load_artifact
 from persistence import ModelVersionRepository, PersistenceError, create_db_engine, session_scope
-from training import TrainOptions, VersionNotFoundError, evaluate_version, train
+from training import ALGORITHMS, TrainOptions, VersionNotFoundError, evaluate_version, train
 from training.experiment import run_experiment
+from training.features import FEATURE_SETS
 from training.trainer import load_training_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -50,8 +51,12 @@ def test_train_registers_and_activates_a_version(db_engine, tmp_path):
     assert row.trained_on_synthetic_data and outcome.trained_on_synthetic_data
     assert row.data_sha256.startswith("synthetic:") and row.data_failures > 0
     assert row.metrics["selected"] == outcome.algorithm
-    assert set(row.metrics["candidates"]) == {"decision_tree", "logistic_regression"}
+    assert list(row.metrics["candidates"]) == list(ALGORITHMS)
     assert row.lineage["seed"] == 3 and row.lineage["versions"]["scikit-learn"]
+    assert row.horizon_days == 1 == row.lineage["horizon_days"] == row.metrics["horizon_days"]
+    feature_set = row.lineage["feature_set"]
+    assert row.feature_names == list(FEATURE_SETS[feature_set]) == row.lineage["features"]
+    assert row.metrics["feature_set"]["name"] == feature_set
 
 
 def test_registered_artifact_predicts_like_the_trained_estimator(db_engine, tmp_path):
@@ -61,20 +66,33 @@ def test_registered_artifact_predicts_like_the_trained_estimator(db_engine, tmp_
     predictor = load_artifact(row.artifact, row.artifact_sha256)
     # Training is deterministic given the seed: rerun the experiment to get the estimator.
     dataset = load_training_data(opts, quiet)
-    estimator = run_experiment(opts, dataset, quiet).chosen.estimator
-    expected = estimator.predict_proba(dataset.X)[:, 1]
-    assert predictor.compiled  # both trained shapes take the model package's fast path
-    np.testing.assert_allclose(predictor.predict_proba(dataset.X), expected, rtol=1e-9, atol=1e-12)
+    run = run_experiment(opts, dataset, quiet)
+    features = run.features.matrix  # the history features of every row, as training made them
+    expected = run.chosen.estimator.predict_proba(features)[:, 1]
+    np.testing.assert_allclose(predictor.predict_proba(features), expected, rtol=1e-9, atol=1e-12)
     assert predictor.threshold == outcome.threshold
-    assert predictor.feature_names == tuple(row.feature_names)
+    assert predictor.feature_names == tuple(row.feature_names) == run.feature_names
 
 
-@pytest.mark.parametrize("algorithm", ["decision_tree", "logistic_regression"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_named_algorithm_is_the_one_registered(db_engine, tmp_path, algorithm):
     outcome = train(options(tmp_path, algorithm=algorithm, cv_folds=0), db_engine, quiet)
     row = stored(db_engine, outcome.version)
     assert row.algorithm == algorithm and list(row.metrics["candidates"]) == [algorithm]
-    assert load_artifact(row.artifact, row.artifact_sha256).compiled
+    assert load_artifact(row.artifact, row.artifact_sha256).algorithm == algorithm
+
+
+def test_a_horizon_is_the_versions(db_engine, tmp_path):
+    opts = options(tmp_path, horizon_days=7, algorithm="logistic_regression")
+    outcome = train(opts, db_engine, quiet)
+    row = stored(db_engine, outcome.version)
+    assert row.horizon_days == 7 == row.lineage["horizon_days"] == outcome.metrics["horizon_days"]
+    assert row.lineage["options"]["horizon_days"] == 7
+    report = json.loads(outcome.report_path.read_text())
+    assert report["horizon_days"] == 7
+    # Rows up to seven days before each failure are positive: more of them than failures.
+    positives = sum(size["failures"] for size in row.lineage["splits"].values())
+    assert row.data_failures < positives
 
 
 def test_report_directory_holds_json_model_and_plots(db_engine, tmp_path):
@@ -85,7 +103,7 @@ def test_report_directory_holds_json_model_and_plots(db_engine, tmp_path):
     report = json.loads(outcome.report_path.read_text())
     assert report["version"] == outcome.version and report["metrics"] == outcome.metrics
     assert (directory / "model.joblib").read_bytes() == stored(db_engine, outcome.version).artifact
-    for name in ("pr_curve.png", "confusion_matrix.png", "validation_curve.png"):
+    for name in ("pr_curve.png", "confusion_matrix.png", "validation_curve.png", "reliability.png"):
         assert (directory / name).read_bytes().startswith(PNG_MAGIC), name
     assert sorted(p.name for p in opts.report_dir.iterdir()) == [outcome.version]
 

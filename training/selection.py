@@ -1,0 +1,188 @@
+"""Choosing features and hyperparameters by grouped cross-validation on the training devices
+only (the validation and test devices are never read here).
+
+1. Feature sets: every candidate set is cross-validated with every algorithm at its default
+   point (the table the report shows). Each algorithm takes the set where it scored the highest
+   mean PR-AUC. Scores that round to the same third decimal are a tie, and a tie goes to the
+   set reading fewer earlier observations (what serving fetches per device on a cache miss).
+2. Hyperparameters: each algorithm's grid (training.estimators.search_grid) on its set; the
+   point with the highest mean PR-AUC wins (the first of the grid on a tie). The tree's grid
+   over depths, with training-fold scores beside, is the validation curve.
+3. Each algorithm's held-out scores at its chosen point choose its calibration method
+   (training.calibration.choose_method).
+
+The algorithm served is then the one with the highest mean PR-AUC at its choice
+(training.experiment), so its feature set is the version's. Every configuration is
+cross-validated once (results are shared between the steps).
+"""
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from training.calibration import choose_method
+from training.dataset import IntArray
+from training.estimators import DECISION_TREE, build_estimator, default_point, search_grid
+from training.evaluation import HeldOut, held_out, summary
+from training.features import FeatureTable, depth_of
+from training.splits import Folds
+
+Progress = Callable[[str], None]
+TIE_DECIMALS = 3
+
+
+@dataclass(frozen=True, eq=False)
+class Choice:
+    """An algorithm's chosen point on the chosen features, and how it was chosen."""
+
+    algorithm: str
+    feature_set: str
+    point: dict[str, Any]
+    scores: HeldOut  # its held-out scores on the training devices' folds
+    grid: list[dict[str, Any]]  # every point tried, with its mean ROC-AUC and PR-AUC
+    calibration: dict[str, Any]  # training.calibration.choose_method's result
+
+    @property
+    def pr_auc(self) -> float:
+        """Mean cross-validated PR-AUC on the training devices: what selection compares."""
+        return self.scores.mean("pr_auc")
+
+
+@dataclass(frozen=True, eq=False)
+class Search:
+    """Each algorithm's choice, and the tables behind them."""
+
+    feature_sets: list[dict[str, Any]]
+    choices: dict[str, Choice]
+    validation_curve: list[dict[str, Any]] | None
+
+
+class _Runs:
+    """Cross-validation of (features, algorithm, point) on the training devices, each once."""
+
+    def __init__(
+        self, table: FeatureTable, y: IntArray, folds: Folds, seed: int, progress: Progress
+    ) -> None:
+        self.table, self.y, self.folds, self.seed = table, y, folds, seed
+        self.progress = progress
+        self._done: dict[str, HeldOut] = {}
+
+    def run(
+        self, names: Sequence[str], algorithm: str, point: Mapping[str, Any], label: str
+    ) -> HeldOut:
+        key = json.dumps([list(names), algorithm, dict(point)], sort_keys=True)
+        if key not in self._done:
+            self.progress(f"cross-validating {algorithm} {_describe(point)} on {label}")
+            estimator = build_estimator(algorithm, self.seed, point, names)
+            X = self.table.columns(names)
+            tree = algorithm == DECISION_TREE
+            self._done[key] = held_out(estimator, X, self.y, self.folds, train_scores=tree)
+        return self._done[key]
+
+
+def _describe(point: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items()) or "(defaults)"
+
+
+def _rounded(value: float) -> float:
+    return round(value, TIE_DECIMALS)
+
+
+def search(
+    table: FeatureTable,
+    y: IntArray,
+    folds: Folds,
+    sets: Mapping[str, Sequence[str]],
+    algorithms: Sequence[str],
+    seed: int,
+    max_depth: int | None,
+    progress: Progress,
+) -> Search:
+    """Steps 1-3 of the module docstring. `table` and `y` hold the training devices' rows only,
+    and `folds` are positions in them."""
+    runs = _Runs(table, y, folds, seed, progress)
+    defaults = {
+        (name, algorithm): runs.run(names, algorithm, default_point(algorithm, max_depth), name)
+        for name, names in sets.items()
+        for algorithm in algorithms
+    }
+    rows = [
+        _set_row(name, names, {a: defaults[(name, a)] for a in algorithms})
+        for name, names in sets.items()
+    ]
+    choices = {}
+    for algorithm in algorithms:
+        # max() keeps the first of equal keys; the depth breaks ties of rounded scores.
+        chosen = max(
+            sets,
+            key=lambda name: (
+                _rounded(defaults[(name, algorithm)].mean("pr_auc")),
+                -depth_of(sets[name]),
+            ),
+        )
+        choices[algorithm] = _choose_point(runs, sets[chosen], chosen, algorithm, max_depth, y)
+    curve = None
+    if DECISION_TREE in choices and len(choices[DECISION_TREE].grid) > 1:
+        tree = choices[DECISION_TREE]
+        curve = _curve(runs, sets[tree.feature_set], tree.feature_set, max_depth)
+    return Search(rows, choices, curve)
+
+
+def _set_row(name: str, names: Sequence[str], scores: Mapping[str, HeldOut]) -> dict[str, Any]:
+    by_algorithm = {
+        algorithm: {
+            "roc_auc": summary([f["roc_auc"] for f in s.validation]),
+            "pr_auc": summary([f["pr_auc"] for f in s.validation]),
+        }
+        for algorithm, s in scores.items()
+    }
+    return {
+        "name": name,
+        "features": len(names),
+        "depth": depth_of(names),
+        "scores": by_algorithm,
+    }
+
+
+def _choose_point(
+    runs: _Runs,
+    names: Sequence[str],
+    label: str,
+    algorithm: str,
+    max_depth: int | None,
+    y: IntArray,
+) -> Choice:
+    grid = search_grid(algorithm, max_depth)
+    scored = [(point, runs.run(names, algorithm, point, label)) for point in grid]
+    # max() keeps the first of equal scores: the first point of the grid.
+    point, scores = max(scored, key=lambda pair: _rounded(pair[1].mean("pr_auc")))
+    table = [
+        {"point": p, "roc_auc": s.mean("roc_auc"), "pr_auc": s.mean("pr_auc")} for p, s in scored
+    ]
+    calibration = choose_method(scores.response, scores.proba, y, scores.fold_of)
+    return Choice(algorithm, label, dict(point), scores, table, calibration)
+
+
+def _curve(
+    runs: _Runs, names: Sequence[str], label: str, max_depth: int | None
+) -> list[dict[str, Any]]:
+    """Mean train and validation ROC-AUC / PR-AUC of the tree at each depth of its grid."""
+    curve = []
+    for point in search_grid(DECISION_TREE, max_depth):
+        scores = runs.run(names, DECISION_TREE, point, label)
+        entry: dict[str, Any] = {"max_depth": point["max_depth"]}
+        for side, folds in (("train", scores.train or []), ("validation", scores.validation)):
+            for metric in ("roc_auc", "pr_auc"):
+                values = summary([f[metric] for f in folds])
+                entry.setdefault(side, {})[metric] = values["mean"]
+                entry[side][f"{metric}_std"] = values["std"]
+        curve.append(entry)
+    return curve
+
+
+def relative_folds(folds: Folds, rows: np.ndarray) -> Folds:
+    """Folds over a subset of rows (sorted row indices), as positions within the subset."""
+    return [(np.searchsorted(rows, a), np.searchsorted(rows, b)) for a, b in folds]
