@@ -11,17 +11,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from support import PG_SKIP, PG_URL, register_version
+from support import PG_SKIP, PG_URL, empty_tables, register_version
 
 from failcast.migrations import upgrade
 from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
-from persistence import ModelVersion, create_db_engine, metadata
+from persistence import ModelVersion, create_db_engine
 
 if os.environ.get("FAILCAST_REQUIRE_POSTGRES") and not PG_URL:
     raise RuntimeError("FAILCAST_REQUIRE_POSTGRES is set but FAILCAST_TEST_DATABASE_URL is not")
-
-# Every table of the models, children before the tables they refer to.
-TABLES_CHILD_FIRST = tuple(table.name for table in reversed(metadata.sorted_tables))
 
 
 def reset_postgres(url: str) -> None:
@@ -58,13 +55,6 @@ def session_engine(db_url: str) -> Iterator[Engine]:
     engine = create_db_engine(db_url)
     yield engine
     engine.dispose()
-
-
-def empty_tables(engine: Engine) -> None:
-    """Delete every row, children first."""
-    with engine.begin() as connection:
-        for table in TABLES_CHILD_FIRST:
-            connection.execute(sa.text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from persistence import (
     ModelVersionRepository,
     PredictionBlock,
     RequestRecord,
+    metadata,
     new_id,
     new_ids,
     session_scope,
@@ -56,6 +57,17 @@ ORIGINAL_EXAMPLE = {
     "metric7": 0,
     "metric9": 7,
 }
+
+
+# Every table of the models, children before the tables they refer to.
+TABLES_CHILD_FIRST = tuple(table.name for table in reversed(metadata.sorted_tables))
+
+
+def empty_tables(engine: Engine) -> None:
+    """Delete every row, children first."""
+    with engine.begin() as connection:
+        for table in TABLES_CHILD_FIRST:
+            connection.execute(sa.text(f"DELETE FROM {table}"))
 
 
 def count_rows(engine: Engine, table: str) -> int:

@@ -12,15 +12,13 @@ The fingerprint's sha256 is `database:` and the sha256 of the canonical rows (`r
 """
 
 import hashlib
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
-from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import URL, Engine
 
 from model import DEVICE_FEATURES
-from persistence.trainingset import training_rows
+from persistence.trainingset import TrainingBatch, training_rows
 from training.dataset import (
     DatabaseSelection,
     DataFingerprint,
@@ -44,42 +42,35 @@ def load_database_dataset(
     if date_from is not None and date_to is not None and date_from >= date_to:
         raise InvalidOptionsError(f"date_from {date_from} must be before date_to {date_to}")
     source = database_source(engine, date_from, date_to)
-    parts = [
-        _columns(batch)
-        for batch in training_rows(
-            engine, DEVICE_FEATURES, _midnight(date_from), _midnight(date_to)
-        )
-    ]
     window = _window_text(date_from, date_to)
     when = f"in {window}" if window else "at any time"
-    if not parts:
+    rows = _read(engine, date_from, date_to)
+    if rows is None:
         raise EmptyDatasetError(
             f"{source}: no stored prediction with a device id was observed {when}; "
             "predictions without a deviceId cannot be labeled and are not used"
         )
-    devices, dates, X, y, recorded, stored = (
-        np.concatenate([part[i] for part in parts]) for i in range(6)
-    )
-    order = np.lexsort((dates, devices))
-    devices, dates, X, y = devices[order], dates[order], X[order], y[order]
-    failures = int(y.sum())
+    failures = int(rows.failed.sum())
     if failures == 0:
         raise NoFailuresError(
-            f"{source}: none of the {y.size} device-days observed {when} has an outcome "
-            "saying the device failed (outcomes recorded: "
-            f"{int(recorded.sum())}); record failures with recordOutcome or "
-            "`failcast outcomes import FILE` first"
+            f"{source}: none of the {len(rows)} device-days observed {when} has an outcome "
+            f"saying the device failed (outcomes recorded: {int(rows.recorded.sum())}); "
+            "record failures with recordOutcome or `failcast outcomes import FILE` first"
         )
+    order = np.lexsort((rows.days, rows.devices))
+    devices, dates = rows.devices[order], rows.days[order]
+    X = np.ascontiguousarray(rows.values[order])
+    y = rows.failed[order].astype(np.int64)
     digest = rows_digest(devices, dates, X, y)
     selection = DatabaseSelection(
         window_from=date_from,
         window_to=date_to,
-        predictions=int(stored.sum()),
-        rows=int(y.size),
+        predictions=int(rows.stored.sum()),
+        rows=len(rows),
         devices=int(np.unique(devices).size),
         failures=failures,
-        duplicates_dropped=int(stored.sum()) - int(y.size),
-        rows_without_outcome=int(y.size) - int(recorded.sum()),
+        duplicates_dropped=int(rows.stored.sum()) - len(rows),
+        rows_without_outcome=len(rows) - int(rows.recorded.sum()),
         rows_sha256=digest,
     )
     fingerprint = DataFingerprint(
@@ -95,7 +86,8 @@ def load_database_dataset(
 
 
 def database_source(engine: Engine, date_from: date | None, date_to: date | None) -> str:
-    """ "database:<url>" without its password and query (which may hold secrets), and the window."""
+    """The source's name: "database:", the URL without its password and query (which may
+    hold secrets), and the window."""
     u = engine.url
     url = URL.create(u.drivername, u.username, None, u.host, u.port, u.database)
     url_text = url.render_as_string(hide_password=False)
@@ -119,18 +111,10 @@ def rows_digest(devices: StrArray, dates: DateArray, X: FloatArray, y: IntArray)
     return h.hexdigest()
 
 
-def _columns(batch: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
-    """A batch of training rows as arrays: devices, dates, X, y, recorded, stored."""
-    width = len(DEVICE_FEATURES)
-    columns = list(zip(*batch, strict=True))
-    return (
-        np.asarray(columns[0], dtype=np.str_),
-        np.asarray(columns[1], dtype="datetime64[D]"),
-        np.asarray(columns[2 : 2 + width], dtype=np.float64).T,
-        np.asarray(columns[2 + width], dtype=np.int64),
-        np.asarray(columns[3 + width], dtype=np.int64),
-        np.asarray(columns[4 + width], dtype=np.int64),
-    )
+def _read(engine: Engine, date_from: date | None, date_to: date | None) -> TrainingBatch | None:
+    """Every training row of the window in one batch (None: there is none)."""
+    batches = list(training_rows(engine, DEVICE_FEATURES, _midnight(date_from), _midnight(date_to)))
+    return TrainingBatch.joined(batches) if batches else None
 
 
 def _midnight(day: date | None) -> datetime | None:

@@ -18,6 +18,7 @@ from failcast.cli import main
 from model import DEVICE_FEATURES
 from persistence import ModelVersionRepository, session_scope
 from persistence.outcomes import OutcomeRecord, upsert_outcomes
+from persistence.trainingset import TrainingBatch, training_rows
 from training import (
     EmptyDatasetError,
     InvalidOptionsError,
@@ -111,6 +112,18 @@ def test_one_row_per_device_day_the_latest_wins_labeled_by_its_outcome(
     assert selection.devices == np.unique(fleet.devices).size
     assert selection.rows_without_outcome == len(fleet) - int(fleet.y.sum()) - 5
     assert selection.window_from is None and selection.window_to is None
+
+
+def test_batches_of_any_size_read_the_same_rows(db_engine, stored_fleet):
+    """A device-day's predictions may straddle batches: the last of them is still the one kept."""
+    whole = TrainingBatch.joined(list(training_rows(db_engine, DEVICE_FEATURES)))
+    assert len(whole) == len(stored_fleet[0]) and whole.stored.sum() == len(whole) + 3
+    for size in (1, 2, 3, 7, 500):
+        parts = list(training_rows(db_engine, DEVICE_FEATURES, batch=size))
+        assert all(len(part) <= size for part in parts)
+        joined = TrainingBatch.joined(parts)
+        for name in ("devices", "days", "values", "failed", "recorded", "stored"):
+            np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name), name)
 
 
 def test_the_window_is_observed_at_in_from_to(db_engine, stored_fleet):
