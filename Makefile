@@ -30,6 +30,7 @@ schema: install
 	$(BIN)/python -m graph.export_schema graph/schema.graphql
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench
 
 # The full-length load test (CI runs it for 5 s): 60 s, 32 clients, SQLite and PostgreSQL.

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import functools
 import gc
+import inspect
 import os
 import statistics
 import sys
@@ -38,7 +39,7 @@ from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry, decode_telemetry
-from graph.runtime.usecases import predict
+from graph.runtime.usecases import Predicted, predict
 from graph.schema import build_schema
 from graph.schema.context import GraphContext
 from graph.schema.execution import GraphQLExecutor, OperationRequest
@@ -78,7 +79,9 @@ def time_together(
         async def run(count: int) -> float:
             started = time.perf_counter()
             for _ in range(count):
-                fn()
+                made = fn()
+                if inspect.isawaitable(made):  # a coroutine (the use case): run to completion
+                    await made
             return time.perf_counter() - started
 
         return run
@@ -187,9 +190,23 @@ class Profile:
         self.inside = dict(zip(names, ((low + high) / 2).tolist(), strict=True))
         self.outside = {**self.inside, names[0]: float(high[0]) * 2}
 
+    def predict(
+        self,
+        models: ModelService,
+        audit: RequestAudit,
+        telemetry: Telemetry,
+        batch: bool = False,
+        explain: bool = False,
+    ) -> Awaitable[Predicted]:
+        """The use case (a coroutine: the timers await it, as a request does)."""
+        services = self.services
+        return predict(
+            models, services.histories, services.alerts, audit, telemetry, batch, explain
+        )
+
     def explain_parts(self) -> list[Timing]:
         """The use case with and without explanation, with and without input warnings."""
-        models = self.services.models
+        models, predict = self.services.models, self.predict
         unprofiled = ModelService(self.services.engine)  # the same model, without its ranges
         assert models.current is not None
         unprofiled.holder.swap(dataclasses.replace(models.current, ranges=None))
@@ -237,7 +254,7 @@ class Profile:
             ("sklearn predict_proba on numpy, 1,000 rows",
              lambda: self.predictor.reference_proba(self.many), BATCH),
             ("use case usecases.predict (check, predict, rows), 1 row",
-             lambda: predict(self.services.models, self.services.alerts, audit, one_row), 1),
+             lambda: self.predict(self.services.models, audit, one_row), 1),
             ("build + commit 1 audit + 1 prediction, own transaction (SQLite)",
              lambda: self._commit(1, 1), 1),
             ("build + commit 32 requests' rows in one transaction, per request (SQLite)",
@@ -252,13 +269,11 @@ class Profile:
             timings.append(Timing(name, micros / max(1, -rows), max(1, rows)))
         return timings
 
-    def _commit(self, requests: int, rows: int) -> None:
+    async def _commit(self, requests: int, rows: int) -> None:
         records = []
         for _ in range(requests):
             audit = _audit()
-            predict(
-                self.services.models, self.services.alerts, audit, self._telemetry(rows), rows > 1
-            )
+            await self.predict(self.services.models, audit, self._telemetry(rows), rows > 1)
             records.append(audit.record(200))
         write_records(self.services.engine, records)
 

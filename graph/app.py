@@ -36,6 +36,7 @@ from graph.errors import ErrorCode, FailcastError
 from graph.runtime import Runtime, looplag
 from graph.runtime.alerts import Alerts
 from graph.runtime.export import EXPORT_READERS, EXPORT_SQLITE_CACHE_KIB
+from graph.runtime.histories import DeviceHistories
 from graph.runtime.logs import configure_logging
 from graph.runtime.metrics import Metrics
 from graph.runtime.models import ModelService
@@ -95,6 +96,7 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         counted=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
     )
+    histories = DeviceHistories(engine, settings.history_cache_devices)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -106,8 +108,14 @@ def build_runtime(settings: Settings) -> Runtime:
         anonymous=anonymous,
         tally=RefusalTally(settings.refusal_tally_max_addresses),
         metrics=metrics,
-        alerts=Alerts(engine, outbox=write_outbox, on_enqueued=deliveries.wake),
+        alerts=Alerts(
+            engine,
+            outbox=write_outbox,
+            on_enqueued=deliveries.wake,
+            on_foreign=histories.forget_block,
+        ),
         deliveries=deliveries,
+        histories=histories,
     )
 
 

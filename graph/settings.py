@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
     max_stats_rows: int = Field(default=5000, ge=1, le=100_000)  # rows of predictionStats
+    # Devices whose latest observations a process keeps for history features (LRU)
+    history_cache_devices: int = Field(default=100_000, ge=0, le=10_000_000)
     max_query_depth: int = Field(default=10, ge=1)
     max_aliases: int = Field(default=15, ge=0)
     max_tokens: int = Field(default=2000, ge=10)

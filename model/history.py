@@ -2,12 +2,12 @@
 
 One definition serves training and serving, so that a model never meets features computed
 differently from those it learned (train/serve skew). Every feature of a row is a function of a
-*window*: the row itself and at most `depth` earlier observations of the same device, oldest
+*window*, the row itself and at most `depth` earlier observations of the same device, oldest
 first, as an (n, depth + 1, len(DEVICE_FEATURES)) array whose missing earlier observations are
-NaN (left padding). Training builds the windows from the dataset (`windows_of_sequence`, one
-device's rows in observation order), serving from the device's stored predictions plus the
-incoming row; both call `HistoryFeatures.compute` on them, so the same window gives the same
-bits.
+NaN (left padding), and of how many earlier observations the device has. Training builds both
+from the dataset (`windows_of_sequence`, one device's rows in observation order), serving from
+the device's stored predictions plus the incoming row; both call `HistoryFeatures.compute` on
+them, so the same window gives the same bits.
 
 Feature names (a model's `feature_names` say which it uses; plain counters are `metric1`...):
 
@@ -16,14 +16,15 @@ Feature names (a model's `feature_names` say which it uses; plain counters are `
   one included (w in ROLLING_WINDOWS; fewer when the device has fewer);
 - `{metric}_zero_run`: observations since the counter was last non-zero (0 when it is non-zero
   now), at most ZERO_RUN_CAP, which is also its value when it was never non-zero in the window;
-- `observations`: how many earlier observations the device has, at most OBSERVATIONS_CAP.
+- `observations`: how many earlier observations the device has (its age in observations).
 
-The caps keep every feature a function of a bounded window: serving reads at most `depth`
-earlier rows per device, and the definition needs nothing else (no running totals).
+The cap keeps every other feature a function of a bounded window: serving reads at most `depth`
+earlier rows per device, and a count of them for `observations`.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,8 +34,7 @@ from model.features import DEVICE_FEATURES
 FloatArray = npt.NDArray[np.float64]
 
 ROLLING_WINDOWS: tuple[int, ...] = (3, 7, 14)
-ZERO_RUN_CAP = 14
-OBSERVATIONS_CAP = 30
+ZERO_RUN_CAP = 7  # 7 and 14 cross-validate alike on the real data; 7 reads fewer rows
 OBSERVATIONS = "observations"
 _KINDS = (
     "delta",
@@ -65,7 +65,7 @@ class _Column:
 
 def _parse(name: str) -> _Column:
     if name == OBSERVATIONS:
-        return _Column("observations", -1, OBSERVATIONS_CAP + 1)
+        return _Column("observations", -1, 1)
     if name in DEVICE_FEATURES:
         return _Column("value", DEVICE_FEATURES.index(name), 1)
     metric, _, kind = name.partition("_")
@@ -88,7 +88,11 @@ class HistoryFeatures:
         self._columns = [_parse(name) for name in self.feature_names]
         # Earlier observations the features read (0: the current row's counters only).
         self.depth = max((c.window for c in self._columns), default=1) - 1
-        self._plain = [c.metric for c in self._columns] if self.depth == 0 else None
+        # Whether the features count the earlier observations (`observations`).
+        self.counts = any(c.kind == "observations" for c in self._columns)
+        self._plain = (
+            [c.metric for c in self._columns] if self.depth == 0 and not self.counts else None
+        )
         # Each kind of feature is computed for every counter at once, in one block; the blocks
         # side by side, then one gather puts the model's columns in its order.
         keys = list(dict.fromkeys((c.kind, c.window) for c in self._columns))
@@ -103,44 +107,56 @@ class HistoryFeatures:
 
     @property
     def uses_history(self) -> bool:
-        """Whether any feature reads earlier observations."""
-        return self.depth > 0
+        """Whether any feature reads earlier observations (or counts them)."""
+        return self._plain is None
 
     def plain(self, current: FloatArray) -> FloatArray:
         """The features of rows without history: only valid when `uses_history` is False."""
         assert self._plain is not None
         return current[:, self._plain]
 
-    def compute(self, windows: FloatArray) -> FloatArray:
+    def compute(self, windows: FloatArray, observations: FloatArray | None = None) -> FloatArray:
         """(n, features) from (n, depth + 1, counters) windows: row i's window holds its device's
-        earlier observations (NaN where there are none), oldest first, the row itself last."""
+        earlier observations (NaN where there are none), oldest first, the row itself last;
+        `observations[i]`: how many earlier observations row i's device has (all of them, not
+        only those in the window), needed when the features count them."""
         depth = self.depth
         if windows.ndim != 3 or windows.shape[1] != depth + 1:
             raise ValueError(f"expected windows of {depth + 1} observations")
+        if self.counts and (observations is None or observations.shape != (windows.shape[0],)):
+            raise ValueError("these features count earlier observations: give one count per row")
         present = ~np.isnan(windows[:, :, 0])  # (n, depth + 1): which observations exist
-        blocks = [self._block(column, windows, present) for column in self._blocks]
+        blocks = [self._block(column, windows, present, observations) for column in self._blocks]
         return np.concatenate(blocks, axis=1)[:, self._gather]
 
     def _block(
-        self, column: _Column, windows: FloatArray, present: npt.NDArray[np.bool_]
+        self,
+        column: _Column,
+        windows: FloatArray,
+        present: npt.NDArray[np.bool_],
+        counts: FloatArray | None,
     ) -> FloatArray:
         depth = self.depth
         current = windows[:, depth, :]
         if column.kind == "value":
             return current
         if column.kind == "observations":
-            count = present[:, :depth].sum(axis=1, keepdims=True)
-            return np.minimum(count, OBSERVATIONS_CAP).astype(np.float64)
+            assert counts is not None
+            observations: FloatArray = counts.astype(np.float64).reshape(-1, 1)
+            return observations
         if column.kind == "delta":
             previous = windows[:, depth - 1, :]
-            return np.where(np.isnan(previous), 0.0, current - previous)
+            delta: FloatArray = np.where(np.isnan(previous), 0.0, current - previous)
+            return delta
         recent = windows[:, depth + 1 - column.window :, :]
         if column.kind == "max":
-            return np.fmax.reduce(recent, axis=1)
+            highest: FloatArray = np.fmax.reduce(recent, axis=1)
+            return highest
         if column.kind == "mean":
             seen = present[:, depth + 1 - column.window :]
             total = np.where(seen[:, :, None], recent, 0.0).sum(axis=1)
-            return total / seen.sum(axis=1)[:, None]
+            mean: FloatArray = total / seen.sum(axis=1)[:, None]
+            return mean
         # zero_run: distance back to the latest non-zero value, ZERO_RUN_CAP if none in reach
         nonzero = (recent > 0)[:, ::-1, :]  # newest first; NaN (no observation) is not > 0
         found = nonzero.any(axis=1)
@@ -157,5 +173,24 @@ class HistoryFeatures:
         return np.ascontiguousarray(view.transpose(0, 2, 1)[earlier:])
 
     def of_sequences(self, sequences: Sequence[FloatArray]) -> list[FloatArray]:
-        """The features of every row of each device's observations in order."""
-        return [self.compute(self.windows_of_sequence(s)) for s in sequences]
+        """The features of every row of each device's observations in order (one per time)."""
+        return [
+            self.compute(self.windows_of_sequence(s), np.arange(s.shape[0], dtype=np.float64))
+            for s in sequences
+        ]
+
+    def of_device(self, times: npt.NDArray[Any], values: FloatArray) -> FloatArray:
+        """The features of each of one device's rows, given in time order (equal times in the
+        order they came), as serving makes them: a device has one observation per time (the
+        last row of that time), and each row sees the observations strictly before its own
+        time. Without repeated times, the same as `of_sequences`."""
+        last = np.ones(times.shape[0], dtype=bool)
+        last[:-1] = times[1:] != times[:-1]
+        if last.all():
+            return self.of_sequences([values])[0]
+        distinct = values[last]
+        # row i's time is the k-th distinct one: it sees the k observations before it
+        k = np.searchsorted(times[last], times, side="left")
+        windows = self.windows_of_sequence(distinct)[k]
+        windows[:, self.depth, :] = values
+        return self.compute(windows, k.astype(np.float64))

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.compiled import Evaluator, Explanation
+from model.history import HistoryFeatures
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -23,6 +24,9 @@ class Predictor:
         load_estimator: Callable[[], Any],
     ) -> None:
         self.feature_names = tuple(feature_names)
+        # How the features are made from telemetry (ValueError for a name that is neither a
+        # counter nor a history feature), and how many earlier observations they read.
+        self.features = HistoryFeatures(self.feature_names)
         self.threshold = float(threshold)
         self.algorithm = algorithm
         self._fast = fast

@@ -4,7 +4,7 @@ import functools
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +120,7 @@ def register_version(
     lifecycle: bool = True,
     metrics: dict[str, Any] | None = None,
     algorithm: str = "decision_tree",
+    feature_names: Sequence[str] = DEVICE_FEATURES,
 ) -> ModelVersion:
     """Register artifact bytes as a model version (as training would).
 
@@ -131,7 +132,7 @@ def register_version(
         version=version,
         algorithm=algorithm,
         params={"max_depth": 4},
-        feature_names=list(DEVICE_FEATURES),
+        feature_names=list(feature_names),
         threshold=0.5,
         metrics={"test": {"pr_auc": 0.5}} if metrics is None else metrics,
         trained_on_synthetic_data=True,

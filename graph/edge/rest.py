@@ -56,7 +56,10 @@ class PredictEndpoint:
                 return entered  # the stored answer of the first request with this key
             claim = entered
             telemetry = _telemetry(body.data)
-            block = usecases.predict(runtime.models, runtime.alerts, audit, telemetry).block
+            predicted = await usecases.predict(
+                runtime.models, runtime.histories, runtime.alerts, audit, telemetry
+            )
+            block = predicted.block
             response = json_response(_original_format(block))
         except FailcastError as error:
             audit.answered_with([error.code])

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from auth import TokenVerifier
 from graph.runtime.alerts import Alerts
+from graph.runtime.histories import DeviceHistories
 from graph.runtime.metrics import Metrics
 from graph.runtime.models import ModelService
 from graph.runtime.ratelimit import RateLimiter
@@ -35,3 +36,4 @@ class Runtime:
     metrics: Metrics
     alerts: Alerts  # live alerts: this process's subscribers and how predictions reach them
     deliveries: Deliveries  # webhooks: the target policy and this process's delivery worker
+    histories: DeviceHistories  # devices' earlier observations, for history features

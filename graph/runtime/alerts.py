@@ -27,7 +27,7 @@ import logging
 import math
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
@@ -239,12 +239,14 @@ class Alerts:
         capacity: int = QUEUE_SIZE,
         outbox: Outbox | None = None,
         on_enqueued: Callable[[], None] | None = None,
+        on_foreign: Callable[[Announcement], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self.hub = AlertHub(capacity)
         self.origin = new_id().hex  # tells this process's notifications from the others'
         self.outbox = outbox  # webhooks' deliveries, written with the predictions
         self.on_enqueued = on_enqueued  # deliveries were committed: the worker may start
+        self.on_foreign = on_foreign  # told of every block another process committed
 
     def announce(self, audit: RequestAudit, block: PredictionBlock, model_version: str) -> None:
         """Queue the block's effect with the request's rows (webhook deliveries, the
@@ -276,6 +278,8 @@ class Alerts:
             log.warning("an alert notification that is not one: %r", payload[:200])
             return
         mine = found.origin == self.origin
+        if not mine and self.on_foreign is not None:
+            await self.on_foreign(found)
         if mine or not self.hub.wants(found.max_probability, found.threshold):
             return
         rows = await asyncio.to_thread(self._rows, found)

@@ -136,6 +136,10 @@ class RequestAudit:
         if on_commit is not None:
             self._on_commit.append(on_commit)
 
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once this request's rows are committed (never if they are not)."""
+        self._on_commit.append(hook)
+
     def answer_replaced(self) -> None:
         """The answer was replaced by a refusal of the edge (a 503, a 409): nothing it did or
         said may be committed, not even a record of the answer."""

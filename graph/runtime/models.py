@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 
 from graph.runtime import listening
 from model import (
-    DEVICE_FEATURES,
     ArtifactFormatError,
     LoadedModel,
     ModelError,
@@ -23,6 +22,7 @@ from model import (
     load_artifact,
 )
 from model.golden import check_golden_set
+from model.history import HistoryFeatures
 from model.profile import FloatArray, ranges
 from persistence import (
     ModelVersion,
@@ -208,6 +208,7 @@ def _ranges(row: ModelVersion, predictor: Predictor) -> tuple[FloatArray, FloatA
 
 
 def _check_features(names: tuple[str, ...]) -> None:
-    unknown = [name for name in names if name not in DEVICE_FEATURES]
-    if unknown:
-        raise ArtifactFormatError(f"features the API cannot supply: {', '.join(unknown)}")
+    try:  # telemetry counters, and history features computed from the stored ones
+        HistoryFeatures(names)
+    except ValueError as error:
+        raise ArtifactFormatError(f"features the API cannot supply: {error}") from None

@@ -19,6 +19,7 @@ from graph.errors import ErrorCode, FailcastError, bad_input
 from graph.runtime.audit import RequestAudit
 from graph.runtime.usecases import check_device_id, check_observed_at, read
 from graph.settings import Settings
+from model import DEVICE_FEATURES
 from model.drift import DriftStatus, ks_2samp, psi, psi_status, worst
 from model.performance import (
     RankingSums,
@@ -113,7 +114,8 @@ def _drift(
         raise bad_input(message, "modelVersion")
     assert version.id is not None and span.start is not None
     described = profile["features"]
-    names = [name for name in version.feature_names if name in described]
+    # The telemetry counters the predictions store (history features are made from them).
+    names = [n for n in version.feature_names if n in described and n in DEVICE_FEATURES]
     edges = {name: described[name]["bins"]["edges"] for name in names}
     total, bins = drift_sql.window_bins(session, version.id, span.start, span.end, edges)
     sample = drift_sql.window_sample(

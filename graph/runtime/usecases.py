@@ -15,6 +15,7 @@ from sqlmodel import Session
 from graph.errors import ErrorCode, FailcastError, bad_input
 from graph.runtime.alerts import Alerts
 from graph.runtime.audit import RequestAudit
+from graph.runtime.histories import DeviceHistories
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry
 from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
@@ -94,8 +95,9 @@ def check_observed_at(moment: datetime, where: str) -> None:
         raise bad_input("observedAt must lie between 2000-01-01 and 5 minutes from now", where)
 
 
-def predict(
+async def predict(
     models: ModelService,
+    histories: DeviceHistories,
     alerts: Alerts,
     audit: RequestAudit,
     telemetry: Telemetry,
@@ -105,9 +107,12 @@ def predict(
     """Check, predict, and queue the predictions for storage with the request's audit row
     (and their alerts, which follow them once committed).
 
-    With `explain` (the answer selects `explanation`) each prediction's explanation is computed
-    in the same pass and stored with it. Values outside the serving version's training range
-    are noted as warnings, stored too; the prediction is made all the same.
+    A version whose features read a device's earlier observations gets them from the stored
+    predictions (`DeviceHistories`); a row without a device id or without a stored history is
+    scored as a first observation, with a warning. With `explain` (the answer selects
+    `explanation`) each prediction's explanation is computed in the same pass and stored with
+    it. Values outside the serving version's training range are noted as warnings, stored
+    too; the prediction is made all the same.
     """
     check_telemetry(telemetry, batch)
     loaded = models.current
@@ -117,7 +122,17 @@ def predict(
         )
     predictor = loaded.predictor
     matrix = telemetry.matrix
-    inputs = matrix[:, _columns(predictor.feature_names)]
+    now = datetime.now(UTC)
+    observed = _observed_or(telemetry.observed_at, now, len(telemetry))
+    features = predictor.features
+    missing: list[list[str] | None] | None = None
+    if features.uses_history:
+        windows, counts, missing = await histories.windows(
+            features, matrix, telemetry.device_ids, observed, audit.id
+        )
+        inputs = features.compute(windows, counts)
+    else:
+        inputs = features.plain(matrix)
     explanations = None
     if explain:
         probabilities, explanations = predictor.explain(inputs)
@@ -126,8 +141,9 @@ def predict(
     warnings = None
     if loaded.ranges is not None:  # one comparison per batch when every value is inside
         warnings = range_warnings(inputs, predictor.feature_names, *loaded.ranges)
+    if missing is not None and any(missing):
+        warnings = _joined(warnings, missing)
     threshold = predictor.threshold
-    now = datetime.now(UTC)
     block = PredictionBlock(
         audit_event_id=audit.id,
         model_version_id=loaded.version_id,
@@ -135,7 +151,7 @@ def predict(
         created_at=now,
         ids=new_ids(len(telemetry)),
         device_ids=list(telemetry.device_ids),
-        observed_at=_observed_or(telemetry.observed_at, now, len(telemetry)),
+        observed_at=observed,
         metrics={name: matrix[:, i].tolist() for i, name in enumerate(DEVICE_FEATURES)},
         failure_probability=probabilities.tolist(),
         is_failure=(probabilities >= threshold).tolist(),
@@ -143,44 +159,59 @@ def predict(
         warnings=warnings,
     )
     audit.add_predictions(block, loaded.version)
+    audit.after_commit(lambda: histories.committed(block))
     alerts.announce(audit, block, loaded.version)
     return Predicted(block, loaded)
 
 
+def _joined(
+    first: list[list[str] | None] | None, second: list[list[str] | None]
+) -> list[list[str] | None]:
+    """Per row, the warnings of both lists (None where neither has any)."""
+    if first is None:
+        return second
+    return [(a or []) + (b or []) or None for a, b in zip(first, second, strict=True)]
+
+
 @dataclass(frozen=True, slots=True)
 class Explainable:
-    """A prediction to explain: the version that made it, and its inputs (DEVICE_FEATURES)."""
+    """A prediction to explain: the version that made it, its inputs (DEVICE_FEATURES), and its
+    device and time (where history features read the device's earlier observations)."""
 
     model_version_id: int
     inputs: tuple[float, ...]
+    device_id: str | None
+    observed_at: datetime
 
 
 async def explanations(
-    models: ModelService, items: Sequence[Explainable]
+    models: ModelService, histories: DeviceHistories, items: Sequence[Explainable]
 ) -> list[Explanation | None]:
     """Explain stored predictions with the versions that made them, off the event loop."""
-    return await asyncio.to_thread(_explanations, models, items)
+    return await asyncio.to_thread(_explanations, models, histories, items)
 
 
-def _explanations(models: ModelService, items: Sequence[Explainable]) -> list[Explanation | None]:
+def _explanations(
+    models: ModelService, histories: DeviceHistories, items: Sequence[Explainable]
+) -> list[Explanation | None]:
     found: list[Explanation | None] = [None] * len(items)
     by_version: dict[int, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
         by_version[item.model_version_id].append(i)
     for version_id, rows in by_version.items():  # one pass per version
         predictor = models.predictor_for(version_id)
+        features = predictor.features
         inputs = np.array([items[i].inputs for i in rows], dtype=np.float64)
-        matrix = inputs[:, _columns(predictor.feature_names)]
+        if features.uses_history:  # the device's history as stored now, before each row
+            moments = [(items[i].device_id, items[i].observed_at) for i in rows]
+            matrix = features.compute(*histories.stored_windows(features, inputs, moments))
+        else:
+            matrix = features.plain(inputs)
         _, explained = predictor.explain(matrix)
         if explained is not None:  # None: a model scikit-learn answers has no explanations
             for i, explanation in zip(rows, explained, strict=True):
                 found[i] = explanation
     return found
-
-
-def _columns(feature_names: Sequence[str]) -> list[int]:
-    """Where a model's features are among DEVICE_FEATURES (the telemetry's columns)."""
-    return [DEVICE_FEATURES.index(name) for name in feature_names]
 
 
 def _observed_or(

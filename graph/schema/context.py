@@ -70,10 +70,10 @@ class GraphContext:
         """Batches the explanations of stored predictions that have none stored: a page's are
         computed off the event loop, one pass per model version that made them."""
         if self._explanations is None:
-            models = self.runtime.models
+            models, histories = self.runtime.models, self.runtime.histories
 
             async def load(items: list[Explainable]) -> list[Explanation | None]:
-                return await explanations(models, items)
+                return await explanations(models, histories, items)
 
             self._explanations = DataLoader(load_fn=load)
         return self._explanations

@@ -153,10 +153,10 @@ class GraphQLExecutor:
         if telemetry is None:  # a plan checks its own strings (device ids), and declines on these
             _check_strings(variables)
         try:
-            if plan is not None and telemetry is not None:
-                result = plan.execute(context, telemetry)
-            else:
-                async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(deadline):
+                if plan is not None and telemetry is not None:
+                    result = await plan.execute(context, telemetry)
+                else:
                     result = await self._execute(prepared, operation, variables, context)
         except TimeoutError:
             result = None

@@ -408,15 +408,21 @@ class PredictPlan:
             return None  # the executor's check of every string variable explains it
         return telemetry
 
-    def execute(self, context: GraphContext, telemetry: Telemetry) -> ExecutionResult:
+    async def execute(self, context: GraphContext, telemetry: Telemetry) -> ExecutionResult:
         """The operation's result, as the executor would give it."""
         runtime = context.runtime
         try:
             authorize(context.principal, FIELD_SCOPES[self.field], runtime.limiter, len(telemetry))
             if self.batch:
                 usecases.check_batch_size(len(telemetry), runtime.settings.max_batch_size)
-            predicted = usecases.predict(
-                runtime.models, runtime.alerts, context.audit, telemetry, self.batch, self.explain
+            predicted = await usecases.predict(
+                runtime.models,
+                runtime.histories,
+                runtime.alerts,
+                context.audit,
+                telemetry,
+                self.batch,
+                self.explain,
             )
         except Exception as error:  # the executor's treatment of a failing non-null root field
             located = located_error(error, [self.field_node], [self.response_key])

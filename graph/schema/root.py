@@ -65,7 +65,7 @@ DeviceIdPrefix = Annotated[
 ]
 
 
-def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[PredictionType]:
+async def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[PredictionType]:
     """The resolvers' side of predict and predictBatch (compiled plans do the same in bulk)."""
     context = info.context
     if batch:
@@ -73,8 +73,8 @@ def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[Predic
     telemetry = decode_telemetry([item.as_input() for item in inputs])
     explain = _mentions(info, "explanation") and _selects(info.selected_fields, "explanation")
     runtime = context.runtime
-    predicted = usecases.predict(
-        runtime.models, runtime.alerts, context.audit, telemetry, batch, explain
+    predicted = await usecases.predict(
+        runtime.models, runtime.histories, runtime.alerts, context.audit, telemetry, batch, explain
     )
     context.versions.prime(predicted.model.version_id, predicted.model.info)
     context.subjects.prime(context.audit.id, context.audit.subject)  # its row is not stored yet
@@ -126,15 +126,15 @@ class Mutation:
         description="Predict whether a device is about to fail; the prediction is stored.",
         extensions=requires("predict"),
     )
-    def predict(self, info: Info, input: PredictInput) -> PredictionType:
-        return _predict(info, [input], batch=False)[0]
+    async def predict(self, info: Info, input: PredictInput) -> PredictionType:
+        return (await _predict(info, [input], batch=False))[0]
 
     @strawberry.mutation(
         description="Predict for 1..1000 devices at once: all stored, or none if any is invalid.",
         extensions=requires("predictBatch"),
     )
-    def predict_batch(self, info: Info, inputs: list[PredictInput]) -> list[PredictionType]:
-        return _predict(info, inputs, batch=True)
+    async def predict_batch(self, info: Info, inputs: list[PredictInput]) -> list[PredictionType]:
+        return await _predict(info, inputs, batch=True)
 
     @strawberry.mutation(
         description=(

@@ -294,7 +294,8 @@ class PredictionType:
         found = self.stored_explanation
         if found is None:
             inputs = tuple(getattr(self.input, name) for name in DEVICE_FEATURES)
-            found = await info.context.explanations.load(Explainable(self.model_version_id, inputs))
+            item = Explainable(self.model_version_id, inputs, self.device_id, self.observed_at)
+            found = await info.context.explanations.load(item)
         return None if found is None else ExplanationType.from_json(found)
 
     @strawberry.field(description="The model version that made the prediction.")

@@ -108,8 +108,8 @@ def test_predictions_are_counted_under_the_model_that_made_them(
     swapped = LoadedModel(newer.id, newer.version, newer.artifact_sha256, predictor, newer)
     real_predict = usecases.predict
 
-    def activation_lands_meanwhile(*args, **kwargs):
-        predicted = real_predict(*args, **kwargs)
+    async def activation_lands_meanwhile(*args, **kwargs):
+        predicted = await real_predict(*args, **kwargs)
         models.holder.swap(swapped)  # an activation lands before the request has finished
         return predicted
 

@@ -4,12 +4,7 @@ import numpy as np
 import pytest
 
 from model import DEVICE_FEATURES
-from model.history import (
-    OBSERVATIONS_CAP,
-    ZERO_RUN_CAP,
-    HistoryFeatures,
-    history_feature_names,
-)
+from model.history import ZERO_RUN_CAP, HistoryFeatures, history_feature_names
 
 ALL = (*DEVICE_FEATURES, *history_feature_names())
 
@@ -42,7 +37,7 @@ def test_each_feature_matches_its_definition_row_by_row() -> None:
         nonzero = [k for k in range(t + 1) if seq[k, m] != 0]
         expected_run = min(t - nonzero[-1], ZERO_RUN_CAP) if nonzero else ZERO_RUN_CAP
         assert get["metric2_zero_run"] == expected_run
-        assert get["observations"] == min(t, OBSERVATIONS_CAP)
+        assert get["observations"] == t
 
 
 def test_a_single_observation_is_a_first_observation() -> None:
@@ -65,7 +60,8 @@ def test_serving_windows_from_a_tail_give_the_same_bits_as_the_whole_sequence() 
     for cut in (1, 5, 31, 90, 119):
         tail = seq[max(0, cut - features.depth) : cut]
         windows = features.windows_of_sequence(np.vstack([tail, seq[cut:]]), earlier=len(tail))
-        assert np.array_equal(features.compute(windows), whole[cut:])
+        counts = np.arange(cut, seq.shape[0], dtype=np.float64)
+        assert np.array_equal(features.compute(windows, counts), whole[cut:])
 
 
 def test_depth_is_what_the_features_read() -> None:
@@ -74,7 +70,15 @@ def test_depth_is_what_the_features_read() -> None:
     assert HistoryFeatures(("metric1", "metric1_delta")).depth == 1
     assert HistoryFeatures(("metric4_max7",)).depth == 6
     assert HistoryFeatures(("metric4_zero_run",)).depth == ZERO_RUN_CAP
-    assert HistoryFeatures(("observations",)).depth == OBSERVATIONS_CAP
+    assert HistoryFeatures(("observations",)).depth == 0
+    assert HistoryFeatures(("observations",)).uses_history  # it counts them
+
+
+def test_counted_features_need_the_counts() -> None:
+    features = HistoryFeatures(("metric1", "observations"))
+    windows = features.windows_of_sequence(_sequence(3))
+    with pytest.raises(ValueError, match="one count per row"):
+        features.compute(windows)
 
 
 @pytest.mark.parametrize("name", ["metric8_delta", "metric2_max5", "metric2", "speed", "m_delta"])
@@ -84,3 +88,27 @@ def test_unknown_names_are_refused(name: str) -> None:
         return
     with pytest.raises(ValueError, match="neither a telemetry counter nor a history feature"):
         HistoryFeatures((name,))
+
+
+def test_rows_of_one_time_count_once_and_see_only_earlier_times() -> None:
+    # The real data has one device reporting one day twice: serving keeps one observation per
+    # time, so training must too.
+    features = HistoryFeatures(ALL)
+    seq = _sequence(6, seed=5)
+    times = np.array([0, 1, 2, 2, 3, 4])
+    computed = features.of_device(times, seq)
+    distinct = seq[[0, 1, 3, 4, 5]]  # the later row of time 2 stands for it
+    expected = features.of_sequences([distinct])[0]
+    np.testing.assert_array_equal(computed[[0, 1, 3, 4, 5]], expected)
+    alone = features.of_sequences([np.vstack([seq[:2], seq[2:3]])])[0][-1]
+    np.testing.assert_array_equal(computed[2], alone)  # the first row of time 2, unseen by 3
+    assert computed[2, ALL.index("observations")] == computed[3, ALL.index("observations")] == 2
+    assert computed[4, ALL.index("observations")] == 3
+
+
+def test_without_repeated_times_of_device_is_of_sequences() -> None:
+    features = HistoryFeatures(ALL)
+    seq = _sequence(20, seed=6)
+    np.testing.assert_array_equal(
+        features.of_device(np.arange(20), seq), features.of_sequences([seq])[0]
+    )

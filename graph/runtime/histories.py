@@ -1,0 +1,362 @@
+"""Device histories at prediction time: the windows of earlier observations history features read.
+
+A model whose features read a device's earlier observations (model.history) is served from
+what failcast already stores: each device's stored predictions, one observation per
+`observed_at`. `DeviceHistories.windows` gives each row of a request its window, the device's
+latest `depth` observations strictly before the row's own time (and before it, rows of the
+same request with earlier times), read in one indexed query per request for the devices this
+process does not hold, and from a per-process cache for those it does.
+
+The cache holds each device's latest `depth` observations (LRU, `FAILCAST_HISTORY_CACHE_DEVICES`
+devices). It stays equal to the database:
+
+- this process's own predictions are added to it when their transaction has committed
+  (`RequestAudit` runs the hook after COMMIT, before the answer leaves);
+- what other processes store: on SQLite every request first reads the predictions committed
+  since it last looked (rowid order is commit order there) and drops the devices they touch,
+  its own excepted; on PostgreSQL each committed block is announced (persistence.alerts) and
+  the devices of another process's block are dropped when the notification arrives, a few
+  milliseconds after its commit;
+- a read that raced with a commit of the same device is used by its request but not kept.
+
+A row earlier than what the cache holds for its device (an out-of-order arrival) is read from
+the database, as is any device the cache lacks. A row without a device id, or whose device has
+no earlier observation stored, is scored as a first observation (as training does for a
+device's first row) and gets a warning saying its history was missing.
+"""
+
+import asyncio
+import bisect
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.engine import Connection, Engine
+
+from model.history import HistoryFeatures
+from persistence import histories
+from persistence.histories import Observation
+from persistence.records import METRIC_COLUMNS, PredictionBlock
+
+FloatArray = npt.NDArray[np.float64]
+NO_DEVICE = "history missing: no deviceId, so history features are those of a first observation"
+CATCH_UP_LIMIT = 50_000  # more rows stored by others since the last look: drop the whole cache
+
+
+def no_history(device: str) -> str:
+    """The warning of a row whose device has no earlier observation stored."""
+    return (
+        f"history missing: no observation of device {device} before this one is stored,"
+        " so history features are those of a first observation"
+    )
+
+
+class Announced(Protocol):
+    """Another process's committed block (graph.runtime.alerts.Announcement)."""
+
+    @property
+    def request_id(self) -> uuid.UUID: ...
+
+    @property
+    def first(self) -> uuid.UUID: ...
+
+    @property
+    def last(self) -> uuid.UUID: ...
+
+
+@dataclass
+class Tail:
+    """A device's latest observations, oldest first, one per time; `complete`: all it has;
+    `count`: how many it has in all (-1 when not counted)."""
+
+    times: list[datetime]
+    values: list[tuple[float, ...]]
+    complete: bool
+    count: int = -1
+
+    def serves(self, moment: datetime, keep: int) -> bool:
+        """Whether the observations before `moment` that a window needs are all here (and so
+        every observation from `moment` on, which the count of those before it needs)."""
+        return self.complete or bisect.bisect_left(self.times, moment) >= keep
+
+    def earlier(self, moment: datetime, depth: int) -> tuple[list[tuple[float, ...]], int]:
+        """The last `depth` observations before `moment`, and how many there are in all."""
+        at = bisect.bisect_left(self.times, moment)
+        return self.values[max(0, at - depth) : at], self.count - (len(self.times) - at)
+
+    def add(self, moment: datetime, values: tuple[float, ...], keep: int) -> None:
+        """A newly stored observation (the latest stored for its time wins)."""
+        at = bisect.bisect_left(self.times, moment)
+        if at < len(self.times) and self.times[at] == moment:
+            self.values[at] = values
+            return
+        if self.count >= 0:
+            self.count += 1
+        if at == 0 and not self.complete and len(self.times) >= keep:
+            return  # older than every kept observation: not among the latest
+        self.times.insert(at, moment)
+        self.values.insert(at, values)
+        if len(self.times) > keep:
+            del self.times[0], self.values[0]
+            self.complete = False
+
+
+def _tail(history: histories.History, between: Sequence[Observation] = ()) -> Tail:
+    ordered = [*reversed(history.observations), *reversed(between)]  # reads give newest first
+    times, values = [o.observed_at for o in ordered], [o.values for o in ordered]
+    count = history.count + len(between) if history.count >= 0 else -1
+    return Tail(times, values, history.complete and not between, count)
+
+
+@dataclass
+class _Read:
+    """What one request needs from the database, and what it got."""
+
+    missing: list[str]  # devices to read the latest observations of
+    earlier: dict[str, tuple[datetime, datetime]]  # device: (first, last) time of its rows
+    hits: dict[str, Tail]  # devices served from the cache, as it was when the request came
+    catch_up: bool = False  # SQLite: read what was committed since `since` (None: never yet)
+    since: int | None = None
+    latest: dict[str, histories.History] = field(default_factory=dict)
+    before: dict[str, Tail] = field(default_factory=dict)
+    others: list[tuple[int, str | None, uuid.UUID]] = field(default_factory=list)
+    rowid: int = 0
+
+
+class DeviceHistories:
+    """One per process: device histories for history features (see the module docstring)."""
+
+    def __init__(self, engine: Engine, capacity: int = 100_000) -> None:
+        self.engine = engine
+        self.capacity = capacity
+        self.sqlite = engine.dialect.name == "sqlite"
+        self._tails: OrderedDict[str, Tail] = OrderedDict()
+        self._shape: tuple[int, bool] = (0, False)  # (observations kept, counted) of the tails
+        self._changes = 0  # counts changes of devices the cache did not hold
+        self._changed: OrderedDict[str, int] = OrderedDict()  # device: its last such change
+        self._changed_floor = 0  # the latest change forgotten from `_changed`
+        self._rowid: int | None = None  # SQLite: predictions up to here were looked at
+        self._own: OrderedDict[uuid.UUID, None] = OrderedDict()  # this process's requests
+        self.reads = 0  # database reads made for windows (for tests and metrics)
+
+    @property
+    def cached_devices(self) -> int:
+        """How many devices' histories are held."""
+        return len(self._tails)
+
+    async def windows(
+        self,
+        features: HistoryFeatures,
+        matrix: FloatArray,
+        device_ids: Sequence[str | None],
+        observed_at: Sequence[datetime],
+        request_id: uuid.UUID,
+    ) -> tuple[FloatArray, FloatArray, list[list[str] | None]]:
+        """Each row's window (n, depth + 1, counters), NaN where no earlier observation
+        exists; how many earlier observations its device has; and per row the warnings of a
+        missing history (None: it had one)."""
+        # Tails keep `depth` observations (at least one when counted: a count needs to know
+        # which observations are later than a row).
+        shape = (max(features.depth, 1 if features.counts else 0), features.counts)
+        if shape != self._shape:  # another model: tails of another shape
+            self._tails.clear()
+            self._shape = shape
+        if self.sqlite:
+            self._own[request_id] = None  # its rows, once committed, are not another's
+            while len(self._own) > 10_000:
+                self._own.popitem(last=False)
+        rows: dict[str, list[int]] = {}
+        for i, device in enumerate(device_ids):
+            if device is not None:
+                rows.setdefault(device, []).append(i)
+        read = await self._read(rows, observed_at)
+        return self._assemble(features.depth, matrix, device_ids, observed_at, rows, read)
+
+    async def _read(self, rows: dict[str, list[int]], observed_at: Sequence[datetime]) -> _Read:
+        keep = self._shape[0]
+        read = _Read([], {}, {})
+        for device, indexes in rows.items():
+            first = min(observed_at[i] for i in indexes)
+            tail = self._tails.get(device)
+            if tail is None:
+                read.missing.append(device)
+            elif not tail.serves(first, keep):
+                read.earlier[device] = (first, max(observed_at[i] for i in indexes))
+            else:
+                read.hits[device] = tail
+                self._tails.move_to_end(device)
+        read.catch_up = self.sqlite and bool(rows)
+        if not read.missing and not read.earlier and not read.catch_up:
+            return read
+        read.since = self._rowid
+        started = self._changes
+        if read.missing or read.earlier:
+            await asyncio.to_thread(self._fetch, read, self._shape)
+        else:  # SQLite's look at what others stored: one indexed read of a local file (~30 us:
+            with self.engine.connect() as connection:  # cheaper here than a thread round trip)
+                self._look(connection, read)
+            if read.missing:  # devices others changed: read them off the loop
+                await asyncio.to_thread(self._fetch, read, self._shape, looked=True)
+        self.reads += 1
+        if read.catch_up:
+            self._caught_up(read)
+        for device, history in read.latest.items():
+            if self._changed_since(device, started):
+                continue  # a commit of this device may have followed the read: use, not keep
+            self._tails[device] = _tail(history)
+            self._tails.move_to_end(device)
+        while len(self._tails) > self.capacity:
+            self._tails.popitem(last=False)
+        return read
+
+    def _fetch(self, read: _Read, shape: tuple[int, bool], looked: bool = False) -> None:
+        keep, counted = shape
+        with self.engine.connect() as connection, connection.begin():
+            if read.catch_up and not looked:
+                self._look(connection, read)
+            read.latest = histories.latest_observations(connection, read.missing, keep, counted)
+            for device, (first, last) in read.earlier.items():
+                before = histories.observations_before(connection, device, first, keep, counted)
+                between = (
+                    histories.observations_between(connection, device, first, last)
+                    if last > first
+                    else []
+                )
+                read.before[device] = _tail(before, between)
+
+    def _look(self, connection: Connection, read: _Read) -> None:
+        """SQLite: what was committed since the last look; this request's devices that others
+        changed become missing (read again, in this snapshot when it is the same)."""
+        if read.since is None:  # the first look: nothing cached yet
+            read.rowid = histories.last_rowid(connection)
+            return
+        read.others = histories.rows_since(connection, read.since, CATCH_UP_LIMIT + 1)
+        read.rowid = read.others[-1][0] if read.others else read.since
+        if len(read.others) > CATCH_UP_LIMIT:
+            stale = set(read.hits)
+        else:
+            stale = {d for _, d, r in read.others if d in read.hits and r not in self._own}
+        for device in stale:
+            del read.hits[device]
+            read.missing.append(device)
+
+    def _caught_up(self, read: _Read) -> None:
+        if self._rowid is not None and read.rowid < self._rowid:
+            return  # a later read already looked further
+        if len(read.others) > CATCH_UP_LIMIT:
+            self._tails.clear()
+        for _, device, request in read.others:
+            if device is not None and request not in self._own:
+                self._forget(device)
+        self._rowid = read.rowid
+
+    def _assemble(
+        self,
+        depth: int,
+        matrix: FloatArray,
+        device_ids: Sequence[str | None],
+        observed_at: Sequence[datetime],
+        rows: dict[str, list[int]],
+        read: _Read,
+    ) -> tuple[FloatArray, FloatArray, list[list[str] | None]]:
+        n, counters = matrix.shape
+        windows = np.full((n, depth + 1, counters), np.nan)
+        windows[:, depth, :] = matrix
+        counts = np.zeros(n)
+        warnings: list[list[str] | None] = [None] * n
+        for i, device in enumerate(device_ids):
+            if device is None:
+                warnings[i] = [NO_DEVICE]
+        for device, indexes in rows.items():
+            if device in read.before:
+                known = read.before[device]
+            elif device in read.latest:
+                known = _tail(read.latest[device])
+            else:
+                known = read.hits[device]
+            if len(indexes) > 1:  # rows of the device see the request's earlier ones too
+                known = Tail(list(known.times), list(known.values), known.complete, known.count)
+            for i in sorted(indexes, key=lambda k: (observed_at[k], k)):
+                moment = observed_at[i]
+                earlier, count = known.earlier(moment, depth)
+                if earlier:
+                    windows[i, depth - len(earlier) : depth, :] = earlier
+                counts[i] = max(count, 0)
+                if count == 0 or (count < 0 and not earlier):
+                    warnings[i] = [no_history(device)]
+                if len(indexes) > 1:  # the later of two rows of one time stands for it
+                    known.add(moment, tuple(matrix[i].tolist()), len(known.times) + 1)
+        return windows, counts, warnings
+
+    def stored_windows(
+        self,
+        features: HistoryFeatures,
+        matrix: FloatArray,
+        moments: Sequence[tuple[str | None, datetime]],
+    ) -> tuple[FloatArray, FloatArray]:
+        """Windows and counts of stored predictions (rows of `matrix`, each with its device and
+        time) from the history stored now: blocking, for explanations read off the loop."""
+        depth = features.depth
+        windows = np.full((matrix.shape[0], depth + 1, matrix.shape[1]), np.nan)
+        windows[:, depth, :] = matrix
+        counts = np.zeros(matrix.shape[0])
+        with self.engine.connect() as connection:
+            for i, (device, moment) in enumerate(moments):
+                if device is None:
+                    continue
+                found = histories.observations_before(
+                    connection, device, moment, depth, features.counts
+                )
+                earlier = [o.values for o in reversed(found.observations)]
+                if earlier:
+                    windows[i, depth - len(earlier) : depth, :] = earlier
+                counts[i] = max(found.count, 0)
+        return windows, counts
+
+    def committed(self, block: PredictionBlock) -> None:
+        """A block of this process's predictions was committed: add it to the cached tails."""
+        keep = self._shape[0]
+        if not self._tails and not keep:
+            return
+        columns = [block.metrics[name] for name in METRIC_COLUMNS]
+        for i, device in enumerate(block.device_ids):
+            if device is None:
+                continue
+            tail = self._tails.get(device)
+            if tail is None:
+                self._note_change(device)
+                continue
+            tail.add(block.observed_at[i], tuple(float(c[i]) for c in columns), keep)
+
+    async def forget_block(self, block: Announced) -> None:
+        """Another process committed a block of predictions (PostgreSQL's announcement): forget
+        its devices, to be read again when needed."""
+        if self._shape == (0, False):
+            return  # no model with history served yet: nothing is cached
+        devices = await asyncio.to_thread(self._block_devices, block)
+        for device in devices:
+            self._forget(device)
+
+    def _block_devices(self, block: Announced) -> set[str]:
+        with self.engine.connect() as connection:
+            return histories.block_devices(connection, block.request_id, block.first, block.last)
+
+    def _forget(self, device: str) -> None:
+        self._tails.pop(device, None)
+        self._note_change(device)
+
+    def _note_change(self, device: str) -> None:
+        self._changes += 1
+        self._changed[device] = self._changes
+        self._changed.move_to_end(device)
+        while len(self._changed) > self.capacity:
+            _, forgotten = self._changed.popitem(last=False)
+            self._changed_floor = max(self._changed_floor, forgotten)
+
+    def _changed_since(self, device: str, started: int) -> bool:
+        return max(self._changed.get(device, 0), self._changed_floor) > started

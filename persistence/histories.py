@@ -1,0 +1,210 @@
+"""A device's stored observations, for the history features of its next prediction.
+
+The history of a device is its stored predictions' telemetry, one observation per `observed_at`
+(a prediction made again for the same device and time, a retry or a re-run, counts once: the
+latest stored, by id). Every read goes through `ix_prediction_device_id_observed_at`:
+
+- `latest_observations`: each device's newest observations (one statement on PostgreSQL, a
+  LATERAL join over the devices; one short indexed statement per device on SQLite, in one
+  transaction);
+- `observations_before`: a device's newest observations before a time (a row that arrives out
+  of order);
+- `rows_since` (SQLite): the predictions committed after a rowid. SQLite has one writer at a
+  time and gives each new row the next rowid, so rowid order is commit order: a server reads
+  what other processes stored since it last looked, exactly;
+- `block_devices` (PostgreSQL): the devices of a block another process announced.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from persistence.records import METRIC_COLUMNS
+from persistence.tables import Prediction
+
+_TABLE = Prediction.__table__  # type: ignore[attr-defined]
+_COLUMNS = [_TABLE.c.observed_at, _TABLE.c.id, *(_TABLE.c[name] for name in METRIC_COLUMNS)]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One stored observation of a device: when, which prediction, the counters (METRIC_COLUMNS)."""
+
+    observed_at: datetime
+    id: uuid.UUID
+    values: tuple[float, ...]
+
+
+def _distinct(rows: Sequence[Sequence[object]]) -> list[Observation]:
+    """Observations, newest first, one per time (rows come newest first, ties by id desc)."""
+    found: list[Observation] = []
+    for row in rows:
+        moment = row[0]
+        assert isinstance(moment, datetime)
+        if found and found[-1].observed_at == moment:
+            continue  # an older prediction of the same observation
+        found.append(Observation(moment, _uuid(row[1]), tuple(map(float, row[2:]))))  # type: ignore[arg-type]
+    return found
+
+
+def _newest_first(device: str, before: datetime | None, limit: int) -> sa.Select[Any]:
+    query = sa.select(*_COLUMNS).where(_TABLE.c.device_id == device)
+    if before is not None:
+        query = query.where(_TABLE.c.observed_at < before)
+    return query.order_by(_TABLE.c.observed_at.desc(), _TABLE.c.id.desc()).limit(limit)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A device's newest observations (newest first), whether they are all it has, and how many
+    it has in all (one per time; counted only when asked, else -1)."""
+
+    observations: list[Observation]
+    complete: bool
+    count: int
+
+
+def _count(device: str, before: datetime | None) -> sa.Select[Any]:
+    query = sa.select(sa.func.count(sa.distinct(_TABLE.c.observed_at))).where(
+        _TABLE.c.device_id == device
+    )
+    if before is not None:
+        query = query.where(_TABLE.c.observed_at < before)
+    return query
+
+
+def latest_observations(
+    connection: Connection, devices: Sequence[str], wanted: int, count: bool = False
+) -> dict[str, History]:
+    """Per device: its newest `wanted` observations and, if asked, how many it has."""
+    found: dict[str, History] = {}
+    if not devices:
+        return found
+    # Duplicates of one observation are rare: read twice what is wanted, and read again with no
+    # limit a device that had so many duplicates that fewer than `wanted` remained.
+    limit = 2 * wanted
+    rows = _latest_rows(connection, devices, limit)
+    for device in devices:
+        raw = rows.get(device, [])
+        observations = _distinct(raw)
+        if len(observations) < wanted and len(raw) == limit:
+            observations = _distinct(connection.execute(_newest_first(device, None, 1 << 62)).all())
+        complete = len(observations) <= wanted
+        total = -1
+        if count:
+            total = len(observations) if complete else _counted(connection, device, None)
+        found[device] = History(observations[:wanted], complete, total)
+    return found
+
+
+def _counted(connection: Connection, device: str, before: datetime | None) -> int:
+    found: int = connection.execute(_count(device, before)).scalar_one()
+    return found
+
+
+def _latest_rows(
+    connection: Connection, devices: Sequence[str], limit: int
+) -> dict[str, list[Sequence[object]]]:
+    if connection.dialect.name != "postgresql":
+        return {d: list(connection.execute(_newest_first(d, None, limit)).all()) for d in devices}
+    wanted = (
+        sa.func.unnest(sa.literal(list(devices), sa.ARRAY(sa.String)))
+        .table_valued("device")
+        .render_derived(name="wanted")
+    )
+    inner = (
+        sa.select(*_COLUMNS)
+        .where(_TABLE.c.device_id == wanted.c.device)
+        .order_by(_TABLE.c.observed_at.desc(), _TABLE.c.id.desc())
+        .limit(limit)
+        .lateral("latest")
+    )
+    query = sa.select(wanted.c.device, *inner.c).select_from(wanted).join(inner, sa.true())
+    rows: dict[str, list[Sequence[object]]] = {}
+    for row in connection.execute(query):
+        rows.setdefault(row[0], []).append(row[1:])
+    return rows
+
+
+def observations_before(
+    connection: Connection, device: str, before: datetime, wanted: int, count: bool = False
+) -> History:
+    """A device's newest `wanted` observations strictly before `before` and, if asked, how many
+    it has before then."""
+    limit = 2 * wanted
+    raw = connection.execute(_newest_first(device, before, limit)).all()
+    observations = _distinct(raw)
+    if len(observations) < wanted and len(raw) == limit:
+        observations = _distinct(connection.execute(_newest_first(device, before, 1 << 62)).all())
+    complete = len(observations) <= wanted
+    total = -1
+    if count:
+        total = len(observations) if complete else _counted(connection, device, before)
+    return History(observations[:wanted], complete, total)
+
+
+def observations_between(
+    connection: Connection, device: str, start: datetime, end: datetime
+) -> list[Observation]:
+    """A device's observations with start <= observed_at < end, newest first."""
+    query = (
+        sa.select(*_COLUMNS)
+        .where(
+            _TABLE.c.device_id == device,
+            _TABLE.c.observed_at >= start,
+            _TABLE.c.observed_at < end,
+        )
+        .order_by(_TABLE.c.observed_at.desc(), _TABLE.c.id.desc())
+    )
+    return _distinct(connection.execute(query).all())
+
+
+def last_rowid(connection: Connection) -> int:
+    """The highest rowid of the prediction table (SQLite), 0 when it is empty."""
+    value = connection.execute(sa.text("SELECT max(rowid) FROM prediction")).scalar()
+    return int(value or 0)
+
+
+def rows_since(
+    connection: Connection, rowid: int, limit: int
+) -> list[tuple[int, str | None, uuid.UUID]]:
+    """(rowid, device id, request id) of the first `limit` predictions committed after `rowid`
+    (SQLite), in commit order."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT rowid, device_id, audit_event_id FROM prediction"
+            " WHERE rowid > :rowid ORDER BY rowid LIMIT :limit"
+        ),
+        {"rowid": rowid, "limit": limit},
+    ).all()
+    return [(int(r[0]), r[1], _uuid(r[2])) for r in rows]
+
+
+def _uuid(value: object) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, bytes):
+        return uuid.UUID(bytes=value)
+    return uuid.UUID(str(value))
+
+
+def block_devices(
+    connection: Connection, request_id: uuid.UUID, first: uuid.UUID, last: uuid.UUID
+) -> set[str]:
+    """The devices of one announced block of predictions (see persistence.alerts)."""
+    query = (
+        sa.select(_TABLE.c.device_id)
+        .where(
+            _TABLE.c.audit_event_id == request_id,
+            _TABLE.c.id >= first,
+            _TABLE.c.id <= last,
+            _TABLE.c.device_id.is_not(None),
+        )
+        .distinct()
+    )
+    return {row[0] for row in connection.execute(query)}

@@ -1,0 +1,219 @@
+"""History features served from what failcast stored: the same features training computes.
+
+A logistic regression on counters plus history features (model.history) is the serving
+version; its explanation lists every feature's value, so each answer shows the features it was
+computed from. Each test compares them with `HistoryFeatures.of_sequences` over the sequence the
+device has in the database (the definition training uses), on SQLite and PostgreSQL.
+"""
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+from support import demo_fleet, gql, register_version
+
+from graph.app import create_app
+from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact, load_artifact, sha256_hex
+from model.history import HistoryFeatures, history_feature_names
+
+# All >= 0, so the log1p pipeline (compiled, with contributions) takes them.
+FEATURES = (*DEVICE_FEATURES, *history_feature_names(("max3", "max7", "zero_run")))
+HISTORY = HistoryFeatures(FEATURES)
+BATCH = """mutation B($r: [PredictInput!]!) { predictBatch(inputs: $r) {
+  deviceId observedAt failureProbability warnings
+  explanation { contributions { feature value } } } }"""
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def training_features(dataset: Any) -> np.ndarray:
+    """The history features of every row of a dataset (in its row order), as training makes
+    them: each device's rows in date order, through `HistoryFeatures.of_device`."""
+    order = np.lexsort((dataset.dates, dataset.devices))
+    devices = dataset.devices[order]
+    cuts = np.flatnonzero(devices[1:] != devices[:-1]) + 1
+    features = np.empty((len(dataset), len(FEATURES)))
+    for rows in np.split(order, cuts):
+        features[rows] = HISTORY.of_device(dataset.dates[rows], dataset.X[rows])
+    return features
+
+
+@pytest.fixture(scope="session")
+def history_artifact() -> bytes:
+    """A logistic regression trained on the demo fleet's history features."""
+    from training.estimators import logistic_regression
+
+    fleet = demo_fleet()
+    estimator = logistic_regression(seed=0).fit(training_features(fleet), fleet.y)
+    return dump_artifact(estimator, ArtifactMetadata("logistic_regression", FEATURES, 0.5, {}))
+
+
+@pytest.fixture
+def history_model(db_engine, history_artifact):
+    return register_version(
+        db_engine,
+        history_artifact,
+        version="history-1",
+        lifecycle=False,
+        feature_names=FEATURES,
+        algorithm="logistic_regression",
+    )
+
+
+@pytest.fixture
+def history_client(settings, db_engine, history_model):
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _row(device: str | None, day: float, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 40, size=len(DEVICE_FEATURES)) * (rng.random(8) < 0.5)
+    row: dict[str, Any] = {name: int(v) for name, v in zip(DEVICE_FEATURES, values, strict=True)}
+    row["observedAt"] = (START + timedelta(days=day)).isoformat()
+    if device is not None:
+        row["deviceId"] = device
+    return row
+
+
+def _send(client, headers, rows) -> list[dict[str, Any]]:
+    body = gql(client, BATCH, {"r": rows}, headers)
+    assert "errors" not in body, body
+    return body["data"]["predictBatch"]
+
+
+def _features(answer: dict[str, Any]) -> np.ndarray:
+    values = {c["feature"]: c["value"] for c in answer["explanation"]["contributions"]}
+    return np.array([values[name] for name in FEATURES])
+
+
+def _expected(rows: list[dict[str, Any]]) -> np.ndarray:
+    """Features of the last row of a device's sequence, as training computes them."""
+    sequence = np.array([[r[name] for name in DEVICE_FEATURES] for r in rows], dtype=float)
+    return HISTORY.of_sequences([sequence])[0][-1]
+
+
+def test_each_prediction_reads_the_devices_stored_history(history_client, auth_headers):
+    sent: list[dict[str, Any]] = []
+    for day in range(12):  # one observation a day, each its own request: history grows
+        row = _row("dev-a", day, seed=day)
+        [answer] = _send(history_client, auth_headers, [row])
+        sent.append(row)
+        np.testing.assert_array_equal(_features(answer), _expected(sent))
+    assert _features(answer)[FEATURES.index("observations")] == 11
+
+
+def test_probabilities_equal_the_model_on_training_features(
+    history_client, auth_headers, history_artifact
+):
+    predictor = load_artifact(history_artifact, sha256_hex(history_artifact))
+    rows = [_row("dev-p", day, seed=100 + day) for day in range(20)]
+    answers = [_send(history_client, auth_headers, [row])[0] for row in rows]
+    sequence = np.array([[r[n] for n in DEVICE_FEATURES] for r in rows], dtype=float)
+    expected = predictor.reference_proba(HISTORY.of_sequences([sequence])[0])  # scikit-learn
+    got = np.array([a["failureProbability"] for a in answers])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_no_device_or_no_history_is_a_first_observation_with_a_warning(
+    history_client, auth_headers
+):
+    first, anonymous = _send(
+        history_client, auth_headers, [_row("dev-new", 0, 1), _row(None, 0, 2)]
+    )
+    for answer, row in ((first, _row("dev-new", 0, 1)), (anonymous, _row(None, 0, 2))):
+        np.testing.assert_array_equal(_features(answer), _expected([row]))
+    assert any("history missing" in w and "dev-new" in w for w in first["warnings"])
+    assert any("history missing: no deviceId" in w for w in anonymous["warnings"])
+    [second] = _send(history_client, auth_headers, [_row("dev-new", 1, 3)])
+    assert not any("history missing" in w for w in second["warnings"])
+
+
+def test_a_device_with_gaps_counts_observations_not_days(history_client, auth_headers):
+    days = [0, 1, 9, 10, 40, 41, 42, 90]
+    rows = [_row("dev-gaps", d, seed=200 + d) for d in days]
+    for i, row in enumerate(rows):
+        [answer] = _send(history_client, auth_headers, [row])
+        np.testing.assert_array_equal(_features(answer), _expected(rows[: i + 1]))
+
+
+def test_an_out_of_order_arrival_sees_only_what_came_before_it(history_client, auth_headers):
+    rows = {d: _row("dev-late", d, seed=300 + d) for d in range(15)}
+    for day in [*range(0, 7), *range(8, 15)]:  # day 7 is late
+        _send(history_client, auth_headers, [rows[day]])
+    [late] = _send(history_client, auth_headers, [rows[7]])
+    np.testing.assert_array_equal(_features(late), _expected([rows[d] for d in range(8)]))
+    # the next observation has the late one in its history, in its place
+    nxt = _row("dev-late", 15, seed=315)
+    [answer] = _send(history_client, auth_headers, [nxt])
+    np.testing.assert_array_equal(_features(answer), _expected([*rows.values(), nxt]))
+
+
+def test_the_same_observation_again_is_scored_alike(history_client, auth_headers):
+    rows = [_row("dev-dup", d, seed=400 + d) for d in range(5)]
+    answers = [_send(history_client, auth_headers, [r])[0] for r in rows]
+    [again] = _send(history_client, auth_headers, [rows[-1]])  # a retry of the last
+    assert again["failureProbability"] == answers[-1]["failureProbability"]
+    nxt = _row("dev-dup", 5, seed=405)
+    [answer] = _send(history_client, auth_headers, [nxt])  # counted once in the history
+    np.testing.assert_array_equal(_features(answer), _expected([*rows, nxt]))
+
+
+def test_a_batch_of_several_devices_and_days_equals_one_row_at_a_time(history_client, auth_headers):
+    rows = [_row(f"dev-b{d % 3}", d // 3, seed=500 + d) for d in range(30)]
+    shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
+    answers = _send(history_client, auth_headers, shuffled)
+    for row, answer in zip(shuffled, answers, strict=True):
+        device_rows = [r for r in rows if r["deviceId"] == row["deviceId"]]
+        upto = [r for r in device_rows if r["observedAt"] <= row["observedAt"]]
+        np.testing.assert_array_equal(_features(answer), _expected(upto))
+
+
+def test_a_second_server_sees_what_the_first_stored(
+    settings, db_engine, history_model, auth_headers
+):
+    with (
+        TestClient(create_app(settings)) as first,
+        TestClient(create_app(settings)) as second,
+    ):
+        rows = [_row("dev-two", d, seed=600 + d) for d in range(6)]
+        for row in rows[:3]:
+            _send(first, auth_headers, [row])
+        _send(second, auth_headers, [rows[3]])  # the first server holds dev-two's history
+        histories = first.app.state.runtime.histories
+        deadline = time.monotonic() + 5
+        # SQLite: the first server's next request reads what was stored since; PostgreSQL:
+        # the stored block's announcement makes it forget the device (a few ms).
+        while not histories.sqlite and "dev-two" in histories._tails:
+            assert time.monotonic() < deadline, "the announcement never arrived"
+            time.sleep(0.01)
+        [answer] = _send(first, auth_headers, [rows[4]])
+        np.testing.assert_array_equal(_features(answer), _expected(rows[:5]))
+
+
+def test_cached_devices_need_no_read_of_their_history(history_client, auth_headers):
+    histories = history_client.app.state.runtime.histories
+    rows = [_row(f"dev-c{i}", 0, seed=700 + i) for i in range(50)]
+    _send(history_client, auth_headers, rows)
+    reads = histories.reads
+    _send(history_client, auth_headers, [_row(f"dev-c{i}", 1, seed=800 + i) for i in range(50)])
+    # PostgreSQL: none; SQLite: the one look at what others stored since
+    assert histories.reads - reads == (1 if histories.sqlite else 0)
+
+
+def test_stored_predictions_are_explained_with_their_history(history_client, auth_headers):
+    rows = [_row("dev-x", d, seed=900 + d) for d in range(6)]
+    plain = "mutation B($r: [PredictInput!]!) { predictBatch(inputs: $r) { id } }"
+    for row in rows:  # no explanation asked: none stored, computed when read
+        assert "errors" not in gql(history_client, plain, {"r": [row]}, auth_headers)
+    query = """query { predictions(first: 10, filter: {deviceId: "dev-x"},
+      orderBy: {field: OBSERVED_AT, direction: ASC}) { edges { node {
+      explanation { contributions { feature value } } } } } }"""
+    body = gql(history_client, query, None, auth_headers)
+    assert "errors" not in body, body
+    explained = [e["node"] for e in body["data"]["predictions"]["edges"]]
+    assert len(explained) == len(rows)
+    for i, read in enumerate(explained):
+        np.testing.assert_array_equal(_features(read), _expected(rows[: i + 1]))

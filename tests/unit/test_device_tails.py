@@ -1,0 +1,44 @@
+"""A cached device tail (graph.runtime.histories.Tail): the latest observations, kept in order."""
+
+from datetime import UTC, datetime, timedelta
+
+from graph.runtime.histories import Tail
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _at(day: int) -> datetime:
+    return T0 + timedelta(days=day)
+
+
+def _tail(days: list[int], complete: bool, count: int) -> Tail:
+    return Tail([_at(d) for d in days], [(float(d),) for d in days], complete, count)
+
+
+def test_a_full_tail_serves_rows_after_its_kept_observations_only() -> None:
+    tail = _tail([5, 6, 7], complete=False, count=8)  # 8 stored, the latest 3 kept
+    assert tail.serves(_at(8), keep=3)
+    assert not tail.serves(_at(7), keep=3)  # needs day 4, which is not kept
+    earlier, count = tail.earlier(_at(8), depth=3)
+    assert earlier == [(5.0,), (6.0,), (7.0,)] and count == 8
+
+
+def test_a_complete_tail_serves_any_time() -> None:
+    tail = _tail([1, 3], complete=True, count=2)
+    assert tail.serves(_at(0), keep=3) and tail.serves(_at(2), keep=3)
+    assert tail.earlier(_at(2), depth=3) == ([(1.0,)], 1)
+    assert tail.earlier(_at(0), depth=3) == ([], 0)
+
+
+def test_adding_keeps_the_latest_and_counts_new_times_once() -> None:
+    tail = _tail([1, 2, 3], complete=True, count=3)
+    tail.add(_at(4), (4.0,), keep=3)
+    assert [t.day for t in tail.times] == [3, 4, 5] and not tail.complete and tail.count == 4
+    tail.add(_at(4), (40.0,), keep=3)  # the same time again: the later row stands for it
+    assert tail.values[-1] == (40.0,) and tail.count == 4
+    tail.add(_at(0), (0.0,), keep=3)  # older than all kept: counted, not kept
+    assert [t.day for t in tail.times] == [3, 4, 5] and tail.count == 5
+    tail.add(_at(2) + timedelta(hours=12), (2.5,), keep=3)  # late, among the latest: in place
+    assert [v[0] for v in tail.values] == [2.5, 3.0, 40.0] and tail.count == 6
+    tail.add(_at(3), (3.1,), keep=3)  # a kept time again: replaced, not counted
+    assert [v[0] for v in tail.values] == [2.5, 3.1, 40.0] and tail.count == 6
