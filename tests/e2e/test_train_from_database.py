@@ -74,11 +74,10 @@ def _failures_file(directory: Path) -> Path:
 
 
 def _say(config: pytest.Config, message: str) -> None:
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(message)
-    else:  # pragma: no cover (pytest always has one unless run without a terminal)
-        print(message, file=sys.stderr)
+    """Print past pytest's capture, so the figure shows in every run's output."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(message, file=sys.stderr, flush=True)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +117,7 @@ def replayed(
         _say(
             request.config,
             f"\n[{kind}] replayed {len(rows):,} real rows through predictBatch in {replay:.1f} s;"
-            f" imported the failures as outcomes in {imported:.1f} s",
+            f" imported the failures as outcomes in {imported:.2f} s",
         )
         yield engine
     finally:

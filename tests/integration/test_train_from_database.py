@@ -28,6 +28,7 @@ from training import (
 )
 from training.database import database_source, load_database_dataset, rows_digest
 from training.options import validate_options
+from training.trainer import load_training_data
 
 NOON = time(12, 0)
 RECORDED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -157,6 +158,8 @@ def test_no_rows_no_failures_and_bad_dates_are_clear_errors(db_engine, active_mo
     assert load_database_dataset(db_engine).y.tolist() == [1, 0]
     with pytest.raises(InvalidOptionsError, match="must be before"):
         load_database_dataset(db_engine, date(2015, 3, 2), date(2015, 3, 2))
+    with pytest.raises(InvalidOptionsError, match="needs the database"):
+        load_training_data(TrainOptions(from_database=True), lambda _: None)  # no engine
     for wrong in (
         TrainOptions(from_database=True, data_path=Path(__file__)),
         TrainOptions(date_from=date(2015, 1, 1)),
