@@ -16,7 +16,8 @@ planning for the whole result (`cursor_tuple_fraction = 1`), not for its first r
 device-day's predictions are then adjacent with the latest last, whatever the collation of
 device_id, so the batches are deduplicated in numpy: the last row of each run of equal (device,
 day) is kept, and the run's length is how many predictions the device-day had; the run at the
-end of a batch waits for the next one, which may continue it. Measured by `python -m
+end of a batch (reduced to its latest row and its length) waits for the next batch, which may
+continue it. Measured by `python -m
 bench.trainingset` (1,000,000 predictions, 2 shared cores): see the README's performance notes.
 
 Rows come out in that order, which is not the same on both databases (PostgreSQL's collation
@@ -102,17 +103,19 @@ def training_rows(
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1")
         result = connection.execution_options(yield_per=batch).execute(query)
-        held: TrainingBatch | None = None  # the run at the end of the last batch
+        # The run at the end of the last batch, as its latest row so far (with the run's
+        # length as its `stored` count): the next batch may continue it.
+        held: TrainingBatch | None = None
         for part in result.partitions():
             rows = _arrays(part, len(metrics))
             if held is not None:
                 rows = TrainingBatch.joined([held, rows])
             last_run = _run_starts(rows)[-1]
-            held = rows.take(slice(last_run, None))
+            held = _latest_of_runs(rows.take(slice(last_run, None)))
             if last_run:
                 yield _latest_of_runs(rows.take(slice(0, last_run)))
         if held is not None:
-            yield _latest_of_runs(held)
+            yield held
 
 
 def _arrays(part: Sequence[Sequence[Any]], width: int) -> TrainingBatch:
@@ -156,12 +159,9 @@ def _query(
 ) -> Any:
     p, o = _PREDICTION.c, _OUTCOME.c
     day = _utc_day(dialect, p.observed_at)
-    # Compared with the DATE column: a date on PostgreSQL, the same text on SQLite.
-    outcome_day = (
-        sa.cast(sa.func.timezone("UTC", p.observed_at), sa.Date)
-        if (dialect == "postgresql")
-        else day
-    )
+    outcome_day = day  # compared with the DATE column: the same text on SQLite,
+    if dialect == "postgresql":  # a date on PostgreSQL
+        outcome_day = sa.cast(sa.func.timezone("UTC", p.observed_at), sa.Date)
     where: list[Any] = [p.device_id.is_not(None)]
     if start is not None:
         where.append(p.observed_at >= sa.literal(start, UTCDateTime()))
