@@ -73,6 +73,11 @@ def _p99(run: Run) -> float:
     return run.load.p99_ms
 
 
+def _tail(run: Run) -> float:
+    """How far the tail stands from the median (issue 15's target: <= 2.5 at 32 connections)."""
+    return run.load.p99_ms / max(run.load.p50_ms, 1e-9)
+
+
 def _cpu(contender: Contender, results: Results) -> str:
     spread = results.spread(contender.key, lambda run: run.cpu_ms_per_request)
     text = spread.show("{:.2f} ms")
@@ -100,10 +105,10 @@ def results_table(results: Results) -> list[str]:
     """The main table: one row per contender."""
     lines = [
         "| # | contender | answered/s, median [min-max] | x reference | p50 ms | p99 ms "
-        "| server CPU / request | cores busy: server + DB + wrk + rest of machine | peak RSS MB "
-        "| non-2xx "
+        "| p99 / p50 | server CPU / request | cores busy: server + DB + wrk + rest of machine "
+        "| peak RSS MB | non-2xx "
         "| stored = answered |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     storage = {check.key: check for check in results.storage}
     rss = {m.key: max(m.workers_mb, default=0.0) for m in results.memory}
@@ -118,6 +123,7 @@ def results_table(results: Results) -> list[str]:
             results.ratio(key, "reference", _units).show("{:.2f}x"),
             results.spread(key, lambda run: run.load.p50_ms).show("{:.1f}"),
             results.spread(key, _p99).show("{:.1f}"),
+            results.spread(key, _tail).show("{:.2f}"),
             _cpu(contender, results),
             _cores(key, results),
             f"{rss.get(key, 0.0):.0f}",

@@ -1,13 +1,29 @@
 """Plain-numpy evaluators of fitted scikit-learn models, free of sklearn at serving time.
 
-sklearn's `predict_proba` validates its input on every call (about 165 us for one row); the
-arrays below give the same numbers (to 1e-12) in a few microseconds. A model is compiled once,
-at training time, into a spec of plain arrays that the artifact carries, so serving needs
-neither sklearn's per-call overhead nor sklearn itself in memory. Only the shapes failcast
-trains are compiled; `compile_spec` returns None for anything else and the caller falls back
-to `predict_proba`.
+sklearn's `predict_proba` validates its input on every call (about 165 us for one row of a tree,
+about 2 ms for 200 boosted trees, which it walks one call each); the arrays below give the same
+numbers (to 1e-12; gradient boosting's raw score to the bit) in microseconds for one row, and a
+1,000-row batch of 200 boosted trees in about the time of scikit-learn's single-threaded
+Cython (bench.compiled_models). A model is compiled once, at training time, into a
+spec of plain arrays that the artifact carries, so serving needs neither sklearn's per-call
+overhead nor sklearn itself in memory. Only the shapes failcast trains are compiled:
 
-Each evaluator also explains its answers, in the same pass as the probabilities (`explain`):
+- a bare DecisionTreeClassifier;
+- Pipeline([FunctionTransformer(f), StandardScaler(), LogisticRegression()]) with f np.log1p (the
+  artifacts of earlier versions) or model.transforms.signed_log1p (history deltas are negative);
+- a bare binary HistGradientBoostingClassifier without categorical features;
+- CalibratedClassifierCV(one of the above, method="sigmoid" or "isotonic") holding one
+  calibrated classifier (ensemble=False, or a FrozenEstimator): the inner estimator refit on all
+  the data, then one calibrator;
+
+`compile_spec` returns None for anything else (multiclass, categorical splits, an ensemble of
+calibrated classifiers, ...) and the caller falls back to `predict_proba`.
+
+Each evaluator has a *score*, what scikit-learn's calibration reads (`decision_function` where the
+model has one, else P(failure)), and a link from score to probability: none for a tree, the
+logistic function for a logistic regression and for gradient boosting, the calibrator for a
+calibrated model. Each also explains its answers, in the same pass as the probabilities
+(`explain`):
 
 - a tree gives the path from root to leaf: each internal node visited, as `{"feature",
   "threshold", "value", "goesLeft"}` (the value as given; `goesLeft` is the comparison the tree
@@ -16,10 +32,32 @@ Each evaluator also explains its answers, in the same pass as the probabilities 
 - a logistic regression gives each feature's `contribution` to the log-odds (its coefficient
   times its transformed value), largest magnitude first, its `score` the log-odds (scikit-learn's
   `decision_function`) and its `baseValue` the intercept, so that `baseValue` + the sum of the
-  contributions = `score`.
+  contributions = `score`;
+- gradient boosting gives contributions to the log-odds too, by path attribution (Saabas): each
+  tree's walk from root to leaf moves its expected value from the root's to the leaf's, and each
+  step's change is credited to the feature the node split on. A node's expected value is the
+  mean of its leaves' values weighted by the training rows that reached each (the nodes' `count`,
+  unweighted by class weights): scikit-learn's internal `value` of a node is its unshrunk Newton
+  step, 0 at the root, on another scale than the (shrunk) leaves, so compile time computes them.
+  `score` is the raw log-odds (`decision_function`), `baseValue` the baseline plus every tree's
+  root expected value, so `baseValue` + the sum of the contributions = `score`; features whose
+  contribution is 0 (no split on them along the row's paths) are left out;
+- a calibrated model gives its inner model's explanation, as it is: its `score` is the inner
+  model's score, which the calibrator maps monotonically to the probability answered (isotonic:
+  non-decreasing; sigmoid expit(-(a score + b)): increasing, as a < 0 for any model better than
+  chance). What raised the score raised the probability, but the contributions add up to the
+  inner score, not to the probability or its log-odds.
 
 Explanations are plain JSON, keyed like the GraphQL `Explanation` type (camelCase), so they are
 stored with a prediction and served as they are.
+
+How scikit-learn computes what is reproduced (1.9): a tree compares the float32 copy of a value
+with `<=`; gradient boosting compares the float64 value with `<=`, sends NaN to the side
+`missing_go_to_left` says (serving never sends NaN), starts from `_baseline_prediction` and adds
+the trees' leaves in order, then P = expit(raw); a calibrated classifier's P(failure) is the
+sigmoid calibrator's expit(-(a f + b)) or the isotonic regression's linear interpolation of
+(`X_thresholds_`, `y_thresholds_`) at f clipped to their range (np.interp, which scipy's
+interp1d itself delegates to), values in (1, 1 + 1e-5] set to 1.
 """
 
 from collections.abc import Callable, Sequence
@@ -28,7 +66,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from model.transforms import signed_log1p
+
 FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+UintArray = npt.NDArray[np.uint64]
 Spec = dict[str, Any]
 Explanation = dict[str, Any]
 DECISION_PATH = "DECISION_PATH"
@@ -47,7 +89,35 @@ class Evaluator(Protocol):
         ...
 
 
-class TreeEvaluator:
+class _Linked:
+    """An evaluator whose probability is a link function of its score."""
+
+    def score(self, matrix: FloatArray) -> FloatArray:
+        """What scikit-learn's calibration reads: the decision function, else P(failure)."""
+        raise NotImplementedError
+
+    def scored_explanations(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The scores and each row's explanation."""
+        raise NotImplementedError
+
+    def link(self, scores: FloatArray) -> FloatArray:
+        """P(failure) of scores."""
+        raise NotImplementedError
+
+    def __call__(self, matrix: FloatArray) -> FloatArray:
+        return self.link(self.score(matrix))
+
+    def explain(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The probabilities and each row's explanation (see the module docstring)."""
+        scores, explanations = self.scored_explanations(matrix, names)
+        return self.link(scores), explanations
+
+
+class TreeEvaluator(_Linked):
     """Walks a decision tree's node arrays, vectorised over rows."""
 
     def __init__(self, spec: Spec) -> None:
@@ -67,7 +137,10 @@ class TreeEvaluator:
             self.leaf_proba.tolist(),
         )
 
-    def __call__(self, matrix: FloatArray) -> FloatArray:
+    def link(self, scores: FloatArray) -> FloatArray:
+        return scores  # a tree's score is its leaf's probability
+
+    def score(self, matrix: FloatArray) -> FloatArray:
         # sklearn compares float32 copies of the inputs against float64 thresholds.
         x32 = matrix.astype(np.float32).astype(np.float64)
         if x32.shape[0] == 1:
@@ -87,7 +160,7 @@ class TreeEvaluator:
             node = left[node] if row[feature[node]] <= threshold[node] else right[node]
         return float(proba[node])
 
-    def explain(
+    def scored_explanations(
         self, matrix: FloatArray, names: Sequence[str]
     ) -> tuple[FloatArray, list[Explanation]]:
         """The probabilities and each row's decision path (see the module docstring)."""
@@ -146,16 +219,20 @@ class TreeEvaluator:
         return {"kind": DECISION_PATH, "score": score, "baseValue": base, "path": path}
 
 
-class LinearEvaluator:
-    """Input transforms (log1p, standard scaling) then a binary logistic regression."""
+class LinearEvaluator(_Linked):
+    """Input transforms (log1p or signed log1p, standard scaling), then a binary logistic
+    regression."""
 
     def __init__(self, spec: Spec) -> None:
         self.steps: list[Callable[[FloatArray], FloatArray]] = [_step(s) for s in spec["steps"]]
         self.coef = np.asarray(spec["coef"], dtype=np.float64)
         self.bias = float(spec["bias"])
 
-    def __call__(self, matrix: FloatArray) -> FloatArray:
-        return _sigmoid(self._margin(self._transformed(matrix)))
+    def link(self, scores: FloatArray) -> FloatArray:
+        return _sigmoid(scores)
+
+    def score(self, matrix: FloatArray) -> FloatArray:
+        return self._margin(self._transformed(matrix))
 
     def _transformed(self, matrix: FloatArray) -> FloatArray:
         values = matrix
@@ -166,10 +243,10 @@ class LinearEvaluator:
     def _margin(self, transformed: FloatArray) -> FloatArray:
         return np.asarray(transformed @ self.coef + self.bias, dtype=np.float64)
 
-    def explain(
+    def scored_explanations(
         self, matrix: FloatArray, names: Sequence[str]
     ) -> tuple[FloatArray, list[Explanation]]:
-        """The probabilities and each feature's contribution to each row's log-odds."""
+        """The log-odds and each feature's contribution to each row's log-odds."""
         transformed = self._transformed(matrix)
         margin = self._margin(transformed)
         contributions = transformed * self.coef
@@ -187,7 +264,297 @@ class LinearEvaluator:
             }
             for i, score in enumerate(margin.tolist())
         ]
-        return _sigmoid(margin), explanations
+        return margin, explanations
+
+
+class BoostedEvaluator(_Linked):
+    """Sums the leaves of binary gradient-boosted trees, vectorised over rows and trees at once.
+
+    Finding each (row, tree)'s leaf is the costly part. Trees of at most 64 leaves (scikit-learn's
+    default is 31) use bitmasks (QuickScorer, Lucchese et al. 2015): every internal node whose
+    test a row fails (it goes right) rules out the leaves of its left subtree, and the row's leaf
+    is the leftmost leaf no failed test ruled out, so one comparison per node and one OR per
+    tree find all leaves without walking. Larger trees are walked level by level. Leaves are then
+    added to the baseline tree by tree, in scikit-learn's order (bit for bit its raw score), and
+    contributions are summed from each leaf's path table in a fixed order, so that one row and a
+    batch give the same bits (one row is a block of one).
+    """
+
+    def __init__(self, spec: Spec) -> None:
+        self.baseline = float(spec["baseline"])
+        roots = np.asarray(spec["roots"], dtype=np.intp)
+        left = np.asarray(spec["left"], dtype=np.intp)
+        right = np.asarray(spec["right"], dtype=np.intp)
+        feature = np.asarray(spec["feature"], dtype=np.intp)
+        threshold = np.asarray(spec["threshold"], dtype=np.float64)
+        missing_left = np.asarray(spec["missing_left"], dtype=bool)
+        value = np.asarray(spec["value"], dtype=np.float64)
+        depth = int(spec["depth"])
+        leaf = left < 0
+        # Leaves in node order: tree by tree, left to right (the nodes are in pre-order).
+        self.leaf_nodes = np.flatnonzero(leaf)
+        self.leaf_value = value[self.leaf_nodes]
+        self.first_leaf = np.searchsorted(self.leaf_nodes, roots)
+        self.base_value = self.baseline + float(value[roots].sum())
+        self._paths = _leaf_paths(self.leaf_nodes, left, right, feature, value, depth)
+        leaves_per_tree = np.diff(np.append(self.first_leaf, len(self.leaf_nodes)))
+        self._finder: _QuickScorer | _LevelWalk
+        if len(roots) and int(leaves_per_tree.max()) > _WORD:
+            self._finder = _LevelWalk(roots, left, right, feature, threshold, missing_left, depth)
+        else:
+            self._finder = _QuickScorer(
+                roots, left, right, feature, threshold, missing_left, self.first_leaf
+            )
+
+    def link(self, scores: FloatArray) -> FloatArray:
+        return _sigmoid(scores)
+
+    def _leaves(self, matrix: FloatArray) -> IndexArray:
+        """(rows, trees): each row's leaf in each tree, as a position in `leaf_nodes`."""
+        return self._finder.leaves(matrix)
+
+    def _raw(self, leaves: IndexArray) -> FloatArray:
+        # baseline + tree 0 + tree 1 + ..., in that order (np.cumsum adds sequentially)
+        terms = np.empty((leaves.shape[0], leaves.shape[1] + 1))
+        terms[:, 0] = self.baseline
+        terms[:, 1:] = self.leaf_value[leaves]
+        return np.asarray(np.cumsum(terms, axis=1)[:, -1], dtype=np.float64)
+
+    def score(self, matrix: FloatArray) -> FloatArray:
+        return self._raw(self._leaves(matrix))
+
+    def scored_explanations(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The raw log-odds and each row's contributions (see the module docstring)."""
+        leaves = self._leaves(matrix)
+        raw = self._raw(leaves)
+        parts = self._paths.contributions(leaves, matrix.shape[1])
+        rows = zip(raw.tolist(), matrix.tolist(), parts.tolist(), strict=True)
+        return raw, [self._explanation(s, v, p, names) for s, v, p in rows]
+
+    def _explanation(
+        self, score: float, values: list[float], parts: list[float], names: Sequence[str]
+    ) -> Explanation:
+        used = [j for j, part in enumerate(parts) if part != 0.0]
+        used.sort(key=lambda j: -abs(parts[j]))  # stable: ties keep the features' order
+        return {
+            "kind": CONTRIBUTIONS,
+            "score": score,
+            "baseValue": self.base_value,
+            "contributions": [
+                {"feature": names[j], "value": values[j], "contribution": parts[j]} for j in used
+            ],
+        }
+
+
+_WORD = 64  # leaves a tree may have for the bitmask leaf finder
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)  # every leaf of a 64-leaf tree
+
+
+class _QuickScorer:
+    """Leaf finder by bitmasks (trees of at most 64 leaves; nodes in pre-order)."""
+
+    block_rows = 32  # rows per pass: the (internal nodes, rows) work arrays stay in cache
+
+    def __init__(
+        self,
+        roots: IndexArray,
+        left: IndexArray,
+        right: IndexArray,
+        feature: IndexArray,
+        threshold: FloatArray,
+        missing_left: npt.NDArray[np.bool_],
+        first_leaf: IndexArray,
+    ) -> None:
+        leaf = left < 0
+        inner = np.flatnonzero(~leaf)
+        self.first_leaf = first_leaf  # of each tree, among all leaves
+        # Rank of a node among its tree's leaves: leaves before it in its tree. In pre-order the
+        # left child's subtree is the nodes from left[i] to right[i] (excluded), so its leaves
+        # have the ranks from before[left[i]] to before[right[i]] (excluded): the bits a failed
+        # test rules out.
+        tree: IndexArray = np.repeat(np.arange(len(roots)), np.diff(np.append(roots, len(left))))
+        counted: IndexArray = np.cumsum(leaf) - leaf
+        before: IndexArray = counted - counted[roots][tree]
+        low: UintArray = before[left[inner]].astype(np.uint64)
+        high: UintArray = before[right[inner]].astype(np.uint64)
+        shifted = np.uint64(1) << np.minimum(high, np.uint64(_WORD - 1))
+        below_high = np.where(high >= _WORD, _ALL, shifted - np.uint64(1))
+        self.cuts: UintArray = below_high ^ ((np.uint64(1) << low) - np.uint64(1))
+        self.feature: IndexArray = feature[inner]
+        self.threshold: FloatArray = threshold[inner, None]
+        self.missing_right: npt.NDArray[np.bool_] = ~missing_left[inner, None]
+        itree = tree[inner]
+        split = np.flatnonzero(np.r_[True, itree[1:] != itree[:-1]]) if len(inner) else inner
+        self.starts: IndexArray = split
+        self.trees_split: IndexArray = itree[split]
+        self.trees = len(roots)
+
+    def leaves(self, matrix: FloatArray) -> IndexArray:
+        """(rows, trees): each row's leaf in each tree, as a position among all leaves."""
+        rows, width = matrix.shape[0], min(matrix.shape[0], self.block_rows)
+        found = np.empty((rows, self.trees), dtype=np.intp)
+        missing = bool(np.isnan(matrix).any())
+        # Work arrays, nodes by rows (the reduction per tree then runs over whole rows of
+        # memory), made once per call: fresh arrays this size per block cost page faults.
+        values = np.empty((len(self.feature), width))
+        fails = np.empty(values.shape, dtype=bool)
+        cut = np.empty(values.shape, dtype=np.uint64)
+        for start in range(0, rows, width):
+            block = np.ascontiguousarray(matrix[start : start + width].T)
+            n = block.shape[1]
+            np.take(block, self.feature, axis=0, out=values[:, :n], mode="clip")
+            np.greater(values[:, :n], self.threshold, out=fails[:, :n])  # goes right
+            if missing:
+                fails[:, :n] |= np.isnan(values[:, :n]) & self.missing_right
+            np.multiply(fails[:, :n], self.cuts[:, None], out=cut[:, :n])
+            ruled_out = np.zeros((self.trees, n), dtype=np.uint64)
+            if len(self.feature):
+                ruled_out[self.trees_split] = np.bitwise_or.reduceat(cut[:, :n], self.starts)
+            # the leftmost leaf not ruled out: the lowest 0 bit, as a power of two (a tree's
+            # leaf is never ruled out, so this never overflows), and its exponent
+            lowest = (ruled_out + np.uint64(1)) & ~ruled_out
+            rank = np.frexp(lowest.astype(np.float64))[1] - 1  # 2**k is 0.5 * 2**(k + 1)
+            found[start : start + n] = (rank + self.first_leaf[:, None]).T
+        return found
+
+
+class _LevelWalk:
+    """Leaf finder that walks every tree, a level per step, leaves stepping to themselves."""
+
+    block_rows = 512  # bounds the (rows, trees) temporaries
+
+    def __init__(
+        self,
+        roots: IndexArray,
+        left: IndexArray,
+        right: IndexArray,
+        feature: IndexArray,
+        threshold: FloatArray,
+        missing_left: npt.NDArray[np.bool_],
+        depth: int,
+    ) -> None:
+        leaf = left < 0
+        itself = np.arange(len(left), dtype=np.intp)
+        self.roots = roots
+        self.left = np.where(leaf, itself, left)
+        self.right = np.where(leaf, itself, right)
+        self.feature = np.where(leaf, 0, feature)
+        self.threshold = threshold
+        self.missing_left = missing_left
+        self.depth = depth
+        self.position = np.cumsum(leaf) - 1  # of a leaf node among all leaves
+
+    def leaves(self, matrix: FloatArray) -> IndexArray:
+        """(rows, trees): each row's leaf in each tree, as a position among all leaves."""
+        blocks = range(0, matrix.shape[0], self.block_rows)
+        found = [self._block(matrix[i : i + self.block_rows]) for i in blocks]
+        return np.concatenate(found) if found else np.zeros((0, len(self.roots)), np.intp)
+
+    def _block(self, matrix: FloatArray) -> IndexArray:
+        rows, width = matrix.shape
+        flat = np.ascontiguousarray(matrix).ravel()
+        cells = (np.arange(rows, dtype=np.intp) * width)[:, None]
+        node = np.repeat(self.roots[None, :], rows, axis=0)
+        missing = bool(np.isnan(flat).any())
+        for _ in range(self.depth):
+            values = flat[cells + self.feature[node]]
+            go_left = values <= self.threshold[node]
+            if missing:
+                go_left |= np.isnan(values) & self.missing_left[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        return np.asarray(self.position[node], dtype=np.intp)
+
+
+class _LeafPaths:
+    """Each leaf's path from its root as (feature split on, change of the expected value)."""
+
+    def __init__(self, start: IndexArray, length: IndexArray, feature: IndexArray,
+                 change: FloatArray) -> None:  # fmt: skip
+        self.start, self.length, self.feature, self.change = start, length, feature, change
+
+    def contributions(self, leaves: IndexArray, width: int) -> FloatArray:
+        """(rows, width): per row, its leaves' path changes summed per feature, tree by tree and
+        root to leaf, from 0."""
+        rows = leaves.shape[0]
+        flat = leaves.ravel()
+        lengths = self.length[flat]
+        ends = np.cumsum(lengths)
+        entries = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(
+            ends - lengths - self.start[flat], lengths
+        )
+        row = np.repeat(np.arange(rows, dtype=np.intp), lengths.reshape(leaves.shape).sum(axis=1))
+        cells = row * width + self.feature[entries]
+        parts = np.bincount(cells, weights=self.change[entries], minlength=rows * width)
+        return np.asarray(parts.reshape(rows, width), dtype=np.float64)
+
+
+def _leaf_paths(
+    leaf_nodes: IndexArray,
+    left: IndexArray,
+    right: IndexArray,
+    feature: IndexArray,
+    value: FloatArray,
+    depth: int,
+) -> _LeafPaths:
+    inner = np.flatnonzero(left >= 0)
+    parent = np.full(len(left), -1, dtype=np.intp)
+    parent[left[inner]] = inner
+    parent[right[inner]] = inner
+    chain = [leaf_nodes]  # leaf, its parent, ..., the root, then -1
+    for _ in range(depth):
+        up = chain[-1]
+        chain.append(np.where(up >= 0, parent[np.maximum(up, 0)], -1))
+    ancestors = np.stack(chain, axis=1)[:, ::-1]  # root first, -1 padding in front
+    above, below = ancestors[:, :-1], ancestors[:, 1:]
+    step = above >= 0
+    return _LeafPaths(
+        start=np.asarray(np.cumsum(step.sum(axis=1)) - step.sum(axis=1), dtype=np.intp),
+        length=np.asarray(step.sum(axis=1), dtype=np.intp),
+        feature=feature[above[step]],
+        change=value[below[step]] - value[above[step]],
+    )
+
+
+class CalibratedEvaluator:
+    """An inner evaluator's score, mapped to P(failure) by a sigmoid or isotonic calibrator."""
+
+    def __init__(self, spec: Spec) -> None:
+        inner = evaluator(spec["inner"])
+        if not isinstance(inner, _Linked):
+            raise ValueError("a calibrated model's inner model must have a score")
+        self.inner = inner
+        self.calibrate = _calibrator(spec["calibrator"])
+
+    def __call__(self, matrix: FloatArray) -> FloatArray:
+        return self.calibrate(self.inner.score(matrix))
+
+    def explain(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The calibrated probabilities and the inner model's explanations, as they are."""
+        scores, explanations = self.inner.scored_explanations(matrix, names)
+        return self.calibrate(scores), explanations
+
+
+def _calibrator(spec: Spec) -> Callable[[FloatArray], FloatArray]:
+    if spec["kind"] == "sigmoid":
+        a, b = float(spec["a"]), float(spec["b"])
+        return lambda scores: _almost_one_is_one(_sigmoid(-(a * scores + b)))
+    if spec["kind"] == "isotonic":
+        x = np.asarray(spec["x"], dtype=np.float64)
+        y = np.asarray(spec["y"], dtype=np.float64)
+        # np.interp holds the end values outside [x[0], x[-1]]: the clipping of
+        # out_of_bounds="clip" (x[0] and x[-1] are the smallest and largest scores fitted).
+        return lambda scores: _almost_one_is_one(np.interp(scores, x, y))
+    raise ValueError(f"unknown calibrator {spec['kind']!r}")
+
+
+def _almost_one_is_one(proba: FloatArray) -> FloatArray:
+    # scikit-learn's _CalibratedClassifier: values minimally above 1 are set to 1
+    proba = np.asarray(proba, dtype=np.float64)
+    return np.where((proba > 1.0) & (proba <= 1.0 + 1e-5), 1.0, proba)
 
 
 def _sigmoid(margin: FloatArray) -> FloatArray:
@@ -197,6 +564,8 @@ def _sigmoid(margin: FloatArray) -> FloatArray:
 def _step(spec: Spec) -> Callable[[FloatArray], FloatArray]:
     if spec["kind"] == "log1p":
         return np.log1p
+    if spec["kind"] == "signed_log1p":
+        return signed_log1p
     mean = np.asarray(spec["mean"], dtype=np.float64)
     scale = np.asarray(spec["scale"], dtype=np.float64)
     return lambda x: (x - mean) / scale
@@ -207,6 +576,8 @@ def evaluator(spec: Spec) -> Evaluator:
     kinds: dict[str, Callable[[Spec], Evaluator]] = {
         "tree": TreeEvaluator,
         "linear": LinearEvaluator,
+        "boosted": BoostedEvaluator,
+        "calibrated": CalibratedEvaluator,
     }
     return kinds[spec["kind"]](spec)
 
@@ -216,11 +587,15 @@ def _positive_index(estimator: Any) -> int | None:
     return classes.index(1) if sorted(classes) == [0, 1] else None
 
 
+TRANSFORMS: dict[Callable[..., Any], str] = {np.log1p: "log1p", signed_log1p: "signed_log1p"}
+
+
 def _transform_spec(step: Any) -> Spec | None:
     name = type(step).__name__
     if name == "FunctionTransformer":
         plain = step.kw_args is None and step.inverse_func is None
-        return {"kind": "log1p"} if step.func is np.log1p and plain else None
+        kind = next((k for f, k in TRANSFORMS.items() if step.func is f), None)
+        return {"kind": kind} if kind is not None and plain else None
     if name == "StandardScaler":
         features = len(step.mean_) if step.mean_ is not None else len(step.scale_)
         mean = step.mean_ if step.with_mean else np.zeros(features)
@@ -249,6 +624,82 @@ def _tree_spec(estimator: Any, positive: int) -> Spec:
     }
 
 
+def _boosted_tree(nodes: Any, offset: int) -> tuple[Spec, int] | None:
+    """One tree of a HistGradientBoostingClassifier: its arrays (node ids from `offset`) and its
+    depth; None for a layout other than scikit-learn's pre-order (a node, its left subtree, then
+    its right subtree), which the evaluator's bitmasks rely on."""
+    leaf = np.asarray(nodes["is_leaf"], dtype=bool)
+    left = np.where(leaf, -1, np.asarray(nodes["left"], dtype=np.int64))
+    right = np.where(leaf, -1, np.asarray(nodes["right"], dtype=np.int64))
+    # Expected values: leaves as they are, internal nodes the count-weighted mean of their
+    # children, computed from the last node back (children come after their parent).
+    value = np.asarray(nodes["value"], dtype=np.float64).copy()
+    weight = np.asarray(nodes["count"], dtype=np.float64).copy()
+    size = np.ones(len(leaf), dtype=np.int64)  # nodes in each subtree
+    for i in np.flatnonzero(~leaf)[::-1].tolist():
+        lo, hi = int(left[i]), int(right[i])
+        if lo != i + 1 or hi != lo + size[lo] or hi + size[hi] > len(leaf):
+            return None
+        size[i] = 1 + size[lo] + size[hi]
+        total = weight[lo] + weight[hi]
+        if total > 0:
+            value[i] = (weight[lo] * value[lo] + weight[hi] * value[hi]) / total
+        else:
+            value[i] = (value[lo] + value[hi]) / 2
+        weight[i] = total
+    if size[0] != len(leaf):
+        return None
+    depth = np.zeros(len(leaf), dtype=np.int64)
+    for i in np.flatnonzero(~leaf).tolist():
+        depth[left[i]] = depth[right[i]] = depth[i] + 1
+    spec = {
+        "left": np.where(leaf, -1, left + offset),
+        "right": np.where(leaf, -1, right + offset),
+        "feature": np.where(leaf, 0, np.asarray(nodes["feature_idx"], dtype=np.int64)),
+        "threshold": np.asarray(nodes["num_threshold"], dtype=np.float64),
+        "missing_left": np.asarray(nodes["missing_go_to_left"], dtype=bool),
+        "value": value,
+    }
+    return spec, int(depth.max())
+
+
+def _boosted_spec(estimator: Any) -> Spec | None:
+    if _positive_index(estimator) != 1 or estimator.n_trees_per_iteration_ != 1:
+        return None  # multiclass, or labels other than 0/1
+    if getattr(estimator, "_preprocessor", None) is not None:
+        return None  # categorical features (reordered columns, bitsets)
+    baseline = np.asarray(estimator._baseline_prediction, dtype=np.float64).ravel()
+    if baseline.shape != (1,):
+        return None
+    trees, roots, depth, offset = [], [], 0, 0
+    for iteration in estimator._predictors:
+        if len(iteration) != 1:
+            return None
+        nodes = iteration[0].nodes
+        if np.any(nodes["is_categorical"]):
+            return None
+        tree = _boosted_tree(nodes, offset)
+        if tree is None:
+            return None
+        trees.append(tree[0])
+        roots.append(offset)
+        depth = max(depth, tree[1])
+        offset += len(nodes)
+    keys = ("left", "right", "feature", "threshold", "missing_left", "value")
+    empty = {"left": np.int64, "right": np.int64, "feature": np.int64, "threshold": np.float64,
+             "missing_left": bool, "value": np.float64}  # fmt: skip
+    return {
+        "kind": "boosted",
+        "baseline": float(baseline[0]),
+        "roots": np.array(roots, dtype=np.int64),
+        **{
+            k: np.concatenate([t[k] for t in trees]) if trees else np.zeros(0, dtype=empty[k])
+            for k in keys
+        },
+        "depth": depth,
+    }
+
+
 def _final_spec(estimator: Any, steps: list[Spec]) -> Spec | None:
     positive = _positive_index(estimator)
     name = type(estimator).__name__
@@ -256,6 +707,8 @@ def _final_spec(estimator: Any, steps: list[Spec]) -> Spec | None:
         return None
     if name == "DecisionTreeClassifier" and not steps:
         return _tree_spec(estimator, positive)
+    if name == "HistGradientBoostingClassifier" and not steps:
+        return _boosted_spec(estimator)
     if name == "LogisticRegression" and estimator.coef_.shape[0] == 1:
         sign = 1.0 if positive == 1 else -1.0
         coef = sign * np.asarray(estimator.coef_[0], dtype=np.float64)
@@ -268,8 +721,7 @@ def _final_spec(estimator: Any, steps: list[Spec]) -> Spec | None:
     return None
 
 
-def compile_spec(estimator: Any) -> Spec | None:
-    """Plain arrays that evaluate P(failure) like the estimator, or None for unknown shapes."""
+def _uncalibrated_spec(estimator: Any) -> Spec | None:
     if type(estimator).__name__ != "Pipeline":
         return _final_spec(estimator, [])
     steps = []
@@ -279,3 +731,44 @@ def compile_spec(estimator: Any) -> Spec | None:
             return None
         steps.append(spec)
     return _final_spec(estimator.steps[-1][1], steps)
+
+
+def _calibrator_spec(calibrator: Any) -> Spec | None:
+    name = type(calibrator).__name__
+    if name == "_SigmoidCalibration":
+        return {"kind": "sigmoid", "a": float(calibrator.a_), "b": float(calibrator.b_)}
+    if name == "IsotonicRegression" and calibrator.out_of_bounds == "clip":
+        x = np.asarray(calibrator.X_thresholds_, dtype=np.float64)
+        y = np.asarray(calibrator.y_thresholds_, dtype=np.float64)
+        if len(x) and x[0] == calibrator.X_min_ and x[-1] == calibrator.X_max_:
+            return {"kind": "isotonic", "x": x, "y": y}
+    return None
+
+
+def _calibrated_spec(estimator: Any) -> Spec | None:
+    pairs = estimator.calibrated_classifiers_
+    if _positive_index(estimator) != 1 or len(pairs) != 1:
+        return None  # an ensemble averages several calibrated classifiers
+    pair = pairs[0]
+    if pair.method not in ("sigmoid", "isotonic") or len(pair.calibrators) != 1:
+        return None
+    inner = pair.estimator
+    if type(inner).__name__ == "FrozenEstimator":  # delegates every method to what it froze
+        inner = inner.estimator
+    inner_spec = _uncalibrated_spec(inner)
+    calibrator = _calibrator_spec(pair.calibrators[0])
+    if inner_spec is None or calibrator is None or _positive_index(inner) != 1:
+        return None
+    # The calibrator was fitted on the inner model's decision_function where it has one, else
+    # on its P(failure): the compiled score must be the same quantity.
+    reads_decision = hasattr(inner, "decision_function")
+    if reads_decision != (inner_spec["kind"] in ("linear", "boosted")):
+        return None
+    return {"kind": "calibrated", "inner": inner_spec, "calibrator": calibrator}
+
+
+def compile_spec(estimator: Any) -> Spec | None:
+    """Plain arrays that evaluate P(failure) like the estimator, or None for unknown shapes."""
+    if type(estimator).__name__ == "CalibratedClassifierCV":
+        return _calibrated_spec(estimator)
+    return _uncalibrated_spec(estimator)

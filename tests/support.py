@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from model import DEVICE_FEATURES, load_artifact, sha256_hex
+from model.history import HistoryFeatures, history_feature_names
 from persistence import (
     METRIC_COLUMNS,
     ModelVersion,
@@ -96,6 +98,37 @@ def demo_fleet() -> Any:
     from training import generate_synthetic
 
     return generate_synthetic(**DEMO_FLEET)
+
+
+@functools.cache
+def real_dataset() -> Any:
+    """The public dataset, read once per session (callers are marked `needs_real_data`)."""
+    from training import load_dataset
+
+    return load_dataset(REAL_DATA)
+
+
+# Every feature model.history makes, the plain counters first.
+HISTORY_FEATURES = (*DEVICE_FEATURES, *history_feature_names())
+
+
+def history_features(
+    dataset: Any, names: tuple[str, ...] = HISTORY_FEATURES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, devices) of every row of a dataset, the features `names` as training
+    computes them (model.history, each device's rows in date order), rows grouped by device."""
+    order = np.lexsort((dataset.dates, dataset.devices))
+    devices = dataset.devices[order]
+    starts = np.flatnonzero(devices[1:] != devices[:-1]) + 1
+    sequences = np.split(dataset.X[order], starts)
+    features = np.vstack(HistoryFeatures(names).of_sequences(sequences))
+    return features, dataset.y[order], devices
+
+
+@functools.cache
+def real_history() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """history_features of the public dataset, computed once per session."""
+    return history_features(real_dataset())
 
 
 @functools.cache

@@ -176,7 +176,11 @@ class ExplanationKindEnum(Enum):
         "DECISION_PATH", description="A decision tree's path from root to leaf."
     )
     CONTRIBUTIONS = strawberry.enum_value(
-        "CONTRIBUTIONS", description="A logistic regression's contributions to the log-odds."
+        "CONTRIBUTIONS",
+        description=(
+            "Each input's contribution to the log-odds: a logistic regression's, or a "
+            "gradient-boosted model's path attributions."
+        ),
     )
 
 
@@ -184,7 +188,9 @@ class ExplanationKindEnum(Enum):
 class DecisionStepType:
     feature: str = strawberry.field(description="The input the node compares.")
     threshold: float = strawberry.field(description="The node's threshold.")
-    value: float = strawberry.field(description="The input's value, as sent.")
+    value: float = strawberry.field(
+        description="The input's value: as sent, or the history feature served from it."
+    )
     goes_left: bool = strawberry.field(
         description=(
             "value <= threshold: the path goes to the left child (compared in float32, as "
@@ -196,9 +202,15 @@ class DecisionStepType:
 @strawberry.type(name="Contribution", description="What one input adds to the log-odds.")
 class ContributionType:
     feature: str = strawberry.field(description="The input.")
-    value: float = strawberry.field(description="Its value, as sent.")
+    value: float = strawberry.field(
+        description="Its value: as sent, or the history feature served from it."
+    )
     contribution: float = strawberry.field(
-        description="Coefficient times the transformed value (log1p, standardised)."
+        description=(
+            "A logistic regression's coefficient times the transformed value (signed log1p, "
+            "standardised); a gradient-boosted model's sum over its trees of the change in node "
+            "value where the path splits on this input."
+        )
     )
 
 
@@ -213,19 +225,24 @@ class ExplanationType:
     score: float = strawberry.field(
         description=(
             "The model's raw score before its probability link: the log-odds of a logistic "
-            "regression, the leaf's probability of a tree (which has no link)."
+            "regression or a gradient-boosted model, the leaf's probability of a tree (which "
+            "has no link). A calibrated version explains its inner model: this score, which "
+            "calibration maps (monotonically) to failureProbability."
         )
     )
     base_value: float = strawberry.field(
-        description="The intercept of a logistic regression; the root's probability of a tree."
+        description=(
+            "The intercept of a logistic regression; a gradient-boosted model's baseline plus "
+            "its trees' root values; the root's probability of a tree."
+        )
     )
     path: list[DecisionStepType] | None = strawberry.field(
         description="A tree's steps from root to leaf (null for a logistic regression)."
     )
     contributions: list[ContributionType] | None = strawberry.field(
         description=(
-            "A logistic regression's contributions, largest magnitude first: baseValue + their "
-            "sum = score (null for a tree)."
+            "Contributions, largest magnitude first: baseValue + their sum = score (null for a "
+            "tree; a gradient-boosted model lists the inputs its paths split on)."
         )
     )
 

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from support import REAL_DATA, needs_real_data
+from support import needs_real_data, real_dataset
 
 from graph.schema import build_schema
 from model import DEVICE_FEATURES, ArtifactMetadata, Predictor, dump_artifact, load_artifact
 from model import sha256_hex as digest
-from training import generate_synthetic, load_dataset
+from training import generate_synthetic
 from training.estimators import build_estimator
 
 TOLERANCE = 1e-9
@@ -42,7 +42,7 @@ def fleet():
 
 @pytest.fixture(scope="module")
 def real():
-    data = load_dataset(REAL_DATA)
+    data = real_dataset()
     return data.X, data.y
 
 

@@ -12,6 +12,8 @@ from model import (
     load_artifact,
     sha256_hex,
 )
+from model.compiled import compile_spec
+from model.transforms import signed_log1p
 from training import generate_synthetic
 from training.estimators import build_estimator
 
@@ -139,3 +141,68 @@ def test_truncated_artifact_with_a_matching_digest_is_refused(demo_artifact):
     truncated = demo_artifact[: len(demo_artifact) // 2]
     with pytest.raises(ArtifactFormatError):
         load_artifact(truncated, sha256_hex(truncated))
+
+
+def _log1p_pipeline(transform: object) -> object:
+    """The logistic-regression pipeline with the given input transform."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    return Pipeline(
+        [
+            ("transform", FunctionTransformer(transform)),
+            ("scale", StandardScaler()),
+            ("classifier", LogisticRegression(class_weight="balanced", max_iter=1000)),
+        ]
+    )
+
+
+def test_signed_log1p_is_log1p_on_values_at_least_zero_and_odd_below():
+    rng = np.random.default_rng(9)
+    at_least_zero = np.concatenate(
+        [
+            [0.0, 5e-324, 1e-300, 1e-16, 0.5, 1.0, 2.0, 1e15, np.finfo(np.float32).max],
+            rng.uniform(0, 1, 1000),
+            rng.integers(0, 244_000_000, 1000).astype(np.float64),
+        ]
+    )
+    assert np.array_equal(signed_log1p(at_least_zero), np.log1p(at_least_zero))
+    assert np.array_equal(signed_log1p(-at_least_zero), -np.log1p(at_least_zero))
+    assert np.isfinite(signed_log1p(np.array([-1.0, -2.0, -1e300]))).all()  # log1p: NaN, -inf
+
+
+def test_the_logistic_regression_with_signed_log1p_is_the_log1p_one_on_counters(fleet):
+    # Counters are >= 0: the new transform fits and scores the same model as the old one.
+    old = _log1p_pipeline(np.log1p).fit(fleet.X, fleet.y)
+    new = build_estimator("logistic_regression", seed=3).fit(fleet.X, fleet.y)
+    assert new[0].func is signed_log1p
+    assert np.array_equal(old[-1].coef_, new[-1].coef_)
+    assert np.array_equal(old.predict_proba(fleet.X), new.predict_proba(fleet.X))
+    data = dump_artifact(new, ArtifactMetadata("logistic_regression", DEVICE_FEATURES, 0.5))
+    served = load_artifact(data, sha256_hex(data)).predict_proba(fleet.X)
+    assert np.abs(served - old.predict_proba(fleet.X)[:, 1]).max() <= 1e-12
+
+
+def test_a_log1p_pipeline_artifact_still_compiles_and_scores_as_before(fleet):
+    # Artifacts registered before signed_log1p carry FunctionTransformer(np.log1p).
+    estimator = _log1p_pipeline(np.log1p).fit(fleet.X, fleet.y)
+    data = dump_artifact(estimator, ArtifactMetadata("logistic_regression", DEVICE_FEATURES, 0.5))
+    predictor = load_artifact(data, sha256_hex(data))
+    assert predictor.compiled
+    expected = estimator.predict_proba(fleet.X)[:, 1]
+    assert np.abs(predictor.predict_proba(fleet.X) - expected).max() <= 1e-12
+    assert compile_spec(estimator)["steps"][0] == {"kind": "log1p"}
+
+
+def test_the_signed_log1p_regression_scores_negative_history_deltas(fleet):
+    from support import HISTORY_FEATURES, history_features
+
+    X, y, _ = history_features(fleet)
+    assert (X < 0).any()
+    estimator = build_estimator("logistic_regression", seed=3).fit(X, y)
+    metadata = ArtifactMetadata("logistic_regression", HISTORY_FEATURES, 0.5)
+    data = dump_artifact(estimator, metadata)
+    served = load_artifact(data, sha256_hex(data)).predict_proba(X)
+    assert np.isfinite(served).all()
+    assert np.abs(served - estimator.predict_proba(X)[:, 1]).max() <= 1e-12

@@ -76,6 +76,74 @@ def test_uncompiled_artifact_without_sklearn_is_refused_at_load_time(tmp_path):
     assert refusal.startswith("ArtifactDependencyError: artifact needs sklearn")
 
 
+# Scores rows with an artifact in a process where sklearn cannot be imported; prints the
+# probabilities, the explanations' scores and whether sklearn got imported, as JSON.
+SCORE_WITHOUT_SKLEARN = HIDE_TRAINING_STACK + (
+    "import json, numpy as np\n"
+    "from model import load_artifact, sha256_hex\n"
+    "data = open(sys.argv[1], 'rb').read()\n"
+    "predictor = load_artifact(data, sha256_hex(data))\n"
+    "rows = np.load(sys.argv[2])\n"
+    "probabilities, explanations = predictor.explain(rows)\n"
+    "print(json.dumps({'compiled': predictor.compiled, 'probabilities': probabilities.tolist(),\n"
+    "    'one': predictor.predict_proba(rows[:1]).tolist(),\n"
+    "    'scores': [e['score'] for e in explanations], 'sklearn': sys.modules.get('sklearn') is not None}))\n"
+)
+
+
+def _compiled_shape(shape: str, X, y, devices):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import GroupKFold
+
+    from training.estimators import build_estimator
+
+    boosting = HistGradientBoostingClassifier(max_iter=15, early_stopping=False, random_state=0)
+    if shape == "gradient_boosting":
+        return boosting.fit(X, y)
+    inner = boosting if shape.endswith("boosting") else build_estimator("logistic_regression", 0)
+    folds = list(GroupKFold(n_splits=3).split(X, y, devices))
+    method = "sigmoid" if shape.startswith("sigmoid") else "isotonic"
+    return CalibratedClassifierCV(inner, method=method, cv=folds, ensemble=False).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "shape", ["gradient_boosting", "sigmoid_logistic_regression", "isotonic_boosting"]
+)
+def test_new_compiled_shapes_serve_without_sklearn(shape, tmp_path):
+    import json
+
+    import numpy as np
+    from support import HISTORY_FEATURES, history_features
+
+    from training import generate_synthetic
+
+    X, y, devices = history_features(generate_synthetic(devices=150, days=40, seed=5))
+    estimator = _compiled_shape(shape, X, y, devices)
+    artifact = dump_artifact(estimator, ArtifactMetadata(shape, HISTORY_FEATURES, 0.5))
+    (tmp_path / "model.joblib").write_bytes(artifact)
+    rows = X[::7]
+    np.save(tmp_path / "rows.npy", rows)
+    paths = [str(tmp_path / "model.joblib"), str(tmp_path / "rows.npy")]
+    done = subprocess.run(
+        [sys.executable, "-c", SCORE_WITHOUT_SKLEARN, *paths],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["compiled"] and not answer["sklearn"]
+    expected = estimator.predict_proba(rows)[:, 1]
+    assert np.abs(np.array(answer["probabilities"]) - expected).max() <= 1e-9
+    assert abs(answer["one"][0] - expected[0]) <= 1e-9
+    # the explanations' scores: the (inner) model's decision function
+    calibrated = shape != "gradient_boosting"
+    scorer = estimator.calibrated_classifiers_[0].estimator if calibrated else estimator
+    assert np.abs(np.array(answer["scores"]) - scorer.decision_function(rows)).max() <= 1e-9
+
+
 def _imported_names(tree: ast.AST) -> set[str]:
     names = set()
     for node in ast.walk(tree):
