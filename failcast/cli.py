@@ -3,11 +3,22 @@
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 
 from failcast import commands
 from persistence import PersistenceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _day(text: str) -> date:
+    """A YYYY-MM-DD day (argparse type): anything else is a usage error (exit 2)."""
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from None
 
 
 def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,7 +31,28 @@ def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("train", help="train, evaluate and register a model version (train extra)")
-    p.add_argument("--data", help="dataset CSV (.csv or .csv.gz); default: synthetic data")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", help="dataset CSV (.csv or .csv.gz); default: synthetic data")
+    source.add_argument(
+        "--from-database",
+        action="store_true",
+        help="train on the predictions and outcomes stored in FAILCAST_DATABASE_URL: one row "
+        "per device and UTC day (its latest prediction), failed if its outcome says so",
+    )
+    p.add_argument(
+        "--from",
+        dest="date_from",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="with --from-database: predictions observed on or after this day (00:00 UTC)",
+    )
+    p.add_argument(
+        "--to",
+        dest="date_to",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="with --from-database: predictions observed before this day (00:00 UTC)",
+    )
     p.add_argument(
         "--algorithm",
         choices=["decision_tree", "logistic_regression", "hist_gradient_boosting"],

@@ -256,6 +256,9 @@ def _train(args: argparse.Namespace, engine: Engine) -> int:
 
     options = TrainOptions(
         data_path=Path(args.data) if args.data else None,
+        from_database=args.from_database,
+        date_from=args.date_from,
+        date_to=args.date_to,
         algorithm=args.algorithm,
         seed=args.seed,
         min_recall=args.min_recall,

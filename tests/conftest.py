@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from support import PG_SKIP, PG_URL, REAL_DATA, RealTraining, register_version
+from support import PG_SKIP, PG_URL, REAL_DATA, RealTraining, empty_tables, register_version
 
 from failcast.migrations import upgrade
 from model import DEVICE_FEATURES, ArtifactMetadata, dump_artifact
@@ -20,15 +20,11 @@ from persistence import (
     ModelVersion,
     ModelVersionRepository,
     create_db_engine,
-    metadata,
     session_scope,
 )
 
 if os.environ.get("FAILCAST_REQUIRE_POSTGRES") and not PG_URL:
     raise RuntimeError("FAILCAST_REQUIRE_POSTGRES is set but FAILCAST_TEST_DATABASE_URL is not")
-
-# Every table of the models, children before the tables they refer to.
-TABLES_CHILD_FIRST = tuple(table.name for table in reversed(metadata.sorted_tables))
 
 
 def reset_postgres(url: str) -> None:
@@ -65,13 +61,6 @@ def session_engine(db_url: str) -> Iterator[Engine]:
     engine = create_db_engine(db_url)
     yield engine
     engine.dispose()
-
-
-def empty_tables(engine: Engine) -> None:
-    """Delete every row, children first."""
-    with engine.begin() as connection:
-        for table in TABLES_CHILD_FIRST:
-            connection.execute(sa.text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from persistence import (
     ModelVersionRepository,
     PredictionBlock,
     RequestRecord,
+    metadata,
     new_id,
     new_ids,
     session_scope,
@@ -58,6 +59,17 @@ ORIGINAL_EXAMPLE = {
     "metric7": 0,
     "metric9": 7,
 }
+
+
+# Every table of the models, children before the tables they refer to.
+TABLES_CHILD_FIRST = tuple(table.name for table in reversed(metadata.sorted_tables))
+
+
+def empty_tables(engine: Engine) -> None:
+    """Delete every row, children first."""
+    with engine.begin() as connection:
+        for table in TABLES_CHILD_FIRST:
+            connection.execute(sa.text(f"DELETE FROM {table}"))
 
 
 def count_rows(engine: Engine, table: str) -> int:
@@ -219,8 +231,12 @@ def seed_predictions(
     subject: str | None = "seeder",
     created_at: datetime | None = None,
     threshold: float = 0.5,
+    metrics: dict[str, list[float]] | None = None,
 ) -> list[Seeded]:
-    """Store predictions (device, observed at, probability) as one request would, in bulk."""
+    """Store predictions (device, observed at, probability) as one request would, in bulk.
+
+    Their telemetry is `metrics` (a list of values per metric column), else small made-up values.
+    """
     event_id, now = new_id(), created_at or datetime.now(UTC)
     ids = new_ids(len(rows))
     block = PredictionBlock(
@@ -231,7 +247,7 @@ def seed_predictions(
         ids=ids,
         device_ids=[r[0] for r in rows],
         observed_at=[r[1] for r in rows],
-        metrics={m: [float(i % 7) for i in range(len(rows))] for m in METRIC_COLUMNS},
+        metrics=metrics or {m: [float(i % 7) for i in range(len(rows))] for m in METRIC_COLUMNS},
         failure_probability=[r[2] for r in rows],
         is_failure=[r[2] >= threshold for r in rows],
     )

@@ -17,21 +17,50 @@ DateArray = npt.NDArray[np.datetime64]
 
 
 @dataclass(frozen=True)
+class DatabaseSelection:
+    """Which stored rows a dataset read from the database holds (training/database.py)."""
+
+    window_from: date | None  # observed_at >= this day's 00:00 UTC; None: no lower bound
+    window_to: date | None  # observed_at < this day's 00:00 UTC; None: no upper bound
+    predictions: int  # stored predictions with a device id in the window
+    rows: int  # device-days: one row each, its latest prediction
+    devices: int
+    failures: int  # rows whose device-day has an outcome saying failed
+    duplicates_dropped: int  # predictions - rows: older predictions of a device-day
+    rows_without_outcome: int  # labeled 0 because no outcome was recorded for the device-day
+    rows_sha256: str  # training.database.rows_digest of the rows, sorted by device and day
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form, days as ISO strings (None: unbounded)."""
+        data = asdict(self)
+        for name in ("window_from", "window_to"):
+            value = getattr(self, name)
+            data[name] = None if value is None else value.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
 class DataFingerprint:
     """What identifies the data a model was trained on (stored with every model version)."""
 
-    sha256: str  # of the file bytes, or "synthetic:<sha256 of generator params + seed>"
+    # of the file bytes, "synthetic:<sha256 of generator params + seed>", or
+    # "database:<sha256 of the rows used>"
+    sha256: str
     rows: int
     failures: int
     date_from: date
     date_to: date
     source: str
+    database: DatabaseSelection | None = None  # read from the service's database: which rows
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form, dates as ISO strings."""
+        """JSON-ready form, dates as ISO strings; `database` only for data read from one."""
         data = asdict(self)
         data["date_from"] = self.date_from.isoformat()
         data["date_to"] = self.date_to.isoformat()
+        del data["database"]
+        if self.database is not None:
+            data["database"] = self.database.to_json()
         return data
 
 

@@ -4,6 +4,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
+from training.dataset import Dataset
 from training.experiment import Experiment
 from training.options import TrainOptions
 
@@ -21,6 +22,8 @@ def package_version(name: str) -> str:
 def build_lineage(options: TrainOptions, experiment: Experiment) -> dict[str, Any]:
     """The lineage JSON stored with the model version."""
     dataset = experiment.dataset
+    # "data" holds the fingerprint; read from the service's database, its "database" entry
+    # says which rows: the window, counts, duplicates dropped and the rows' digest.
     return {
         "seed": options.seed,
         "options": options.to_json(),
@@ -29,6 +32,7 @@ def build_lineage(options: TrainOptions, experiment: Experiment) -> dict[str, An
             **{name: package_version(name) for name in _PACKAGES},
         },
         "data": {**dataset.fingerprint.to_json(), "synthetic": dataset.synthetic},
+        "data_origin": _origin(dataset),
         "features": list(experiment.feature_names),
         "feature_set": experiment.feature_set,
         "horizon_days": experiment.horizon_days,
@@ -36,3 +40,10 @@ def build_lineage(options: TrainOptions, experiment: Experiment) -> dict[str, An
         "split_method": "StratifiedGroupKFold by device: 1/5 test, then 1/4 of the rest validation",
         "refit_on_validation": False,
     }
+
+
+def _origin(dataset: Dataset) -> str:
+    """Where the rows came from: "database", "synthetic" or "file"."""
+    if dataset.fingerprint.database is not None:
+        return "database"
+    return "synthetic" if dataset.synthetic else "file"

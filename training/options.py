@@ -1,6 +1,7 @@
 """What a training run is asked to do, and what it produced."""
 
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,17 @@ from training.labels import DEFAULT_HORIZON_DAYS, MAX_HORIZON_DAYS
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Options of one training run; without `data_path` the synthetic generator is used."""
+    """Options of one training run: a data file, the service's database, or synthetic data.
+
+    With `from_database` the rows are the stored predictions and outcomes of the database
+    training registers into (training/database.py), observed in [date_from, date_to) (days,
+    00:00 UTC; None: unbounded); with neither it and `data_path`, the synthetic generator.
+    """
 
     data_path: Path | None = None
+    from_database: bool = False
+    date_from: date | None = None
+    date_to: date | None = None
     algorithm: str | None = None  # None: train every algorithm, keep the best (see experiment)
     seed: int = 0
     min_recall: float | None = None  # None: threshold maximises validation F1
@@ -32,6 +41,9 @@ class TrainOptions:
         """JSON-ready form (paths as strings), for lineage."""
         data = asdict(self)
         data["data_path"] = None if self.data_path is None else str(self.data_path)
+        for name in ("date_from", "date_to"):
+            value = getattr(self, name)
+            data[name] = None if value is None else value.isoformat()
         data["report_dir"] = str(self.report_dir)
         return data
 
@@ -67,7 +79,17 @@ def validate_options(options: TrainOptions) -> None:
 
 
 def _rules(o: TrainOptions) -> list[tuple[bool, str]]:
+    window = o.date_from is not None or o.date_to is not None
     return [
+        (
+            o.from_database and o.data_path is not None,
+            "data_path and from_database exclude each other",
+        ),
+        (window and not o.from_database, "date_from and date_to apply to from_database only"),
+        (
+            o.date_from is not None and o.date_to is not None and o.date_from >= o.date_to,
+            f"date_from {o.date_from} must be before date_to {o.date_to}",
+        ),
         (
             o.algorithm is not None and o.algorithm not in ALGORITHMS,
             f"algorithm must be one of {', '.join(ALGORITHMS)}",

@@ -13,7 +13,9 @@ from sqlalchemy.engine import Engine
 from model import ArtifactMetadata, dump_artifact, sha256_hex
 from model.golden import build_golden_set, pick_golden_rows
 from model.profile import FloatArray, build_profile
+from training.database import database_source, load_database_dataset
 from training.dataset import Dataset
+from training.errors import InvalidOptionsError
 from training.evaluation import positive_proba
 from training.experiment import Experiment, Progress, run_experiment
 from training.lineage import build_lineage
@@ -34,7 +36,7 @@ def train(
 ) -> TrainingOutcome:
     """Train, register a new model version (active if asked) and write its report."""
     validate_options(options)
-    dataset = load_training_data(options, progress)
+    dataset = load_training_data(options, progress, engine)
     experiment = run_experiment(options, dataset, progress)
     record = build_record(options, experiment)
     progress("registering the model version and writing its report")
@@ -71,8 +73,23 @@ def _register_with_report(
     return version, _publish(staging, options.report_dir / version)
 
 
-def load_training_data(options: TrainOptions, progress: Progress) -> Dataset:
-    """The data file of the options, or the synthetic fleet when there is none."""
+def load_training_data(
+    options: TrainOptions, progress: Progress, engine: Engine | None = None
+) -> Dataset:
+    """The data file of the options, the rows stored in `engine`'s database (`from_database`),
+    or the synthetic fleet when neither is asked for."""
+    if options.from_database:
+        if engine is None:
+            raise InvalidOptionsError("from_database needs the database's engine")
+        progress(f"reading {database_source(engine, options.date_from, options.date_to)}")
+        dataset = load_database_dataset(engine, options.date_from, options.date_to)
+        selection = dataset.fingerprint.database
+        assert selection is not None  # load_database_dataset always sets it
+        progress(
+            f"{selection.rows} device-days of {selection.devices} devices, {selection.failures}"
+            f" failed; {selection.duplicates_dropped} older predictions of a device-day dropped"
+        )
+        return dataset
     if options.data_path is None:
         progress(
             f"no data path: generating a synthetic fleet of {options.synthetic_devices} devices"
