@@ -98,17 +98,21 @@ def prepare(
 
 def _hand_model_to_reference(contenders: Sequence[Contender], urls: Sequence[str]) -> str:
     model = active_model(urls[0])
+    original = active_model(urls[0], counters_only=True)
     digests = {active_model(url).sha256 for url in urls}
     for contender in contenders:
         if contender.plan.kind == "reference":
             path = contender.workdir / "model.joblib"
-            path.write_bytes(model.artifact)
-            contender.artifact = (path, model.sha256)
+            path.write_bytes(original.artifact)
+            contender.artifact = (path, original.sha256)
     data = "synthetic data" if model.synthetic else "real data"
     same = "the same artifact" if len(digests) == 1 else "ARTIFACTS DIFFER between databases"
     return (
-        f"{model.version} ({model.algorithm}, {data}, sha256 {model.sha256[:12]}), trained once "
-        f"per database kind and copied to each contender's database: {same} everywhere"
+        f"failcast serves {model.version} ({model.algorithm}, {data}, sha256 "
+        f"{model.sha256[:12]}), trained once per database kind and copied to each contender's "
+        f"database: {same} everywhere; the reference serves {original.version} "
+        f"({original.algorithm} on the counters alone, as the original service, sha256 "
+        f"{original.sha256[:12]})"
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.procs import own_cpu_seconds
+from model import DEVICE_FEATURES
 from persistence import (
     AuditRepository,
     ModelVersionRepository,
@@ -20,6 +21,7 @@ from persistence import (
     create_db_engine,
     session_scope,
 )
+from training.features import COUNTERS
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DB_PREFIX = "failcast_bench_"
@@ -150,10 +152,16 @@ class FailcastStack:
         return done.stdout
 
     def train(self, data: Path | None) -> None:
-        """Migrate the database, then train, register and activate a model version."""
+        """Migrate the database, then train, register and activate a model version (what
+        `failcast train` selects), and register the original service's model beside it: a
+        logistic regression on the counters alone, which the reference serves (it has no
+        history to compute features from)."""
         self.cli("db", "upgrade")
-        train = ["train", "--activate", "--report-dir", str(self.workdir / "artifacts")]
-        self.cli(*train, *(["--data", str(data)] if data else []))
+        report = ["--report-dir", str(self.workdir / "artifacts")]
+        source = ["--data", str(data)] if data else []
+        self.cli("train", "--activate", *report, *source)
+        original = ["--feature-set", COUNTERS, "--algorithm", "logistic_regression"]
+        self.cli("train", *original, *report, *source)
 
     def mint_token(self) -> str:
         """Mint (and keep) a 2-hour token with the `predict` scope, signed with this secret."""
@@ -217,22 +225,29 @@ class ActiveModel:
     version: str
     algorithm: str
     synthetic: bool
+    horizon_days: int
 
 
-def active_model(database_url: str) -> ActiveModel:
-    """The active model version of a failcast database, with its artifact bytes."""
+def active_model(database_url: str, counters_only: bool = False) -> ActiveModel:
+    """The active model version of a failcast database, with its artifact bytes; with
+    `counters_only`, the newest version that reads the counters alone (the reference's)."""
     engine = create_db_engine(database_url)
     try:
         with session_scope(engine) as session:
-            row = ModelVersionRepository(session).active(with_artifact=True)
+            repo = ModelVersionRepository(session)
+            row = repo.active(with_artifact=True)
+            if counters_only:
+                found = [v for v in repo.list_all() if tuple(v.feature_names) == DEVICE_FEATURES]
+                row = repo.get(found[0].version, with_artifact=True) if found else None
             if row is None:
-                raise RuntimeError("no active model version")
+                raise RuntimeError("no such model version")
             return ActiveModel(
                 row.artifact,
                 row.artifact_sha256,
                 row.version,
                 row.algorithm,
                 row.trained_on_synthetic_data,
+                row.horizon_days,
             )
     finally:
         engine.dispose()
