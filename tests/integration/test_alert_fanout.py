@@ -4,13 +4,12 @@ through PostgreSQL NOTIFY sent by the writing transaction (never for a rolled-ba
 import asyncio
 
 import pytest
-from support import ORIGINAL_EXAMPLE, count_statements
+from support import ORIGINAL_EXAMPLE, count_statements, predict_now
 
 from graph.runtime.alerts import AlertFilter, Alerts
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import decode_telemetry
-from graph.runtime.usecases import predict
 from persistence import Conflict, alerts, is_sqlite, notifications, write_records
 
 EVERYTHING = AlertFilter(0.0)
@@ -19,7 +18,7 @@ EVERYTHING = AlertFilter(0.0)
 def _predicted(models: ModelService, service: Alerts, devices: list[str]) -> RequestAudit:
     audit = RequestAudit.begin("POST", "/graphql", "127.0.0.1", "tests")
     telemetry = decode_telemetry([{**ORIGINAL_EXAMPLE, "deviceId": d} for d in devices])
-    predict(models, service, audit, telemetry, batch=len(devices) > 1)
+    predict_now(models, service, audit, telemetry, batch=len(devices) > 1)
     return audit
 
 

@@ -7,13 +7,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from support import ORIGINAL_EXAMPLE
+from support import ORIGINAL_EXAMPLE, predict_now
 
 from graph.runtime.alerts import Alerts
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import decode_telemetry
-from graph.runtime.usecases import predict
 from graph.runtime.webhooks import write_outbox
 from persistence import new_id, webhooks, write_records
 from persistence.webhooks import Attempt
@@ -41,7 +40,7 @@ def _store(engine, devices: list[str], fail_commit: bool = False) -> RequestAudi
     alerts = Alerts(engine, outbox=write_outbox)
     audit = RequestAudit.begin("POST", "/graphql", None, None)
     telemetry = decode_telemetry([{**ORIGINAL_EXAMPLE, "deviceId": d} for d in devices])
-    predict(models, alerts, audit, telemetry, batch=True)
+    predict_now(models, alerts, audit, telemetry, batch=True)
     write_records(engine, [audit.record(200)], confirm=(lambda: False) if fail_commit else None)
     return audit
 
