@@ -299,9 +299,7 @@ def readme_verify() -> Callable[[str, str, bytes], bool]:
     return namespace["verify"]
 
 
-def predict_now(
-    models: Any, alerts: Any, audit: Any, telemetry: Any, batch: bool = False
-) -> Any:
+def predict_now(models: Any, alerts: Any, audit: Any, telemetry: Any, batch: bool = False) -> Any:
     """The predict use case run to completion from plain or async test code (on a loop of its
     own, in a thread), with the device histories of the models' database."""
     import asyncio
