@@ -35,9 +35,8 @@ from model import DEVICE_FEATURES
 from persistence import ModelVersionRepository, session_scope
 from training import Dataset, TrainOptions, load_dataset, train
 from training.database import load_database_dataset, rows_digest
-from training.estimators import LOGISTIC_REGRESSION, build_estimator
-from training.evaluation import cross_validate
-from training.splits import grouped_folds
+from training.estimators import LOGISTIC_REGRESSION
+from training.experiment import run_experiment
 
 pytestmark = needs_real_data
 
@@ -164,26 +163,29 @@ def test_the_database_holds_the_files_rows(replayed, file_once_per_day):
     )
 
 
+def _options(report_dir: Path, from_database: bool) -> TrainOptions:
+    return TrainOptions(
+        from_database=from_database,
+        algorithm=LOGISTIC_REGRESSION,
+        seed=SEED,
+        cv_folds=FOLDS,
+        validation_curve=False,
+        report_dir=report_dir,
+    )
+
+
 @pytest.fixture(scope="module")
-def file_scores(file_once_per_day: Dataset) -> dict:
-    """Cross-validation of the logistic regression on the file's rows, in the file's order."""
+def file_scores(file_once_per_day: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same training run's cross-validation on the file's rows (in the file's order)."""
     rows = file_once_per_day.subset(np.argsort(file_once_per_day.dates, kind="stable"))
-    folds = grouped_folds(rows, FOLDS, SEED)
-    return cross_validate(build_estimator(LOGISTIC_REGRESSION, SEED), rows, folds)
+    options = _options(tmp_path_factory.mktemp("file-report"), from_database=False)
+    return run_experiment(options, rows, lambda _: None).metrics()["cross_validation"]
 
 
 def test_training_from_the_database_scores_as_training_from_the_file(
     replayed, file_scores, tmp_path
 ):
-    options = TrainOptions(
-        from_database=True,
-        algorithm=LOGISTIC_REGRESSION,
-        seed=SEED,
-        cv_folds=FOLDS,
-        validation_curve=False,
-        report_dir=tmp_path,
-    )
-    outcome = train(options, replayed, lambda _: None)
+    outcome = train(_options(tmp_path, from_database=True), replayed, lambda _: None)
     stored = outcome.metrics["cross_validation"]
     assert stored["folds"] == file_scores["folds"] == FOLDS
     for metric in ("roc_auc", "pr_auc"):
