@@ -18,7 +18,6 @@ Writes bench/results/quality.md (git-ignored).
 import argparse
 import gzip
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from bench.procs import free_port
+from bench.procs import free_port, start_server, stop_server, wait_ready
 from bench.stack import active_model, new_stack
 from model import DEVICE_FEATURES
 from training import load_dataset
@@ -81,20 +80,6 @@ def _served(dataset: Dataset, rows: np.ndarray, url: str, token: str) -> np.ndar
     return found[rows]
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("failcast serve exited")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("failcast serve never became ready")
-
-
 def _scores(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     return float(roc_auc_score(y, p)), float(average_precision_score(y, p))
 
@@ -117,16 +102,14 @@ def run_split(dataset: Dataset, train: np.ndarray, test: np.ndarray, work: Path)
     trained_s = time.monotonic() - started
     token = stack.mint_token()
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(stack.serve_command(port, 1), env=stack.env, cwd=work)
+    server = start_server("quality", stack.serve_command(port, 1), stack.env, work, port)
     try:
-        _wait_ready(url, server)
+        wait_ready(server, "/readyz")
         started = time.monotonic()
-        served = _served(dataset, test, url, token)
+        served = _served(dataset, test, server.base_url, token)
         replay_s = time.monotonic() - started
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_server(server)
     horizon = active_model(stack.database_url).horizon_days
     labels = horizon_labels(dataset, horizon)
     y = labels[test]

@@ -87,19 +87,29 @@ def latest_observations(
         return found
     # Duplicates of one observation are rare: read twice what is wanted, and read again with no
     # limit a device that had so many duplicates that fewer than `wanted` remained.
-    limit = 2 * wanted
-    rows = _latest_rows(connection, devices, limit)
+    rows = _latest_rows(connection, devices, 2 * wanted)
     for device in devices:
-        raw = rows.get(device, [])
-        observations = _distinct(raw)
-        if len(observations) < wanted and len(raw) == limit:
-            observations = _distinct(connection.execute(_newest_first(device, None, 1 << 62)).all())
-        complete = len(observations) <= wanted
-        total = -1
-        if count:
-            total = len(observations) if complete else _counted(connection, device, None)
-        found[device] = History(observations[:wanted], complete, total)
+        found[device] = _history(connection, device, None, wanted, count, rows.get(device, []))
     return found
+
+
+def _history(
+    connection: Connection,
+    device: str,
+    before: datetime | None,
+    wanted: int,
+    count: bool,
+    raw: Sequence[Sequence[object]],
+) -> History:
+    """A History from the newest 2 * `wanted` rows of a device (before `before`, if given)."""
+    observations = _distinct(raw)
+    if len(observations) < wanted and len(raw) == 2 * wanted:  # many duplicates: read them all
+        observations = _distinct(connection.execute(_newest_first(device, before, 1 << 62)).all())
+    complete = len(observations) <= wanted
+    total = -1
+    if count:
+        total = len(observations) if complete else _counted(connection, device, before)
+    return History(observations[:wanted], complete, total)
 
 
 def _counted(connection: Connection, device: str, before: datetime | None) -> int:
@@ -136,16 +146,8 @@ def observations_before(
 ) -> History:
     """A device's newest `wanted` observations strictly before `before` and, if asked, how many
     it has before then."""
-    limit = 2 * wanted
-    raw = connection.execute(_newest_first(device, before, limit)).all()
-    observations = _distinct(raw)
-    if len(observations) < wanted and len(raw) == limit:
-        observations = _distinct(connection.execute(_newest_first(device, before, 1 << 62)).all())
-    complete = len(observations) <= wanted
-    total = -1
-    if count:
-        total = len(observations) if complete else _counted(connection, device, before)
-    return History(observations[:wanted], complete, total)
+    raw = connection.execute(_newest_first(device, before, 2 * wanted)).all()
+    return _history(connection, device, before, wanted, count, raw)
 
 
 def observations_between(
