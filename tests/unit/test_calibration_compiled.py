@@ -29,7 +29,7 @@ def inner_model(shape: str) -> object:
     if shape == "tree":
         return build_estimator("decision_tree", seed=0)
     if shape == "logistic":  # signed log1p: the history deltas are negative
-        return build_estimator("logistic_regression", seed=0)
+        return build_estimator("logistic_regression", seed=0, features=NAMES)
     return HistGradientBoostingClassifier(
         max_iter=15, max_leaf_nodes=15, early_stopping=False, class_weight="balanced",
         random_state=0,

@@ -175,7 +175,9 @@ def test_signed_log1p_is_log1p_on_values_at_least_zero_and_odd_below():
 def test_the_logistic_regression_with_signed_log1p_is_the_log1p_one_on_counters(fleet):
     # Counters are >= 0: the new transform fits and scores the same model as the old one.
     old = _log1p_pipeline(np.log1p).fit(fleet.X, fleet.y)
-    new = build_estimator("logistic_regression", seed=3).fit(fleet.X, fleet.y)
+    from training.estimators import logistic_regression
+
+    new = logistic_regression(seed=3, signed=True).fit(fleet.X, fleet.y)
     assert new[0].func is signed_log1p
     assert np.array_equal(old[-1].coef_, new[-1].coef_)
     assert np.array_equal(old.predict_proba(fleet.X), new.predict_proba(fleet.X))
@@ -200,7 +202,8 @@ def test_the_signed_log1p_regression_scores_negative_history_deltas(fleet):
 
     X, y, _ = history_features(fleet)
     assert (X < 0).any()
-    estimator = build_estimator("logistic_regression", seed=3).fit(X, y)
+    estimator = build_estimator("logistic_regression", seed=3, features=HISTORY_FEATURES)
+    estimator.fit(X, y)
     metadata = ArtifactMetadata("logistic_regression", HISTORY_FEATURES, 0.5)
     data = dump_artifact(estimator, metadata)
     served = load_artifact(data, sha256_hex(data)).predict_proba(X)

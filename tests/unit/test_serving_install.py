@@ -101,7 +101,10 @@ def _compiled_shape(shape: str, X, y, devices):
     boosting = HistGradientBoostingClassifier(max_iter=15, early_stopping=False, random_state=0)
     if shape == "gradient_boosting":
         return boosting.fit(X, y)
-    inner = boosting if shape.endswith("boosting") else build_estimator("logistic_regression", 0)
+    from support import HISTORY_FEATURES
+
+    signed = build_estimator("logistic_regression", 0, features=HISTORY_FEATURES)  # deltas < 0
+    inner = boosting if shape.endswith("boosting") else signed
     folds = list(GroupKFold(n_splits=3).split(X, y, devices))
     method = "sigmoid" if shape.startswith("sigmoid") else "isotonic"
     return CalibratedClassifierCV(inner, method=method, cv=folds, ensemble=False).fit(X, y)
