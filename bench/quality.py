@@ -16,7 +16,6 @@ Writes bench/results/quality.md (git-ignored).
 """
 
 import argparse
-import gzip
 import statistics
 import sys
 import tempfile
@@ -37,24 +36,11 @@ from training.dataset import Dataset
 from training.estimators import logistic_regression, may_be_negative
 from training.features import COUNTERS, FEATURE_SETS, history_matrix
 from training.labels import horizon_labels
+from training.writer import write_dataset_csv
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "quality.md"
 BATCH = """mutation B($r: [PredictInput!]!) { predictBatch(inputs: $r) { failureProbability } }"""
 HISTORY_SET = "counters+delta+max7+zero_run+observations"
-
-
-def _write_csv(dataset: Dataset, rows: np.ndarray, path: Path) -> None:
-    """The rows in the public file's format (metric8 restored as metric7's copy)."""
-    header = "date,device,failure," + ",".join(f"metric{i}" for i in range(1, 10))
-    lines = [header]
-    for i in rows.tolist():
-        values = dict(zip(DEVICE_FEATURES, dataset.X[i].tolist(), strict=True))
-        metrics = [values[f"metric{k}"] for k in range(1, 8)] + [values["metric7"]]
-        metrics.append(values["metric9"])
-        cells = [str(dataset.dates[i]), str(dataset.devices[i]), str(int(dataset.y[i]))]
-        lines.append(",".join(cells + [str(int(v)) for v in metrics]))
-    with gzip.open(path, "wt", encoding="latin-1") as out:
-        out.write("\n".join(lines) + "\n")
 
 
 def _served(dataset: Dataset, rows: np.ndarray, url: str, token: str) -> np.ndarray:
@@ -94,7 +80,7 @@ def _reference(dataset: Dataset, train: np.ndarray, test: np.ndarray, names: Any
 def run_split(dataset: Dataset, train: np.ndarray, test: np.ndarray, work: Path) -> dict[str, Any]:
     """Train with the CLI on `train`, replay `test` through a real server, score everything."""
     data = work / "train.csv.gz"
-    _write_csv(dataset, train, data)
+    write_dataset_csv(dataset.subset(train), data)
     stack = new_stack("quality", work, f"sqlite:///{work / 'quality.db'}")
     started = time.monotonic()
     stack.cli("db", "upgrade")

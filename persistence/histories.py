@@ -48,7 +48,9 @@ def _distinct(rows: Sequence[Sequence[object]]) -> list[Observation]:
         assert isinstance(moment, datetime)
         if found and found[-1].observed_at == moment:
             continue  # an older prediction of the same observation
-        found.append(Observation(moment, _uuid(row[1]), tuple(map(float, row[2:]))))  # type: ignore[arg-type]
+        ident = row[1]
+        assert isinstance(ident, uuid.UUID)
+        found.append(Observation(moment, ident, tuple(map(float, row[2:]))))  # type: ignore[arg-type]
     return found
 
 
@@ -177,22 +179,15 @@ def rows_since(
 ) -> list[tuple[int, str | None, uuid.UUID]]:
     """(rowid, device id, request id) of the first `limit` predictions committed after `rowid`
     (SQLite), in commit order."""
-    rows = connection.execute(
-        sa.text(
-            "SELECT rowid, device_id, audit_event_id FROM prediction"
-            " WHERE rowid > :rowid ORDER BY rowid LIMIT :limit"
-        ),
-        {"rowid": rowid, "limit": limit},
-    ).all()
-    return [(int(r[0]), r[1], _uuid(r[2])) for r in rows]
-
-
-def _uuid(value: object) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, bytes):
-        return uuid.UUID(bytes=value)
-    return uuid.UUID(str(value))
+    position = sa.column("rowid", sa.Integer)
+    query = (
+        sa.select(position, _TABLE.c.device_id, _TABLE.c.audit_event_id)
+        .select_from(_TABLE)
+        .where(position > rowid)
+        .order_by(position)
+        .limit(limit)
+    )
+    return [(int(r[0]), r[1], r[2]) for r in connection.execute(query)]
 
 
 def block_devices(
