@@ -19,8 +19,10 @@ serve: install
 	$(BIN)/failcast train --activate --if-no-active
 	$(BIN)/failcast serve
 
+# One test file per worker process (-n auto: one per core; --dist loadfile keeps a file's
+# fixtures in one process); each worker has a PostgreSQL database of its own (tests/support.py).
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .

@@ -36,8 +36,32 @@ REAL_DATA = Path(
     os.environ.get("FAILCAST_TEST_DATA")
     or REPO_ROOT.parent / "shared" / "data" / "device_failure_subset.csv.gz"
 )
-PG_URL = os.environ.get("FAILCAST_TEST_DATABASE_URL")
 PG_SKIP = "FAILCAST_TEST_DATABASE_URL is not set: PostgreSQL runs skipped (.ci/run sets it)"
+
+
+def _worker_database(url: str | None) -> str | None:
+    """FAILCAST_TEST_DATABASE_URL, or under pytest-xdist a database of this worker's own beside
+    it (`<name>_gw0`, ...: every worker resets and empties its database as it pleases), created
+    when missing. .ci/run drops them with its own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if url is None or not worker:
+        return url
+    import sqlalchemy as sa
+
+    base = sa.make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        found = connection.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).first()
+        if found is None:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+PG_URL = _worker_database(os.environ.get("FAILCAST_TEST_DATABASE_URL"))
 
 # Modules a serving process never needs: the train extra's, scipy (scikit-learn's), pandas.
 TRAINING_STACK = ("sklearn", "scipy", "matplotlib", "pandas")
