@@ -55,7 +55,7 @@ def _train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--algorithm",
-        choices=["decision_tree", "logistic_regression", "hist_gradient_boosting"],
+        choices=["decision_tree", "logistic_regression", "hist_gradient_boosting", "blend"],
         help="train only this one (default: all, register the best by cross-validation)",
     )
     p.add_argument(
@@ -72,6 +72,13 @@ def _train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--min-recall", type=float, help="pick the threshold reaching this recall")
     p.add_argument(
         "--max-depth", type=int, help="decision-tree depth (default: chosen by cross-validation)"
+    )
+    p.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_false",
+        help="serve the selected model as fitted on the training devices (default: refitted on "
+        "every device once the test devices are scored)",
     )
     p.add_argument("--activate", action="store_true", help="make the new version active")
     p.add_argument(

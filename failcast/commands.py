@@ -265,6 +265,7 @@ def _train(args: argparse.Namespace, engine: Engine) -> int:
         max_depth=args.max_depth,
         horizon_days=args.horizon_days,
         feature_set=args.feature_set,
+        refit=args.refit,
         activate=args.activate,
         report_dir=Path(args.report_dir),
     )

@@ -12,6 +12,8 @@ overhead nor sklearn itself in memory. Only the shapes failcast trains are compi
 - Pipeline([FunctionTransformer(f), StandardScaler(), LogisticRegression()]) with f np.log1p (the
   artifacts of earlier versions) or model.transforms.signed_log1p (history deltas are negative);
 - a bare binary HistGradientBoostingClassifier without categorical features;
+- training.blend.ScoreBlend of a boosted model and a logistic pipeline as above: a weighted sum
+  of their scores;
 - CalibratedClassifierCV(one of the above, method="sigmoid" or "isotonic") holding one
   calibrated classifier (ensemble=False, or a FrozenEstimator): the inner estimator refit on all
   the data, then one calibrator;
@@ -42,6 +44,9 @@ calibrated model. Each also explains its answers, in the same pass as the probab
   `score` is the raw log-odds (`decision_function`), `baseValue` the baseline plus every tree's
   root expected value, so `baseValue` + the sum of the contributions = `score`; features whose
   contribution is 0 (no split on them along the row's paths) are left out;
+- a blend gives contributions to its score: each feature's is the weighted sum of its
+  contributions to the members' scores (weights of the score), `baseValue` the weighted sum of
+  theirs, so `baseValue` + the sum = `score`; features contributing exactly 0 are left out;
 - a calibrated model gives its inner model's explanation, as it is: its `score` is the inner
   model's score, which the calibrator maps monotonically to the probability answered (isotonic:
   non-decreasing; sigmoid expit(-(a score + b)): increasing, as a < 0 for any model better than
@@ -219,7 +224,45 @@ class TreeEvaluator(_Linked):
         return {"kind": DECISION_PATH, "score": score, "baseValue": base, "path": path}
 
 
-class LinearEvaluator(_Linked):
+class _Additive(_Linked):
+    """A linked evaluator whose score is `base_value` plus per-feature contributions."""
+
+    base_value: float
+
+    def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The scores and the (rows, features) contributions that add up to them."""
+        raise NotImplementedError
+
+
+def _contributions(
+    scores: FloatArray,
+    base_value: float,
+    matrix: FloatArray,
+    parts: FloatArray,
+    names: Sequence[str],
+    every_feature: bool,
+) -> list[Explanation]:
+    """CONTRIBUTIONS explanations, largest magnitude first (ties in the features' order);
+    without `every_feature`, features that contributed exactly 0 are left out."""
+    values, contributions = matrix.tolist(), parts.tolist()
+    explanations = []
+    for score, row, part in zip(scores.tolist(), values, contributions, strict=True):
+        used = range(len(part)) if every_feature else [j for j, c in enumerate(part) if c != 0.0]
+        order = sorted(used, key=lambda j: -abs(part[j]))  # stable
+        explanations.append(
+            {
+                "kind": CONTRIBUTIONS,
+                "score": score,
+                "baseValue": base_value,
+                "contributions": [
+                    {"feature": names[j], "value": row[j], "contribution": part[j]} for j in order
+                ],
+            }
+        )
+    return explanations
+
+
+class LinearEvaluator(_Additive):
     """Input transforms (log1p or signed log1p, standard scaling), then a binary logistic
     regression."""
 
@@ -227,6 +270,7 @@ class LinearEvaluator(_Linked):
         self.steps: list[Callable[[FloatArray], FloatArray]] = [_step(s) for s in spec["steps"]]
         self.coef = np.asarray(spec["coef"], dtype=np.float64)
         self.bias = float(spec["bias"])
+        self.base_value = self.bias
 
     def link(self, scores: FloatArray) -> FloatArray:
         return _sigmoid(scores)
@@ -243,31 +287,20 @@ class LinearEvaluator(_Linked):
     def _margin(self, transformed: FloatArray) -> FloatArray:
         return np.asarray(transformed @ self.coef + self.bias, dtype=np.float64)
 
+    def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The log-odds and each feature's contribution to them (every feature)."""
+        transformed = self._transformed(matrix)
+        return self._margin(transformed), transformed * self.coef
+
     def scored_explanations(
         self, matrix: FloatArray, names: Sequence[str]
     ) -> tuple[FloatArray, list[Explanation]]:
         """The log-odds and each feature's contribution to each row's log-odds."""
-        transformed = self._transformed(matrix)
-        margin = self._margin(transformed)
-        contributions = transformed * self.coef
-        order = np.argsort(-np.abs(contributions), axis=1, kind="stable").tolist()
-        values, parts = matrix.tolist(), contributions.tolist()
-        explanations = [
-            {
-                "kind": CONTRIBUTIONS,
-                "score": score,
-                "baseValue": self.bias,
-                "contributions": [
-                    {"feature": names[j], "value": values[i][j], "contribution": parts[i][j]}
-                    for j in order[i]
-                ],
-            }
-            for i, score in enumerate(margin.tolist())
-        ]
-        return margin, explanations
+        margin, parts = self.scored_parts(matrix)
+        return margin, _contributions(margin, self.base_value, matrix, parts, names, True)
 
 
-class BoostedEvaluator(_Linked):
+class BoostedEvaluator(_Additive):
     """Sums the leaves of binary gradient-boosted trees, vectorised over rows and trees at once.
 
     Finding each (row, tree)'s leaf is the costly part. Trees of at most 64 leaves (scikit-learn's
@@ -323,29 +356,59 @@ class BoostedEvaluator(_Linked):
     def score(self, matrix: FloatArray) -> FloatArray:
         return self._raw(self._leaves(matrix))
 
+    def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The raw log-odds and each feature's contribution to them (0: no split on it)."""
+        leaves = self._leaves(matrix)
+        return self._raw(leaves), self._paths.contributions(leaves, matrix.shape[1])
+
     def scored_explanations(
         self, matrix: FloatArray, names: Sequence[str]
     ) -> tuple[FloatArray, list[Explanation]]:
         """The raw log-odds and each row's contributions (see the module docstring)."""
-        leaves = self._leaves(matrix)
-        raw = self._raw(leaves)
-        parts = self._paths.contributions(leaves, matrix.shape[1])
-        rows = zip(raw.tolist(), matrix.tolist(), parts.tolist(), strict=True)
-        return raw, [self._explanation(s, v, p, names) for s, v, p in rows]
+        raw, parts = self.scored_parts(matrix)
+        return raw, _contributions(raw, self.base_value, matrix, parts, names, False)
 
-    def _explanation(
-        self, score: float, values: list[float], parts: list[float], names: Sequence[str]
-    ) -> Explanation:
-        used = [j for j, part in enumerate(parts) if part != 0.0]
-        used.sort(key=lambda j: -abs(parts[j]))  # stable: ties keep the features' order
-        return {
-            "kind": CONTRIBUTIONS,
-            "score": score,
-            "baseValue": self.base_value,
-            "contributions": [
-                {"feature": names[j], "value": values[j], "contribution": parts[j]} for j in used
-            ],
-        }
+
+class BlendEvaluator(_Additive):
+    """training.blend.ScoreBlend: the weighted sum of its members' scores (the boosted model's
+    raw log-odds and the logistic regression's), and of their contributions."""
+
+    def __init__(self, spec: Spec) -> None:
+        members = [evaluator(member) for member in spec["members"]]
+        if not all(isinstance(m, _Additive) for m in members):
+            raise ValueError("a blend's members must add up contributions")
+        self.members: list[_Additive] = [m for m in members if isinstance(m, _Additive)]
+        self.weights = [float(w) for w in spec["weights"]]
+        if len(self.weights) != len(self.members) or not self.members:
+            raise ValueError("a blend needs one weight per member")
+        pairs = zip(self.weights, self.members, strict=True)
+        self.base_value = sum(w * m.base_value for w, m in pairs)
+
+    def link(self, scores: FloatArray) -> FloatArray:
+        return _sigmoid(scores)
+
+    def score(self, matrix: FloatArray) -> FloatArray:
+        # w0 f0 + w1 f1 + ..., in ScoreBlend.decision_function's order
+        total = self.weights[0] * self.members[0].score(matrix)
+        for weight, member in zip(self.weights[1:], self.members[1:], strict=True):
+            total = total + weight * member.score(matrix)
+        return np.asarray(total, dtype=np.float64)
+
+    def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The blended score and each feature's weighted contributions to the members'."""
+        scores, parts = self.members[0].scored_parts(matrix)
+        total, summed = self.weights[0] * scores, self.weights[0] * parts
+        for weight, member in zip(self.weights[1:], self.members[1:], strict=True):
+            scores, parts = member.scored_parts(matrix)
+            total, summed = total + weight * scores, summed + weight * parts
+        return np.asarray(total, dtype=np.float64), summed
+
+    def scored_explanations(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The blended score and each row's contributions to it."""
+        score, parts = self.scored_parts(matrix)
+        return score, _contributions(score, self.base_value, matrix, parts, names, False)
 
 
 _WORD = 64  # leaves a tree may have for the bitmask leaf finder
@@ -578,6 +641,7 @@ def evaluator(spec: Spec) -> Evaluator:
         "linear": LinearEvaluator,
         "boosted": BoostedEvaluator,
         "calibrated": CalibratedEvaluator,
+        "blend": BlendEvaluator,
     }
     return kinds[spec["kind"]](spec)
 
@@ -709,6 +773,8 @@ def _final_spec(estimator: Any, steps: list[Spec]) -> Spec | None:
         return _tree_spec(estimator, positive)
     if name == "HistGradientBoostingClassifier" and not steps:
         return _boosted_spec(estimator)
+    if name == "ScoreBlend" and not steps:
+        return _blend_spec(estimator)
     if name == "LogisticRegression" and estimator.coef_.shape[0] == 1:
         sign = 1.0 if positive == 1 else -1.0
         coef = sign * np.asarray(estimator.coef_[0], dtype=np.float64)
@@ -719,6 +785,14 @@ def _final_spec(estimator: Any, steps: list[Spec]) -> Spec | None:
             "bias": sign * float(estimator.intercept_[0]),
         }
     return None
+
+
+def _blend_spec(estimator: Any) -> Spec | None:
+    members = [_uncalibrated_spec(member) for member in estimator.members_]
+    if any(m is None or m["kind"] not in ("linear", "boosted") for m in members):
+        return None  # only members whose score is a decision function that adds up
+    weights = [float(w) for w in estimator.weights_]
+    return {"kind": "blend", "members": members, "weights": weights}
 
 
 def _uncalibrated_spec(estimator: Any) -> Spec | None:
@@ -762,7 +836,7 @@ def _calibrated_spec(estimator: Any) -> Spec | None:
     # The calibrator was fitted on the inner model's decision_function where it has one, else
     # on its P(failure): the compiled score must be the same quantity.
     reads_decision = hasattr(inner, "decision_function")
-    if reads_decision != (inner_spec["kind"] in ("linear", "boosted")):
+    if reads_decision != (inner_spec["kind"] in ("linear", "boosted", "blend")):
         return None
     return {"kind": "calibrated", "inner": inner_spec, "calibrator": calibrator}
 

@@ -8,7 +8,9 @@
   np.log1p cannot take; on values >= 0 the two agree bit for bit);
 - hist_gradient_boosting: a HistGradientBoostingClassifier kept small (few, shallow trees, no
   early stopping, so a fit is deterministic and needs no random row split that would put a
-  device on both sides): on ~100 failures, scikit-learn's defaults overfit to a useless model.
+  device on both sides): on ~100 failures, scikit-learn's defaults overfit to a useless model;
+- blend: training.blend.ScoreBlend of the two above (the boosted model at a point of its grid,
+  and the logistic regression), the mean of their standardised log-odds.
 
 The served estimator is one of these inside CalibratedClassifierCV(..., ensemble=False)
 (training.calibration). All are shapes the model package evaluates without scikit-learn.
@@ -26,12 +28,14 @@ from sklearn.tree import DecisionTreeClassifier
 
 from model import DEVICE_FEATURES
 from model.transforms import signed_log1p
+from training.blend import ScoreBlend
 from training.errors import InvalidOptionsError
 
 DECISION_TREE = "decision_tree"
 LOGISTIC_REGRESSION = "logistic_regression"
 HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
-ALGORITHMS: tuple[str, ...] = (DECISION_TREE, LOGISTIC_REGRESSION, HIST_GRADIENT_BOOSTING)
+BLEND = "blend"
+ALGORITHMS: tuple[str, ...] = (DECISION_TREE, LOGISTIC_REGRESSION, HIST_GRADIENT_BOOSTING, BLEND)
 DEFAULT_TREE_DEPTH = 4  # the pruned reference tree of shared/data/SOURCE.md
 LOGISTIC_MAX_ITER = 1000  # lbfgs needs more than the default 100 on the scaled counters
 # The depths the tree's grouped cross-validation tries (None: unpruned, to show it overfits).
@@ -95,7 +99,7 @@ def search_grid(algorithm: str, max_depth: int | None = None) -> list[dict[str, 
         return [{"max_depth": depth} for depth in depths]
     if algorithm == LOGISTIC_REGRESSION:
         return [{}]
-    if algorithm == HIST_GRADIENT_BOOSTING:
+    if algorithm in (HIST_GRADIENT_BOOSTING, BLEND):  # a blend's point is its boosted member's
         return [dict(point) for point in BOOSTING_GRID]
     raise InvalidOptionsError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
 
@@ -127,6 +131,11 @@ def build_estimator(
         return logistic_regression(seed, signed=may_be_negative(features))
     if algorithm == HIST_GRADIENT_BOOSTING:
         return hist_gradient_boosting(seed, chosen["max_iter"], chosen["max_depth"])
+    if algorithm == BLEND:
+        return ScoreBlend(
+            hist_gradient_boosting(seed, chosen["max_iter"], chosen["max_depth"]),
+            logistic_regression(seed, signed=may_be_negative(features)),
+        )
     raise InvalidOptionsError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
 
 
@@ -152,4 +161,10 @@ def estimator_params(
         }
     if algorithm == HIST_GRADIENT_BOOSTING:
         return {**_BOOSTING_BASE, **chosen, "class_weight": None, "random_state": seed}
+    if algorithm == BLEND:
+        return {
+            "combination": "mean of the members' log-odds, each divided by its spread",
+            HIST_GRADIENT_BOOSTING: estimator_params(HIST_GRADIENT_BOOSTING, seed, chosen),
+            LOGISTIC_REGRESSION: estimator_params(LOGISTIC_REGRESSION, seed, None, features),
+        }
     raise InvalidOptionsError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")

@@ -6,7 +6,9 @@ and given the history features the version reads, computed from each device's ro
 training computes them. With `held_out`, only the version's own test devices are scored: the
 file must be the version's training data (same sha256), and the split is made again from the
 seed in its lineage (training.splits.split_devices is deterministic), so the figures are the
-training report's test figures, reproduced by the stored artifact.
+training report's test figures, reproduced by the stored artifact. A version refitted on every
+device (the default of `failcast train`) has no held-out devices left, and `held_out` is refused
+for it: its test figures belong to the fit that preceded the refit (score it on new data).
 
 With a `tolerance`, the scores are also held to the version's training test-set figures by the
 rule of model.performance (recall and precision may not fall more than `tolerance` below them),
@@ -48,6 +50,7 @@ class _Stored:
     seed: int | None
     test: dict[str, Any]
     horizon_days: int
+    refitted: bool  # fitted on every device of its data once its test devices were scored
 
 
 def evaluate_version(
@@ -134,6 +137,7 @@ def _load_version(engine: Engine, version: str) -> _Stored:
         except NotFound as exc:
             raise VersionNotFoundError(f"no model version {version!r}") from exc
         seed = (row.lineage or {}).get("seed")
+        refitted = bool((row.lineage or {}).get("refit_on_all_devices"))
         test = (row.metrics or {}).get("test")
         assert row.id is not None
         facts = (row.id, row.artifact, row.artifact_sha256, row.data_sha256, row.horizon_days)
@@ -145,11 +149,18 @@ def _load_version(engine: Engine, version: str) -> _Stored:
         seed if isinstance(seed, int) else None,
         test if isinstance(test, dict) else {},
         horizon_days,
+        refitted,
     )
 
 
 def _held_out(dataset: Dataset, stored: _Stored, same_data: bool) -> npt.NDArray[np.intp]:
     """The rows of the version's test devices, split again as training split them."""
+    if stored.refitted:
+        raise InvalidOptionsError(
+            "--held-out scores the version's own test devices, and this version was refitted on "
+            "every device of its data (none is held out): score it on data it has not seen, or "
+            "train with --no-refit to keep its test devices held out"
+        )
     if not same_data:
         raise InvalidOptionsError(
             "--held-out scores the version's own test devices: the data must be the file it "

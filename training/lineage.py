@@ -39,6 +39,8 @@ def build_lineage(options: TrainOptions, experiment: Experiment) -> dict[str, An
         "splits": experiment.split.sizes(dataset),
         "split_method": "StratifiedGroupKFold by device: 1/5 test, then 1/4 of the rest validation",
         "refit_on_validation": False,
+        # True: the registered estimator was fitted on every device once the test was scored
+        "refit_on_all_devices": experiment.refitted is not None,
     }
 
 

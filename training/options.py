@@ -36,6 +36,7 @@ class TrainOptions:
     synthetic_days: int = 120
     cv_folds: int = 5  # 0: no cross-validation, no calibration (see training.experiment)
     validation_curve: bool = True  # search the tree's depth (False: max_depth, or 4)
+    refit: bool = True  # serve the selected pipeline refitted on every device (see experiment)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings), for lineage."""

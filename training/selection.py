@@ -11,6 +11,13 @@ only (the validation and test devices are never read here).
 3. Each algorithm's held-out scores at its chosen point choose its calibration method
    (training.calibration.choose_method).
 
+The blend (training.blend) is not searched when gradient boosting is: it takes the boosted
+model's feature set and point (its members are that model and the logistic regression on the
+same features), and is cross-validated there once. Searching it too would add five runs of the
+costliest candidate and, more to the point, more chances for a candidate to win by the noise of
+~64 failing training devices (a blend of counters alone once won the search that way, and lost
+on the test devices).
+
 The algorithm served is then the one with the highest mean PR-AUC at its choice
 (training.experiment), so its feature set is the version's. Every configuration is
 cross-validated once (results are shared between the steps).
@@ -25,7 +32,14 @@ import numpy as np
 
 from training.calibration import choose_method
 from training.dataset import IntArray
-from training.estimators import DECISION_TREE, build_estimator, default_point, search_grid
+from training.estimators import (
+    BLEND,
+    DECISION_TREE,
+    HIST_GRADIENT_BOOSTING,
+    build_estimator,
+    default_point,
+    search_grid,
+)
 from training.evaluation import HeldOut, held_out, summary
 from training.features import FeatureTable, depth_of
 from training.splits import Folds
@@ -104,17 +118,19 @@ def search(
     """Steps 1-3 of the module docstring. `table` and `y` hold the training devices' rows only,
     and `folds` are positions in them."""
     runs = _Runs(table, y, folds, seed, progress)
+    inherits = BLEND in algorithms and HIST_GRADIENT_BOOSTING in algorithms
+    searched = [a for a in algorithms if not (inherits and a == BLEND)]
     defaults = {
         (name, algorithm): runs.run(names, algorithm, default_point(algorithm, max_depth), name)
         for name, names in sets.items()
-        for algorithm in algorithms
+        for algorithm in searched
     }
     rows = [
-        _set_row(name, names, {a: defaults[(name, a)] for a in algorithms})
+        _set_row(name, names, {a: defaults[(name, a)] for a in searched})
         for name, names in sets.items()
     ]
     choices = {}
-    for algorithm in algorithms:
+    for algorithm in searched:
         # max() keeps the first of equal keys; the depth breaks ties of rounded scores.
         chosen = max(
             sets,
@@ -124,6 +140,13 @@ def search(
             ),
         )
         choices[algorithm] = _choose_point(runs, sets[chosen], chosen, algorithm, max_depth, y)
+    if inherits:
+        boosted = choices[HIST_GRADIENT_BOOSTING]
+        names = sets[boosted.feature_set]
+        blend = _choose_point(
+            runs, names, boosted.feature_set, BLEND, max_depth, y, [boosted.point]
+        )
+        choices = {a: blend if a == BLEND else choices[a] for a in algorithms}
     curve = None
     if DECISION_TREE in choices and len(choices[DECISION_TREE].grid) > 1:
         tree = choices[DECISION_TREE]
@@ -154,8 +177,10 @@ def _choose_point(
     algorithm: str,
     max_depth: int | None,
     y: IntArray,
+    grid: Sequence[Mapping[str, Any]] | None = None,
 ) -> Choice:
-    grid = search_grid(algorithm, max_depth)
+    """The best point of `grid` (default: the algorithm's search grid) on `names`."""
+    grid = search_grid(algorithm, max_depth) if grid is None else grid
     scored = [(point, runs.run(names, algorithm, point, label)) for point in grid]
     # max() keeps the first of equal scores: the first point of the grid.
     point, scores = max(scored, key=lambda pair: _rounded(pair[1].mean("pr_auc")))

@@ -105,14 +105,15 @@ def build_record(options: TrainOptions, experiment: Experiment) -> VersionRecord
     chosen = experiment.chosen
     features = experiment.feature_names
     metadata = ArtifactMetadata(chosen.algorithm, features, chosen.threshold, chosen.params)
-    artifact = dump_artifact(chosen.estimator, metadata)
-    # The training devices' rows: what the model learned from, so what live inputs are held to.
-    train = experiment.split.train
+    served = experiment.served
+    artifact = dump_artifact(served, metadata)
+    # The rows the served model learned from: what live inputs are held to.
+    learned = experiment.served_rows
     profile, golden = serving_checks(
         features,
-        experiment.features.matrix[train],
-        experiment.dataset.y[train],
-        lambda rows: positive_proba(chosen.estimator, rows),
+        experiment.features.matrix[learned],
+        experiment.dataset.y[learned],
+        lambda rows: positive_proba(served, rows),
     )
     return VersionRecord(
         algorithm=chosen.algorithm,

@@ -103,7 +103,7 @@ class ModelVersionType:
     id: strawberry.ID = strawberry.field(description="Stable id of the version (its name).")
     version: str = strawberry.field(description="Unique version name, e.g. 2026.11.26-1.")
     algorithm: str = strawberry.field(
-        description="decision_tree, logistic_regression or hist_gradient_boosting."
+        description="decision_tree, logistic_regression, hist_gradient_boosting or blend."
     )
     is_active: bool = strawberry.field(description="Whether this version serves predictions.")
     created_at: datetime = strawberry.field(description="When the version was registered.")

@@ -1,10 +1,12 @@
 """`failcast outcomes import` and `failcast evaluate` as a gate, against real databases.
 
-The gate's main case runs on the public dataset (tests/support.REAL_DATA; skipped visibly
-without it): the session's version trained on it (`real_training`), evaluated on its own
-held-out devices, reproduces the training report's test figures and passes; the same estimator
-registered with a threshold no score reaches (claiming the good version's figures) fails with
-exit code 1 (a failed check, as every gate of the CLI). Both runs are stored.
+A version evaluated on its own held-out devices reproduces the training report's test figures
+and passes; the same estimator registered with a threshold no score reaches (claiming the good
+version's figures) fails with exit code 1 (a failed check, as every gate of the CLI). Both runs
+are stored. That runs on a synthetic fleet trained without refit; the session's version trained
+on the public dataset (`real_training`, tests/support.REAL_DATA; skipped visibly without it) is
+refitted on every device, as `failcast train` does by default, so `--held-out` is refused for it
+and it is scored on the whole file instead.
 """
 
 import gzip
@@ -163,13 +165,21 @@ def _held_out_gate(db_url: str, engine: Engine, data: Path, outcome: Any) -> Non
     assert "held-out test devices, seed" in runs[0].data_source and runs[0].tolerance == 0.1
 
 
-def test_evaluate_on_the_real_held_out_devices_reproduces_training_and_gates(
+def test_a_refitted_real_version_has_no_held_out_devices_and_is_scored_on_the_file(
     db_url, db_engine, real_training
 ):
-    # The session's real-data version (history features, calibrated, 1-day horizon), copied
-    # into this database: evaluate recomputes its features and labels from the file.
+    # The session's real-data version (history features, calibrated, 1-day horizon, refitted on
+    # every device), copied into this database: evaluate recomputes features and labels.
     copy_version(real_training.row, db_engine)
-    _held_out_gate(db_url, db_engine, REAL_DATA, real_training.outcome)
+    version = real_training.outcome.version
+    code, _, err = _evaluate(db_url, version, REAL_DATA, "--held-out")
+    assert code == 2 and "refitted on every device" in err and "--no-refit" in err
+    code, result, err = _evaluate(db_url, version, REAL_DATA)
+    assert code == 0, err
+    assert result["metrics"]["rows"] == 124_165 and not result["held_out"]
+    # every device was learned from: the whole file ranks at least as well as the test devices
+    assert result["metrics"]["pr_auc"] >= real_training.outcome.metrics["test"]["pr_auc"]
+    assert len(_stored_runs(db_engine)) == 1  # the refused run is not stored
 
 
 def test_evaluate_gate_on_synthetic_data_files(db_url, db_engine, tmp_path):

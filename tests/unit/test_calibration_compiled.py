@@ -1,6 +1,7 @@
 """Calibrated models compiled to plain arrays (model.compiled) equal scikit-learn's
-CalibratedClassifierCV(ensemble=False), sigmoid and isotonic, over every compiled inner shape,
-on real rows with history features and on the synthetic fleet."""
+CalibratedClassifierCV(ensemble=False), sigmoid and isotonic, over every compiled inner shape
+(the blend of the boosted model and the logistic regression included), on real rows with
+history features and on the synthetic fleet."""
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ def inner_model(shape: str) -> object:
         return build_estimator("decision_tree", seed=0)
     if shape == "logistic":  # signed log1p: the history deltas are negative
         return build_estimator("logistic_regression", seed=0, features=NAMES)
+    if shape == "blend":  # training.blend.ScoreBlend: small boosted trees + the above
+        return build_estimator("blend", 0, {"max_iter": 15, "max_depth": 3}, NAMES)
     return HistGradientBoostingClassifier(
         max_iter=15, max_leaf_nodes=15, early_stopping=False, class_weight="balanced",
         random_state=0,
@@ -85,7 +88,8 @@ def rows(request: pytest.FixtureRequest) -> Rows:
     return request.getfixturevalue(request.param)
 
 
-SHAPES = ["tree", "logistic", "boosting"]
+SHAPES = ["tree", "logistic", "boosting", "blend"]
+LINEAR = ("logistic", "blend")  # scores with a matrix product
 METHODS = ["sigmoid", "isotonic"]
 
 
@@ -101,7 +105,7 @@ def test_compiled_calibration_equals_predict_proba(rows: Rows, shape: str, metho
     singles = [predictor.predict_proba(rows.check[i : i + 1])[0] for i in range(0, 600, 20)]
     # one row equals its batch: to the bit for trees, to rounding of the matrix product (whose
     # one-row and many-row BLAS kernels add in different orders) for a logistic regression
-    tolerance = 1e-12 if shape == "logistic" else 0.0
+    tolerance = 1e-12 if shape in LINEAR else 0.0
     assert np.abs(np.array(singles) - got[0:600:20]).max() <= tolerance
     # the golden set a version stores, re-scored as a serving process does before serving it
     golden_rows = pick_golden_rows(rows.X, rows.y)
@@ -275,3 +279,41 @@ def test_an_old_log1p_pipeline_calibrates_and_compiles(fleet: Rows) -> None:
     check = fleet.check[:, counters]
     expected = model.predict_proba(check)[:, 1]
     assert np.abs(predictor.predict_proba(check) - expected).max() <= TOLERANCE
+
+
+def test_a_blend_scores_and_explains_as_its_weighted_members(fleet: Rows) -> None:
+    model = fleet.calibrated("blend", "sigmoid")
+    blend = model.calibrated_classifiers_[0].estimator
+    boosted, linear = (served(member) for member in blend.members_)
+    w_boosted, w_linear = blend.weights_
+    assert w_boosted > 0 and w_linear > 0
+    matrix = fleet.check[:150]
+    _, explanations = served(blend).explain(matrix)
+    _, by_boosted = boosted.explain(matrix)
+    _, by_linear = linear.explain(matrix)
+    for row, (got, b, lin) in enumerate(zip(explanations, by_boosted, by_linear, strict=True)):
+        parts = {c["feature"]: c["contribution"] for c in got["contributions"]}
+        # baseValue + contributions = score = w_b f_b + w_l f_l, scikit-learn's decision_function
+        assert abs(got["baseValue"] + sum(parts.values()) - got["score"]) <= 1e-9
+        assert abs(got["score"] - blend.decision_function(matrix[row : row + 1])[0]) <= 1e-9
+        expected = {name: 0.0 for name in NAMES}
+        for weight, member in ((w_boosted, b), (w_linear, lin)):
+            for c in member["contributions"]:
+                expected[c["feature"]] += weight * c["contribution"]
+        assert all(abs(parts.get(name, 0.0) - value) <= 1e-12 for name, value in expected.items())
+        magnitudes = [abs(c["contribution"]) for c in got["contributions"]]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+
+
+def test_a_blend_of_an_uncompiled_member_is_not_compiled(fleet: Rows) -> None:
+    from sklearn.svm import LinearSVC
+
+    from training.blend import ScoreBlend
+
+    with pytest.raises(AttributeError):  # a member without log-odds (a tree) cannot be blended
+        ScoreBlend(inner_model("boosting"), inner_model("tree")).fit(fleet.X, fleet.y)
+    svm = LinearSVC(class_weight="balanced", random_state=0)  # log-odds of no compiled shape
+    fitted = ScoreBlend(inner_model("boosting"), svm).fit(np.log1p(np.abs(fleet.X)), fleet.y)
+    assert compile_spec(fitted) is None
+    predictor = served(fitted)  # served by scikit-learn, as any unknown shape
+    assert not predictor.compiled

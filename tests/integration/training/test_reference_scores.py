@@ -96,7 +96,8 @@ def test_the_real_model_carries_a_profile_and_a_golden_set_its_artifact_meets(tr
     check_golden_set(load(row.artifact, row.artifact_sha256), row.golden_set)  # served == sklearn
     profile = row.input_profile["features"]
     assert set(profile) == set(row.feature_names)  # counters and history features
-    # Training devices only: within the whole dataset's range, and most counters mostly zeros.
+    # Refitted on every device: within the whole dataset's range, most counters mostly zeros.
+    assert row.input_profile["rows"] == row.data_rows
     for i, name in enumerate(dataset.feature_names):
         assert dataset.X[:, i].min() <= profile[name]["min"] <= profile[name]["max"]
         assert profile[name]["max"] <= dataset.X[:, i].max()

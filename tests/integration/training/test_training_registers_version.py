@@ -51,7 +51,7 @@ def test_train_registers_and_activates_a_version(db_engine, tmp_path):
     assert row.trained_on_synthetic_data and outcome.trained_on_synthetic_data
     assert row.data_sha256.startswith("synthetic:") and row.data_failures > 0
     assert row.metrics["selected"] == outcome.algorithm
-    assert list(row.metrics["candidates"]) == list(ALGORITHMS)
+    assert sorted(row.metrics["candidates"]) == sorted(ALGORITHMS)  # PostgreSQL's JSONB reorders
     assert row.lineage["seed"] == 3 and row.lineage["versions"]["scikit-learn"]
     assert row.horizon_days == 1 == row.lineage["horizon_days"] == row.metrics["horizon_days"]
     feature_set = row.lineage["feature_set"]
@@ -68,10 +68,34 @@ def test_registered_artifact_predicts_like_the_trained_estimator(db_engine, tmp_
     dataset = load_training_data(opts, quiet)
     run = run_experiment(opts, dataset, quiet)
     features = run.features.matrix  # the history features of every row, as training made them
-    expected = run.chosen.estimator.predict_proba(features)[:, 1]
+    # What is registered is the selected pipeline refitted on every device, not its fit on the
+    # training devices that the test figures score.
+    assert run.refitted is not None and run.served is run.refitted
+    expected = run.served.predict_proba(features)[:, 1]
     np.testing.assert_allclose(predictor.predict_proba(features), expected, rtol=1e-9, atol=1e-12)
-    assert predictor.threshold == outcome.threshold
+    trained = run.chosen.estimator.predict_proba(features)[:, 1]
+    assert np.abs(predictor.predict_proba(features) - trained).max() > 1e-6
+    assert predictor.threshold == outcome.threshold == run.chosen.threshold
     assert predictor.feature_names == tuple(row.feature_names) == run.feature_names
+    fitted_on = row.metrics["fitted_on"]
+    assert fitted_on == {"devices": "all", "rows": row.data_rows, "devices_count": 400}
+    assert row.lineage["refit_on_all_devices"] and row.lineage["options"]["refit"]
+
+
+def test_no_refit_registers_the_fit_on_the_training_devices(db_engine, tmp_path):
+    opts = options(tmp_path, refit=False, algorithm="logistic_regression")
+    outcome = train(opts, db_engine, quiet)
+    row = stored(db_engine, outcome.version)
+    predictor = load_artifact(row.artifact, row.artifact_sha256)
+    run = run_experiment(opts, load_training_data(opts, quiet), quiet)
+    assert run.refitted is None and run.served is run.chosen.estimator
+    expected = run.chosen.estimator.predict_proba(run.features.matrix)[:, 1]
+    np.testing.assert_allclose(
+        predictor.predict_proba(run.features.matrix), expected, rtol=1e-9, atol=1e-12
+    )
+    assert row.metrics["fitted_on"]["devices"] == "training"
+    assert row.metrics["fitted_on"]["rows"] == row.lineage["splits"]["train"]["rows"]
+    assert not row.lineage["refit_on_all_devices"]
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -142,7 +166,7 @@ def test_a_trained_version_carries_its_training_profile_and_a_golden_set(db_engi
     outcome = train(options(tmp_path), db_engine, quiet)
     row = stored(db_engine, outcome.version)
     assert set(row.input_profile["features"]) == set(row.feature_names)
-    assert row.input_profile["rows"] < row.data_rows  # the training devices' rows only
+    assert row.input_profile["rows"] == row.data_rows  # the rows of every device: refitted
     golden = row.golden_set
     assert golden["feature_names"] == row.feature_names and len(golden["inputs"]) == 64
     check_golden_set(load_artifact(row.artifact, row.artifact_sha256), golden)

@@ -48,6 +48,7 @@ def test_no_algorithm_means_every_candidate():
         "decision_tree",
         "logistic_regression",
         "hist_gradient_boosting",
+        "blend",
     )
     assert TrainOptions(algorithm="decision_tree").algorithms() == ("decision_tree",)
 
