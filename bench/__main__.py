@@ -40,6 +40,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--real-data", action="store_true", help="train on the public dataset (slower)")
     p.add_argument("--pg-url", default=DEFAULT_PG_ADMIN, help="admin URL of a loopback PostgreSQL")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the Markdown report")
+    p.add_argument(
+        "--tail", type=int, default=60,
+        help="seconds of the tail run of single-row predict per database after the rounds "
+        "(60; 0: none)",
+    )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 3 s, 1 round, 1 s warm-up")
     return p
 
@@ -48,6 +53,8 @@ def options_from(args: argparse.Namespace) -> Options:
     """Options from parsed arguments (--quick overrides durations, rounds and soak)."""
     if not (1 <= args.duration <= 600 and 1 <= args.rounds <= 20 and 1 <= args.connections <= 1024):
         raise SystemExit("--duration 1..600, --rounds 1..20, --connections 1..1024")
+    if not 0 <= args.tail <= 3600:
+        raise SystemExit("--tail 0..3600")
     if not 1 <= args.batch_size <= 1000:
         raise SystemExit("--batch-size 1..1000 (failcast's limit)")
     quick = args.quick
@@ -63,6 +70,7 @@ def options_from(args: argparse.Namespace) -> Options:
         batch_size=args.batch_size,
         soak_predictions=min(args.soak, 10_000) if quick else args.soak,
         real_data=args.real_data,
+        tail_seconds=min(args.tail, 5) if quick else args.tail,
         pg_url=args.pg_url,
         output=args.output,
     )

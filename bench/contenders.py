@@ -88,6 +88,12 @@ class Contender:
         return self.batch_size if self.plan.kind == "batch" else 1
 
     @property
+    def tail_measured(self) -> bool:
+        """Whether the tail run measures it: single-row GraphQL `predict` on one process (the
+        issue's target; its /metrics is the whole server's)."""
+        return self.stores and self.plan.kind == "graphql" and self.plan.workers == 1
+
+    @property
     def stores(self) -> bool:
         """Whether the contender is failcast, which stores what it answers."""
         return self.stack is not None

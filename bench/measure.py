@@ -7,10 +7,11 @@ from pathlib import Path
 
 from bench.contenders import Contender
 from bench.load import LoadResult, run_wrk, write_script
+from bench.pauses import Pauses, between, scrape
 from bench.procs import cpu_seconds, machine_busy_seconds, peak_rss_mb, rss_mb, wait_idle
 from bench.stack import stored_counts
 
-WARMUP, SOAK = 0, -1  # round numbers of the runs that are not measured rounds
+WARMUP, SOAK, TAIL = 0, -1, -2  # round numbers of the runs that are not measured rounds
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Run:
     db_cpu_s: float = 0.0
     worker_cpu_s: tuple[float, ...] = ()  # per worker process, when there are several
     machine_cpu_s: float = 0.0  # every process of the machine (other tenants included)
+    pauses: Pauses | None = None  # a single-process failcast server's collections, loop lag
 
     def cores(self) -> tuple[float, float, float, float]:
         """Cores kept busy during the run by the server, its database, wrk, and the rest."""
@@ -101,6 +103,10 @@ class Driver:
         before, db_before = server.cpu_seconds(), contender.database_cpu()
         workers_before = [cpu_seconds(pid) for pid in workers]
         machine_before = machine_busy_seconds()
+        # One process answers /metrics for the whole server only when there is one.
+        watched = contender.stack is not None and contender.plan.workers == 1
+        token = contender.stack.token if contender.stack is not None else None
+        paused_before = scrape(server.base_url, token or "") if watched else None
         load = run_wrk(settings.wrk, server.base_url, script, seconds=seconds,
                        connections=connections, threads=settings.threads)  # fmt: skip
         machine = machine_busy_seconds() - machine_before
@@ -110,8 +116,13 @@ class Driver:
         )
         db_after = contender.database_cpu()
         db_cpu = sum(now - db_before.get(pid, 0.0) for pid, now in db_after.items())
+        pauses = None
+        if paused_before is not None:
+            pauses = between(paused_before, scrape(server.base_url, token or ""))
         rows = contender.batch_size if batch else contender.rows_per_request
-        run = Run(contender.key, round_no, load, cpu, rows, connections, db_cpu, split, machine)
+        run = Run(
+            contender.key, round_no, load, cpu, rows, connections, db_cpu, split, machine, pauses
+        )
         self.runs.append(run)
         wait_idle(server)  # the server finishes what wrk left in flight before anyone goes on
         self.settle()

@@ -5,7 +5,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.contenders import Contender
-from bench.measure import Memory, Run, StorageCheck
+from bench.measure import TAIL, Memory, Run, StorageCheck
+from bench.pauses import total
 
 ROW_NUMBERS = {
     "reference": "1", "floor": "2", "sqlite": "3", "postgres": "4", "batch-sqlite": "5a",
@@ -101,14 +102,19 @@ def _storage_cell(check: StorageCheck | None) -> str:
     return f"{state} (+{check.audit_extra} audit, +{check.prediction_extra} pred.)"
 
 
+def _pauses_cell(runs: Sequence[Run]) -> str:
+    measured = total([run.pauses for run in runs if run.pauses is not None])
+    return "-" if measured is None else measured.show()
+
+
 def results_table(results: Results) -> list[str]:
     """The main table: one row per contender."""
     lines = [
         "| # | contender | answered/s, median [min-max] | x reference | p50 ms | p99 ms "
         "| p99 / p50 | server CPU / request | cores busy: server + DB + wrk + rest of machine "
         "| peak RSS MB | non-2xx "
-        "| stored = answered |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| stored = answered | pauses over the rounds (collector, event loop) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     storage = {check.key: check for check in results.storage}
     rss = {m.key: max(m.workers_mb, default=0.0) for m in results.memory}
@@ -129,6 +135,7 @@ def results_table(results: Results) -> list[str]:
             f"{rss.get(key, 0.0):.0f}",
             str(sum(run.load.non_2xx + run.load.socket_errors for run in runs)),
             _storage_cell(storage.get(key)),
+            _pauses_cell(runs),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -184,6 +191,32 @@ def _rss_target(results: Results) -> Target:
     worst = max(soaked, key=lambda m: max(m.workers_mb))
     peak = max(worst.workers_mb)
     return Target(text, f"{peak:.0f} MB (worst: {worst.key})", peak <= RSS_LIMIT_MB)
+
+
+def tail_table(results: Results) -> list[str]:
+    """The tail runs: one long run of single-row `predict` per database."""
+    runs = [run for run in results.runs if run.round == TAIL]
+    if not runs:
+        return ["(no tail run: --tail 0)"]
+    lines = [
+        "| contender | seconds | answered/s | p50 ms | p99 ms | p99 / p50 | target "
+        "p99 <= 2.5x p50 | pauses (collector, event loop) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        ratio = _tail(run)
+        cells = [
+            run.key,
+            f"{run.load.duration_s:.0f}",
+            f"{run.load.per_second:,.0f}",
+            f"{run.load.p50_ms:.1f}",
+            f"{run.load.p99_ms:.1f}",
+            f"{ratio:.2f}",
+            _verdict(ratio <= 2.5),
+            "-" if run.pauses is None else run.pauses.show(),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def targets(results: Results) -> list[Target]:
@@ -275,6 +308,10 @@ def render(results: Results) -> str:
         f"- method: {results.method}",
         "",
         *results_table(results),
+        "",
+        "## Tail: one long run of single-row `predict` at the same connections",
+        "",
+        *tail_table(results),
         "",
         "## Targets (1 worker unless said, all ratios measured in this run)",
         "",

@@ -14,7 +14,15 @@ from pathlib import Path
 from bench.contenders import REPO_ROOT, Backend, Contender, Plan, select
 from bench.load import ensure_wrk, wrk_version
 from bench.machine import describe, ensure_extras
-from bench.measure import Driver, LoadSettings, Memory, StorageCheck, check_storage, memory_of
+from bench.measure import (
+    TAIL,
+    Driver,
+    LoadSettings,
+    Memory,
+    StorageCheck,
+    check_storage,
+    memory_of,
+)
 from bench.procs import stop_server
 from bench.report import Results, render
 from bench.stack import PostgresAdmin, active_model, copy_sqlite, new_stack
@@ -42,6 +50,7 @@ class Options:
     batch_size: int
     soak_predictions: int
     real_data: bool
+    tail_seconds: int
     pg_url: str
     output: Path
 
@@ -208,6 +217,12 @@ def _measure(
     driver.warm_up(contenders)
     log("rounds")
     driver.rounds(contenders, options.rounds)
+    if options.tail_seconds:
+        for contender in contenders:
+            if contender.tail_measured:
+                run = driver.run(contender, TAIL, options.tail_seconds)
+                log(f"  tail {contender.key}: {run.load.per_second:,.0f}/s, p50 "
+                    f"{run.load.p50_ms:.1f} ms, p99 {run.load.p99_ms:.1f} ms")  # fmt: skip
     memory = _memory(driver, contenders, options.soak_predictions, log)
     for contender in contenders:
         assert contender.server is not None

@@ -164,8 +164,10 @@ class FailcastStack:
         self.cli("train", *original, *report, *source)
 
     def mint_token(self) -> str:
-        """Mint (and keep) a 2-hour token with the `predict` scope, signed with this secret."""
-        self.token = self.cli("token", "--subject", "bench", "--scope", "predict", "--ttl", "2h")
+        """Mint (and keep) a 2-hour token with the `predict` and `metrics:read` scopes (the
+        bench reads /metrics around each run), signed with this secret."""
+        scopes = "predict metrics:read"
+        self.token = self.cli("token", "--subject", "bench", "--scope", scopes, "--ttl", "2h")
         self.token = self.token.strip()
         return self.token
 

@@ -36,6 +36,7 @@ from graph.errors import ErrorCode, FailcastError
 from graph.runtime import Runtime, looplag
 from graph.runtime.alerts import Alerts
 from graph.runtime.export import EXPORT_READERS, EXPORT_SQLITE_CACHE_KIB
+from graph.runtime.gcpauses import GcPauses
 from graph.runtime.histories import DeviceHistories
 from graph.runtime.logs import configure_logging
 from graph.runtime.metrics import Metrics
@@ -194,9 +195,12 @@ async def _lifespan(
     # on whichever thread triggers it (the event loop included) stay short.
     gc.collect()
     gc.freeze()
+    pauses = GcPauses(runtime.metrics.observe_gc_pause)
+    pauses.install()
     try:
         yield
     finally:
+        pauses.remove()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -204,6 +208,7 @@ async def _lifespan(
         await asyncio.to_thread(_flush_tally, runtime)
         executor.close()
         runtime.verifier.close()
+        runtime.histories.close()
         runtime.engine.dispose()
         runtime.exports.dispose()
 

@@ -36,7 +36,7 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from model.history import HistoryFeatures
 from persistence import histories
@@ -143,6 +143,13 @@ class DeviceHistories:
         self._rowid: int | None = None  # SQLite: predictions up to here were looked at
         self._own: OrderedDict[uuid.UUID, None] = OrderedDict()  # this process's requests
         self.reads = 0  # database reads made for windows (for tests and metrics)
+        self._commits: histories.CommitLog | None = None  # SQLite: the look's own connection
+
+    def close(self) -> None:
+        """Give back the connection SQLite's look holds (the process is stopping)."""
+        if self._commits is not None:
+            self._commits.close()
+            self._commits = None
 
     @property
     def cached_devices(self) -> int:
@@ -197,9 +204,10 @@ class DeviceHistories:
         started = self._changes
         if read.missing or read.earlier:
             await asyncio.to_thread(self._fetch, read, self._shape)
-        else:  # SQLite's look at what others stored: one indexed read of a local file (~30 us:
-            with self.engine.connect() as connection:  # cheaper here than a thread round trip)
-                self._look(connection, read)
+        else:  # SQLite's look at what others stored: one indexed read of a local file, on a
+            if self._commits is None:  # connection kept for it (cheaper than a thread hop)
+                self._commits = histories.CommitLog.held(self.engine)
+            self._look(self._commits, read)
             if read.missing:  # devices others changed: read them off the loop
                 await asyncio.to_thread(self._fetch, read, self._shape, looked=True)
         self.reads += 1
@@ -218,7 +226,7 @@ class DeviceHistories:
         keep, counted = shape
         with self.engine.connect() as connection, connection.begin():
             if read.catch_up and not looked:
-                self._look(connection, read)
+                self._look(histories.CommitLog.on(connection), read)
             read.latest = histories.latest_observations(connection, read.missing, keep, counted)
             for device, (first, last) in read.earlier.items():
                 before = histories.observations_before(connection, device, first, keep, counted)
@@ -229,13 +237,13 @@ class DeviceHistories:
                 )
                 read.before[device] = _tail(before, between)
 
-    def _look(self, connection: Connection, read: _Read) -> None:
+    def _look(self, commits: histories.CommitLog, read: _Read) -> None:
         """SQLite: what was committed since the last look; this request's devices that others
         changed become missing (read again, in this snapshot when it is the same)."""
         if read.since is None:  # the first look: nothing cached yet
-            read.rowid = histories.last_rowid(connection)
+            read.rowid = commits.last_rowid()
             return
-        read.others = histories.rows_since(connection, read.since, CATCH_UP_LIMIT + 1)
+        read.others = commits.rows_since(read.since, CATCH_UP_LIMIT + 1)
         read.rowid = read.others[-1][0] if read.others else read.since
         if len(read.others) > CATCH_UP_LIMIT:
             stale = set(read.hits)

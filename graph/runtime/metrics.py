@@ -201,6 +201,13 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "failcast_gc_pause_seconds",
+            "How long each garbage collection paused the process (every thread), by generation",
+            ["generation"],
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
         self.loop_lag_max = Gauge(
             "failcast_event_loop_lag_max_seconds",
             "The longest the event loop was blocked over the last 60 to 120 s",
@@ -228,6 +235,10 @@ class Metrics:
         """One lateness of the event loop's timer, and the worst of the current window."""
         self.loop_lag.observe(lag)
         self.loop_lag_max.set(worst)
+
+    def observe_gc_pause(self, generation: int, seconds: float) -> None:
+        """One garbage collection of `generation` that paused the process for `seconds`."""
+        self.gc_pause.labels(str(generation)).observe(seconds)
 
     def serving(self, version: str | None) -> None:
         """Mark the version that serves now (and only it)."""

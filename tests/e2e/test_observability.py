@@ -137,3 +137,16 @@ def test_the_event_loop_lag_is_a_metric(client, auth_headers):
     )
     assert count >= 1
     assert "failcast_event_loop_lag_max_seconds" in text
+
+
+def test_garbage_collection_pauses_are_a_metric(client, auth_headers):
+    import gc
+
+    gc.collect(2)  # the app's process is this one: its collector's pauses are timed
+    text = client.get("/metrics", headers=auth_headers).text
+    full = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('failcast_gc_pause_seconds_count{generation="2"}')
+    ]
+    assert full and full[0] >= 1

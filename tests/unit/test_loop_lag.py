@@ -32,3 +32,27 @@ def test_the_worst_lateness_is_kept_for_one_to_two_windows():
     assert window.note(0.01, now=9.0) == 0.3  # same window
     assert window.note(0.02, now=10.5) == 0.3  # next window: the last one's worst still counts
     assert window.note(0.01, now=21.0) == pytest.approx(0.02)  # two windows on: forgotten
+
+
+def test_each_garbage_collection_is_timed_by_generation_until_removed():
+    import gc
+
+    from graph.runtime.gcpauses import GcPauses
+
+    seen: list[tuple[int, float]] = []
+    pauses = GcPauses(lambda generation, seconds: seen.append((generation, seconds)))
+    garbage = [[i] for i in range(200_000)]  # objects a full collection must walk
+    pauses.install()
+    pauses.install()  # once only
+    try:
+        started = time.perf_counter()
+        gc.collect(2)
+        took = time.perf_counter() - started
+    finally:
+        pauses.remove()
+    del garbage
+    full = [seconds for generation, seconds in seen if generation == 2]
+    assert len(full) == 1 and 0 < full[0] <= took
+    gc.collect(2)
+    assert len([g for g, _ in seen if g == 2]) == 1  # removed: no longer timed
+    assert pauses not in gc.callbacks

@@ -1,0 +1,111 @@
+"""What paused a failcast server during a load run, from its own /metrics before and after.
+
+Two of failcast's metrics say where a tail comes from: `failcast_gc_pause_seconds{generation}`
+(each garbage collection stops every thread) and `failcast_event_loop_lag_seconds` (how late a
+timer due every 50 ms ran: whatever blocked the loop, the collector included). The bench reads
+both around each run of a single-process server and reports the full collections (generation
+2) with their mean pause and the loop's pauses of 25 ms and more: a p99 that grows again shows
+here with its cause.
+"""
+
+from dataclasses import dataclass
+
+import httpx
+
+LAG = "failcast_event_loop_lag_seconds"
+GC = "failcast_gc_pause_seconds"
+LONG_LAG = "0.025"  # the bucket bound: pauses of 25 ms and more are counted as long
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The counters read from one /metrics exposition."""
+
+    full_collections: float
+    full_collection_seconds: float
+    young_collections: float
+    young_collection_seconds: float
+    lags: float
+    short_lags: float  # at most LONG_LAG seconds
+    worst_lag_seconds: float  # failcast_event_loop_lag_max_seconds (its last 60 to 120 s)
+
+
+@dataclass(frozen=True)
+class Pauses:
+    """What paused the server between two snapshots."""
+
+    full_collections: int
+    full_collection_ms: float  # their total pause
+    young_collection_ms: float  # the total pause of generations 0 and 1
+    long_lags: int  # loop pauses over LONG_LAG
+    worst_lag_ms: float
+
+    def show(self) -> str:
+        """A table cell: full collections with their mean, loop pauses >= 25 ms, the worst."""
+        mean = self.full_collection_ms / self.full_collections if self.full_collections else 0.0
+        return (
+            f"gc2 {self.full_collections} x {mean:.1f} ms, gc0/1 {self.young_collection_ms:.0f}"
+            f" ms; lag >= 25 ms: {self.long_lags}, max {self.worst_lag_ms:.0f} ms"
+        )
+
+
+def _samples(text: str) -> dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def parse(text: str) -> Snapshot:
+    """The pause counters of a Prometheus text exposition (absent ones are 0)."""
+    found = _samples(text)
+
+    def get(name: str) -> float:
+        return found.get(name, 0.0)
+
+    young = ("0", "1")
+    return Snapshot(
+        full_collections=get(f'{GC}_count{{generation="2"}}'),
+        full_collection_seconds=get(f'{GC}_sum{{generation="2"}}'),
+        young_collections=sum(get(f'{GC}_count{{generation="{g}"}}') for g in young),
+        young_collection_seconds=sum(get(f'{GC}_sum{{generation="{g}"}}') for g in young),
+        lags=get(f"{LAG}_count"),
+        short_lags=get(f'{LAG}_bucket{{le="{LONG_LAG}"}}'),
+        worst_lag_seconds=get("failcast_event_loop_lag_max_seconds"),
+    )
+
+
+def scrape(base_url: str, token: str) -> Snapshot:
+    """A server's pause counters now."""
+    headers = {"Authorization": f"Bearer {token}"}
+    response = httpx.get(f"{base_url}/metrics", headers=headers, timeout=10)
+    response.raise_for_status()
+    return parse(response.text)
+
+
+def total(runs: "list[Pauses]") -> Pauses | None:
+    """The pauses of several runs together (the worst lag: the worst of them)."""
+    if not runs:
+        return None
+    return Pauses(
+        full_collections=sum(r.full_collections for r in runs),
+        full_collection_ms=sum(r.full_collection_ms for r in runs),
+        young_collection_ms=sum(r.young_collection_ms for r in runs),
+        long_lags=sum(r.long_lags for r in runs),
+        worst_lag_ms=max(r.worst_lag_ms for r in runs),
+    )
+
+
+def between(before: Snapshot, after: Snapshot) -> Pauses:
+    """The pauses of the run between two snapshots."""
+    long_before = before.lags - before.short_lags
+    return Pauses(
+        full_collections=round(after.full_collections - before.full_collections),
+        full_collection_ms=(after.full_collection_seconds - before.full_collection_seconds) * 1e3,
+        young_collection_ms=(after.young_collection_seconds - before.young_collection_seconds)
+        * 1e3,
+        long_lags=round((after.lags - after.short_lags) - long_before),
+        worst_lag_ms=after.worst_lag_seconds * 1e3,
+    )
