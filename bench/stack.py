@@ -160,7 +160,9 @@ class FailcastStack:
         report = ["--report-dir", str(self.workdir / "artifacts")]
         source = ["--data", str(data)] if data else []
         self.cli("train", "--activate", *report, *source)
+        # The original service's pipeline: no cross-validation, so no calibration either.
         original = ["--feature-set", COUNTERS, "--algorithm", "logistic_regression"]
+        original += ["--cv-folds", "0"]
         self.cli("train", *original, *report, *source)
 
     def mint_token(self) -> str:

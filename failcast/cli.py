@@ -74,6 +74,13 @@ def _train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--max-depth", type=int, help="decision-tree depth (default: chosen by cross-validation)"
     )
     p.add_argument(
+        "--cv-folds",
+        type=int,
+        default=5,
+        help="grouped cross-validation folds for the choices and calibration (default 5; 0: "
+        "none: the counters, default settings, uncalibrated, as failcast trained before)",
+    )
+    p.add_argument(
         "--no-refit",
         dest="refit",
         action="store_false",

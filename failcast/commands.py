@@ -266,6 +266,7 @@ def _train(args: argparse.Namespace, engine: Engine) -> int:
         horizon_days=args.horizon_days,
         feature_set=args.feature_set,
         refit=args.refit,
+        cv_folds=args.cv_folds,
         activate=args.activate,
         report_dir=Path(args.report_dir),
     )

@@ -1,5 +1,6 @@
 """The command line against a real database: audit seal/verify and token minting."""
 
+import json
 import subprocess
 import sys
 
@@ -107,6 +108,24 @@ def test_train_with_a_horizon_registers_it_and_models_list_shows_it(db_url, db_e
     with db_engine.connect() as connection:
         stored = connection.execute(sa.text("SELECT horizon_days FROM model_version")).scalar_one()
     assert stored == 7
+
+
+def test_train_without_cross_validation_registers_the_plain_pipeline(db_url, db_engine, tmp_path):
+    # --cv-folds 0: nothing chosen, nothing calibrated, nothing refitted (the original pipeline)
+    done = _cli(db_url, "train", "--cv-folds", "0", "--algorithm", "logistic_regression",
+                "--feature-set", "counters", "--report-dir", str(tmp_path / "reports"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with db_engine.connect() as connection:
+        params, metrics, lineage = connection.execute(
+            sa.text("SELECT params, metrics, lineage FROM model_version")
+        ).one()
+    params, metrics, lineage = (v if isinstance(v, dict) else json.loads(v)
+                                for v in (params, metrics, lineage))  # fmt: skip
+    assert params["calibration"] is None and params["transform"] == "log1p"
+    assert metrics["cross_validation"] is None and metrics["fitted_on"]["devices"] == "training"
+    assert lineage["options"]["cv_folds"] == 0 and not lineage["refit_on_all_devices"]
+    refused = _cli(db_url, "train", "--cv-folds", "1", "--report-dir", str(tmp_path))
+    assert refused.returncode == 2 and "cv_folds must be 0 (skip) or >= 2" in refused.stderr
 
 
 def test_train_refuses_a_horizon_outside_a_year(db_url, db_engine, tmp_path):
