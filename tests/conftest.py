@@ -4,9 +4,12 @@ Every database test runs on SQLite, and on PostgreSQL when FAILCAST_TEST_DATABAS
 (.ci/run always sets it); without it the PostgreSQL runs are skipped with that reason.
 """
 
+import fcntl
 import os
+import pickle
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -108,13 +111,30 @@ def active_model(db_engine: Engine, demo_artifact: bytes) -> ModelVersion:
 @pytest.fixture(scope="session")
 def real_training(tmp_path_factory: pytest.TempPathFactory) -> RealTraining:
     """The real dataset trained once per session with the defaults of `failcast train --data`
-    (about a minute), registered in a SQLite registry of its own; tests that need the version
-    elsewhere copy it (support.copy_version). Skipped visibly without the data."""
+    (about a minute and a half), registered in a SQLite registry of its own; tests that need
+    the version elsewhere copy it (support.copy_version). Under pytest-xdist the workers share
+    one run: the first to need it trains and leaves it (pickled) in the run's base temp
+    directory, under a file lock the others wait on. Skipped visibly without the data."""
     if not REAL_DATA.is_file():
         pytest.skip(f"real dataset absent: {REAL_DATA} (set FAILCAST_TEST_DATA)")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _train_real(tmp_path_factory.mktemp("real-training"))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
+    with open(shared / "real-training.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "real-training.pickle"
+        if done.is_file():
+            loaded: RealTraining = pickle.loads(done.read_bytes())
+            return loaded
+        trained = _train_real(shared / "real-training")
+        done.write_bytes(pickle.dumps(trained))
+        return trained
+
+
+def _train_real(directory: Path) -> RealTraining:
     from training import TrainOptions, train
 
-    directory = tmp_path_factory.mktemp("real-training")
+    directory.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{directory / 'registry.db'}"
     upgrade(url)
     engine = create_db_engine(url)

@@ -27,6 +27,8 @@ device's first row) and gets a warning saying its history was missing.
 
 import asyncio
 import bisect
+import functools
+import struct
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -69,13 +71,30 @@ class Announced(Protocol):
     def last(self) -> uuid.UUID: ...
 
 
-@dataclass
+def pack(values: Sequence[float]) -> bytes:
+    """One observation's counters as the cache keeps them: packed float64, 97 bytes for eight
+    counters where a tuple of floats takes 312 (the cache holds up to 100,000 devices)."""
+    return _packer(len(values)).pack(*values)
+
+
+def unpack(packed: bytes) -> tuple[float, ...]:
+    """The counters of a packed observation."""
+    return _packer(len(packed) // 8).unpack(packed)
+
+
+@functools.cache
+def _packer(width: int) -> struct.Struct:
+    return struct.Struct(f"<{width}d")
+
+
+@dataclass(slots=True)
 class Tail:
     """A device's latest observations, oldest first, one per time; `complete`: all it has;
-    `count`: how many it has in all (-1 when not counted)."""
+    `count`: how many it has in all (-1 when not counted). Each observation's counters are
+    packed (`pack`): about 1.3 KB a device of seven observations, where tuples took 2.8 KB."""
 
     times: list[datetime]
-    values: list[tuple[float, ...]]
+    values: list[bytes]
     complete: bool
     count: int = -1
 
@@ -87,10 +106,12 @@ class Tail:
     def earlier(self, moment: datetime, depth: int) -> tuple[list[tuple[float, ...]], int]:
         """The last `depth` observations before `moment`, and how many there are in all."""
         at = bisect.bisect_left(self.times, moment)
-        return self.values[max(0, at - depth) : at], self.count - (len(self.times) - at)
+        found = [unpack(v) for v in self.values[max(0, at - depth) : at]]
+        return found, self.count - (len(self.times) - at)
 
-    def add(self, moment: datetime, values: tuple[float, ...], keep: int) -> None:
+    def add(self, moment: datetime, counters: Sequence[float], keep: int) -> None:
         """A newly stored observation (the latest stored for its time wins)."""
+        values = pack(counters)
         at = bisect.bisect_left(self.times, moment)
         if at < len(self.times) and self.times[at] == moment:
             self.values[at] = values
@@ -108,7 +129,7 @@ class Tail:
 
 def _tail(history: histories.History, between: Sequence[Observation] = ()) -> Tail:
     ordered = [*reversed(history.observations), *reversed(between)]  # reads give newest first
-    times, values = [o.observed_at for o in ordered], [o.values for o in ordered]
+    times, values = [o.observed_at for o in ordered], [pack(o.values) for o in ordered]
     count = history.count + len(between) if history.count >= 0 else -1
     return Tail(times, values, history.complete and not between, count)
 
@@ -298,7 +319,7 @@ class DeviceHistories:
                 if count == 0 or (count < 0 and not earlier):
                     warnings[i] = [no_history(device)]
                 if len(indexes) > 1:  # the later of two rows of one time stands for it
-                    known.add(moment, tuple(matrix[i].tolist()), len(known.times) + 1)
+                    known.add(moment, matrix[i].tolist(), len(known.times) + 1)
         return windows, counts, warnings
 
     def stored_windows(
@@ -339,7 +360,7 @@ class DeviceHistories:
             if tail is None:
                 self._note_change(device)
                 continue
-            tail.add(block.observed_at[i], tuple(float(c[i]) for c in columns), keep)
+            tail.add(block.observed_at[i], [float(c[i]) for c in columns], keep)
 
     async def forget_block(self, block: Announced) -> None:
         """Another process committed a block of predictions (PostgreSQL's announcement): forget

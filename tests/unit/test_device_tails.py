@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from graph.runtime.histories import Tail
+from graph.runtime.histories import Tail, pack, unpack
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -12,7 +12,7 @@ def _at(day: int) -> datetime:
 
 
 def _tail(days: list[int], complete: bool, count: int) -> Tail:
-    return Tail([_at(d) for d in days], [(float(d),) for d in days], complete, count)
+    return Tail([_at(d) for d in days], [pack((float(d),)) for d in days], complete, count)
 
 
 def test_a_full_tail_serves_rows_after_its_kept_observations_only() -> None:
@@ -35,10 +35,10 @@ def test_adding_keeps_the_latest_and_counts_new_times_once() -> None:
     tail.add(_at(4), (4.0,), keep=3)
     assert [t.day for t in tail.times] == [3, 4, 5] and not tail.complete and tail.count == 4
     tail.add(_at(4), (40.0,), keep=3)  # the same time again: the later row stands for it
-    assert tail.values[-1] == (40.0,) and tail.count == 4
+    assert unpack(tail.values[-1]) == (40.0,) and tail.count == 4
     tail.add(_at(0), (0.0,), keep=3)  # older than all kept: counted, not kept
     assert [t.day for t in tail.times] == [3, 4, 5] and tail.count == 5
     tail.add(_at(2) + timedelta(hours=12), (2.5,), keep=3)  # late, among the latest: in place
-    assert [v[0] for v in tail.values] == [2.5, 3.0, 40.0] and tail.count == 6
+    assert [unpack(v)[0] for v in tail.values] == [2.5, 3.0, 40.0] and tail.count == 6
     tail.add(_at(3), (3.1,), keep=3)  # a kept time again: replaced, not counted
-    assert [v[0] for v in tail.values] == [2.5, 3.1, 40.0] and tail.count == 6
+    assert [unpack(v)[0] for v in tail.values] == [2.5, 3.1, 40.0] and tail.count == 6
