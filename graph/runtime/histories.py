@@ -14,7 +14,8 @@ devices). It stays equal to the database:
   (`RequestAudit` runs the hook after COMMIT, before the answer leaves);
 - what other processes store: on SQLite every request first reads the predictions committed
   since it last looked (rowid order is commit order there) and drops the devices they touch,
-  its own excepted; on PostgreSQL each committed block is announced (persistence.alerts) and
+  its own excepted (plain SQL on a connection kept for that look: persistence.histories
+  .CommitLog); on PostgreSQL each committed block is announced (persistence.alerts) and
   the devices of another process's block are dropped when the notification arrives, a few
   milliseconds after its commit;
 - a read that raced with a commit of the same device is used by its request but not kept.
