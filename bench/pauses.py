@@ -11,6 +11,7 @@ here with its cause.
 from dataclasses import dataclass
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 LAG = "failcast_event_loop_lag_seconds"
 GC = "failcast_gc_pause_seconds"
@@ -49,30 +50,30 @@ class Pauses:
         )
 
 
-def _samples(text: str) -> dict[str, float]:
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of an exposition, by name and labels (prometheus_client's own parser)."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def parse(text: str) -> Snapshot:
     """The pause counters of a Prometheus text exposition (absent ones are 0)."""
     found = _samples(text)
 
-    def get(name: str) -> float:
-        return found.get(name, 0.0)
+    def get(name: str, **labels: str) -> float:
+        return found.get((name, frozenset(labels.items())), 0.0)
 
     young = ("0", "1")
     return Snapshot(
-        full_collections=get(f'{GC}_count{{generation="2"}}'),
-        full_collection_seconds=get(f'{GC}_sum{{generation="2"}}'),
-        young_collections=sum(get(f'{GC}_count{{generation="{g}"}}') for g in young),
-        young_collection_seconds=sum(get(f'{GC}_sum{{generation="{g}"}}') for g in young),
+        full_collections=get(f"{GC}_count", generation="2"),
+        full_collection_seconds=get(f"{GC}_sum", generation="2"),
+        young_collections=sum(get(f"{GC}_count", generation=g) for g in young),
+        young_collection_seconds=sum(get(f"{GC}_sum", generation=g) for g in young),
         lags=get(f"{LAG}_count"),
-        short_lags=get(f'{LAG}_bucket{{le="{LONG_LAG}"}}'),
+        short_lags=get(f"{LAG}_bucket", le=LONG_LAG),
         worst_lag_seconds=get("failcast_event_loop_lag_max_seconds"),
     )
 

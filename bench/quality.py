@@ -35,7 +35,7 @@ from training import load_dataset
 from training.dataset import Dataset
 from training.estimators import logistic_regression, may_be_negative
 from training.features import COUNTERS, FEATURE_SETS, history_matrix
-from training.labels import horizon_labels
+from training.labels import with_horizon
 from training.writer import write_dataset_csv
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "quality.md"
@@ -97,9 +97,8 @@ def run_split(dataset: Dataset, train: np.ndarray, test: np.ndarray, work: Path)
     finally:
         stop_server(server)
     horizon = active_model(stack.database_url).horizon_days
-    labels = horizon_labels(dataset, horizon)
-    y = labels[test]
-    reference_data = Dataset(dataset.X, labels, dataset.devices, dataset.dates, dataset.fingerprint)
+    reference_data = with_horizon(dataset, horizon)
+    y = reference_data.y[test]
     result = {
         "horizon_days": horizon,
         "test_devices": int(np.unique(dataset.devices[test]).size),
