@@ -16,9 +16,9 @@ the same for every horizon (so 1-day and 7-day versions are tested on the same d
   folds, ensemble=False), fitted on the training devices: the calibrator learns from held-out
   scores, the estimator from every training row.
 - Threshold: chosen on the validation devices' calibrated probabilities (max F1, or the
-  highest threshold reaching --min-recall). Why not refit on training + validation devices: the
-  threshold is a property of one fitted estimator's scores, and with ~100 failures in the fleet
-  a threshold carried to another fit would be miscalibrated in a way no held-out set measured.
+  highest threshold reaching --min-recall). It is a probability, not a point on one fit's raw
+  scores, which is what lets the refit below keep it; without cross-validation (cv_folds=0)
+  nothing is calibrated, and nothing is refitted either.
 - Test: the test devices, untouched until then, score each candidate's fitted estimator and
   threshold once, for the report; nothing is chosen from them.
 - Refit (`refit`, the default, when cross-validation ran): the selected pipeline, with its
