@@ -113,7 +113,7 @@ def build_runtime(settings: Settings) -> Runtime:
             engine,
             outbox=write_outbox,
             on_enqueued=deliveries.wake,
-            on_foreign=histories.forget_block,
+            on_foreign=histories.foreign_block,
         ),
         deliveries=deliveries,
         histories=histories,

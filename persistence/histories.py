@@ -12,7 +12,8 @@ latest stored, by id). Every read goes through `ix_prediction_device_id_observed
 - `CommitLog.rows_since` (SQLite): the predictions committed after a rowid. SQLite has one
   writer at a time and gives each new row the next rowid, so rowid order is commit order: a
   server reads what other processes stored since it last looked, exactly;
-- `block_devices` (PostgreSQL): the devices of a block another process announced.
+- `block_observations` (PostgreSQL): the observations of a block another process announced
+  (when its notification could not carry them).
 """
 
 import uuid
@@ -24,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from persistence.records import METRIC_COLUMNS
+from persistence.records import METRIC_COLUMNS, DeviceObservation
 from persistence.tables import Prediction
 
 _TABLE = Prediction.__table__  # type: ignore[attr-defined]
@@ -229,18 +230,19 @@ class CommitLog:
             self._close = None
 
 
-def block_devices(
+def block_observations(
     connection: Connection, request_id: uuid.UUID, first: uuid.UUID, last: uuid.UUID
-) -> set[str]:
-    """The devices of one announced block of predictions (see persistence.alerts)."""
+) -> list[DeviceObservation]:
+    """The observations of one announced block of predictions, in id order (see
+    persistence.alerts): (device id, observed_at, counters) of each prediction with a device."""
     query = (
-        sa.select(_TABLE.c.device_id)
+        sa.select(_TABLE.c.device_id, _TABLE.c.observed_at, *(_TABLE.c[n] for n in METRIC_COLUMNS))
         .where(
             _TABLE.c.audit_event_id == request_id,
             _TABLE.c.id >= first,
             _TABLE.c.id <= last,
             _TABLE.c.device_id.is_not(None),
         )
-        .distinct()
+        .order_by(_TABLE.c.id)
     )
-    return {row[0] for row in connection.execute(query)}
+    return [(row[0], row[1], tuple(float(v) for v in row[2:])) for row in connection.execute(query)]

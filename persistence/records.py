@@ -33,6 +33,8 @@ _BINARY = pgcopy.BinaryCopy(_PREDICTION)
 _SHARED = frozenset({"created_at", "audit_event_id", "model_version_id", "threshold"})
 _OPTIONAL = {"explanation": "explanations", "warnings": "warnings"}  # column -> block field
 METRIC_COLUMNS = tuple(name for name in _COLUMNS if name.startswith("metric"))
+# One stored observation of a device: its id, observed_at, counters in METRIC_COLUMNS order.
+DeviceObservation = tuple[str, datetime, tuple[float, ...]]
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,16 @@ class PredictionBlock:
             values = getattr(self, _OPTIONAL[name])
             return [None] * len(self) if values is None else values
         return getattr(self, name)  # type: ignore[no-any-return]
+
+    def observations(self) -> list["DeviceObservation"]:
+        """(device id, observed_at, counters in METRIC_COLUMNS order) of each prediction with a
+        device id, in block order: what the block adds to its devices' histories."""
+        columns = [self.metrics[name] for name in METRIC_COLUMNS]
+        return [
+            (device, self.observed_at[i], tuple(float(c[i]) for c in columns))
+            for i, device in enumerate(self.device_ids)
+            if device is not None
+        ]
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per prediction, keyed by column name."""

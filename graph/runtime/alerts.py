@@ -13,9 +13,11 @@ How a committed prediction reaches the subscribers (`AlertHub`, one per process)
 - in this process, the block is published to the hub from `RequestAudit.committed()`, which
   the edge calls after COMMIT: never before, never for a rolled-back write;
 - on PostgreSQL the effect also sends one NOTIFY per block (persistence/alerts.py) naming the
-  block, not its rows; every other process hears it (`Alerts.follow`, one reconnecting
-  listener each) and, when one of its subscribers could want the block, reads the rows back
-  and publishes them. The origin process skips its own notifications.
+  block, with its observations (device, time, counters) when they fit in a notification (a
+  `predict`'s do, a large batch's do not); every other process hears it (`Alerts.follow`, one
+  reconnecting listener each), passes it to its device histories (graph.runtime.histories),
+  and, when one of its subscribers could want the block, reads the rows back and publishes
+  them. The origin process skips its own notifications.
 
 SQLite has no notifications: there a subscriber hears the predictions committed by the process
 it is connected to. A subscriber that reads too slowly is ended (`AlertsDropped`) once
@@ -29,7 +31,9 @@ import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+import orjson
 from sqlalchemy.engine import Connection, Engine
 
 from graph.errors import bad_input
@@ -37,6 +41,7 @@ from graph.runtime import listening
 from graph.runtime.audit import RequestAudit
 from graph.runtime.strings import has_control_characters
 from persistence import Prediction, PredictionBlock, alerts, new_id, notifications, session_scope
+from persistence.records import DeviceObservation
 
 log = logging.getLogger("failcast.alerts")
 
@@ -182,9 +187,11 @@ class AnnouncedBlock:
 
     @property
     def payload(self) -> str:
-        """The notification: origin, request, first and last id, highest probability, threshold."""
+        """The notification: origin, request, first and last id, highest probability,
+        threshold and, when the whole payload fits in one notification, the block's
+        observations (`encode_observations`)."""
         block = self.block
-        return " ".join(
+        head = " ".join(
             [
                 self.origin,
                 block.audit_event_id.hex,
@@ -194,6 +201,8 @@ class AnnouncedBlock:
                 repr(float(block.threshold)),
             ]
         )
+        carried = encode_observations(block, notifications.MAX_PAYLOAD_BYTES - len(head) - 1)
+        return head if carried is None else f"{head} {carried}"
 
     def apply(self, connection: Connection) -> None:
         """Write the block's webhook deliveries and announce it to the other processes
@@ -207,7 +216,8 @@ class AnnouncedBlock:
 
 @dataclass(frozen=True)
 class Announcement:
-    """A notification heard: which block, from which process, and whether anyone may want it."""
+    """A notification heard: which block, from which process, whether anyone may want it, and
+    the block's observations when the notification carried them (None: read them)."""
 
     origin: str
     request_id: uuid.UUID
@@ -215,11 +225,15 @@ class Announcement:
     last: uuid.UUID
     max_probability: float
     threshold: float
+    observations: list[DeviceObservation] | None = None
 
     @classmethod
     def parse(cls, payload: str) -> "Announcement":
         """Read a payload written by `AnnouncedBlock.payload` (ValueError if it is not one)."""
-        origin, request, first, last, highest, threshold = payload.split(" ")
+        fields = payload.split(" ", 6)
+        if len(fields) not in (6, 7):
+            raise ValueError("an announcement has six fields and, optionally, observations")
+        origin, request, first, last, highest, threshold = fields[:6]
         return cls(
             origin,
             uuid.UUID(hex=request),
@@ -227,7 +241,37 @@ class Announcement:
             uuid.UUID(hex=last),
             float(highest),
             float(threshold),
+            decode_observations(fields[6]) if len(fields) == 7 else None,
         )
+
+
+# The smallest encoded observation: ["",<32-character time>,[8 one-digit counters]],
+_SMALLEST_OBSERVATION = 60
+
+
+def encode_observations(block: PredictionBlock, room: int) -> str | None:
+    """The block's observations as compact JSON ([[device, ISO time, [counters]], ...]), or
+    None when they take more than `room` bytes. A block of single rows (`predict`, the bulk of
+    the notifications) fits; a 1,000-row batch does not, and its observations are read back in
+    one query by those that hold its devices. Floats round-trip exactly through JSON."""
+    devices = sum(device is not None for device in block.device_ids)
+    if devices * _SMALLEST_OBSERVATION > room:
+        return None
+    encoded = orjson.dumps(
+        [[device, moment.isoformat(), values] for device, moment, values in block.observations()]
+    )
+    return encoded.decode() if len(encoded) <= room else None
+
+
+def decode_observations(text: str) -> list[DeviceObservation]:
+    """What `encode_observations` wrote (ValueError if it is not that)."""
+    try:
+        return [
+            (str(device), datetime.fromisoformat(moment), tuple(float(v) for v in values))
+            for device, moment, values in orjson.loads(text)
+        ]
+    except (ValueError, TypeError) as error:  # orjson.JSONDecodeError is a ValueError
+        raise ValueError(f"announced observations that are not ones: {error}") from error
 
 
 class Alerts:

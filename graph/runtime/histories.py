@@ -16,8 +16,10 @@ devices). It stays equal to the database:
   since it last looked (rowid order is commit order there) and drops the devices they touch,
   its own excepted (plain SQL on a connection kept for that look: persistence.histories
   .CommitLog); on PostgreSQL each committed block is announced (persistence.alerts) and
-  the devices of another process's block are dropped when the notification arrives, a few
-  milliseconds after its commit;
+  another process's block is added to the devices held when the notification arrives, a few
+  milliseconds after its commit (its observations come with the notification when they fit,
+  as a `predict`'s do, else from one query), so devices served by several processes in turn
+  stay cached in each;
 - a read that raced with a commit of the same device is used by its request but not kept.
 
 A row earlier than what the cache holds for its device (an out-of-order arrival) is read from
@@ -44,7 +46,7 @@ from sqlalchemy.engine import Engine
 from model.history import HistoryFeatures
 from persistence import histories
 from persistence.histories import Observation
-from persistence.records import METRIC_COLUMNS, PredictionBlock
+from persistence.records import DeviceObservation, PredictionBlock
 
 FloatArray = npt.NDArray[np.float64]
 NO_DEVICE = "history missing: no deviceId, so history features are those of a first observation"
@@ -70,6 +72,9 @@ class Announced(Protocol):
 
     @property
     def last(self) -> uuid.UUID: ...
+
+    @property
+    def observations(self) -> list[DeviceObservation] | None: ...
 
 
 def pack(values: Sequence[float]) -> bytes:
@@ -109,6 +114,12 @@ class Tail:
         at = bisect.bisect_left(self.times, moment)
         found = [unpack(v) for v in self.values[max(0, at - depth) : at]]
         return found, self.count - (len(self.times) - at)
+
+    def differs(self, moment: datetime, counters: Sequence[float]) -> bool:
+        """Whether an observation at `moment` is held with other counters."""
+        at = bisect.bisect_left(self.times, moment)
+        held = at < len(self.times) and self.times[at] == moment
+        return held and self.values[at] != pack(counters)
 
     def add(self, moment: datetime, counters: Sequence[float], keep: int) -> None:
         """A newly stored observation (the latest stored for its time wins)."""
@@ -350,31 +361,42 @@ class DeviceHistories:
 
     def committed(self, block: PredictionBlock) -> None:
         """A block of this process's predictions was committed: add it to the cached tails."""
+        self._add(block.observations(), foreign=False)
+
+    async def foreign_block(self, block: Announced) -> None:
+        """Another process committed a block of predictions (PostgreSQL's announcement): add
+        its observations to the cached tails, from the notification when it carried them (a
+        `predict`'s), else read in one query."""
+        if self._shape == (0, False):
+            return  # no model with history served yet: nothing is cached
+        observations = block.observations
+        if observations is None:
+            observations = await asyncio.to_thread(self._block_observations, block)
+        self._add(observations, foreign=True)
+
+    def _block_observations(self, block: Announced) -> list[DeviceObservation]:
+        with self.engine.connect() as connection:
+            return histories.block_observations(
+                connection, block.request_id, block.first, block.last
+            )
+
+    def _add(self, observations: Sequence[DeviceObservation], foreign: bool) -> None:
+        """Committed observations into the tails of the devices held; a device not held is
+        noted as changed (a read of it in flight is then used, not kept). Another process's
+        observation at a time the tail holds with other counters is a second prediction of
+        that time: which one is the latest stored (by id) is the database's to say, so the
+        device is forgotten and read again when needed."""
         keep = self._shape[0]
         if not self._tails and not keep:
             return
-        columns = [block.metrics[name] for name in METRIC_COLUMNS]
-        for i, device in enumerate(block.device_ids):
-            if device is None:
-                continue
+        for device, moment, counters in observations:
             tail = self._tails.get(device)
             if tail is None:
                 self._note_change(device)
-                continue
-            tail.add(block.observed_at[i], [float(c[i]) for c in columns], keep)
-
-    async def forget_block(self, block: Announced) -> None:
-        """Another process committed a block of predictions (PostgreSQL's announcement): forget
-        its devices, to be read again when needed."""
-        if self._shape == (0, False):
-            return  # no model with history served yet: nothing is cached
-        devices = await asyncio.to_thread(self._block_devices, block)
-        for device in devices:
-            self._forget(device)
-
-    def _block_devices(self, block: Announced) -> set[str]:
-        with self.engine.connect() as connection:
-            return histories.block_devices(connection, block.request_id, block.first, block.last)
+            elif foreign and tail.differs(moment, counters):
+                self._forget(device)
+            else:
+                tail.add(moment, counters, keep)
 
     def _forget(self, device: str) -> None:
         self._tails.pop(device, None)

@@ -168,6 +168,16 @@ def test_a_batch_of_several_devices_and_days_equals_one_row_at_a_time(history_cl
         np.testing.assert_array_equal(_features(answer), _expected(upto))
 
 
+def _wait_until_held(histories, device: str, row: dict[str, Any]) -> None:
+    """PostgreSQL: until the announcement of another server's block has added `row` to the
+    device's cached tail (a few ms)."""
+    moment = datetime.fromisoformat(row["observedAt"])
+    deadline = time.monotonic() + 5
+    while moment not in histories._tails[device].times:
+        assert time.monotonic() < deadline, "the announcement never arrived"
+        time.sleep(0.01)
+
+
 def test_a_second_server_sees_what_the_first_stored(
     settings, db_engine, history_model, auth_headers
 ):
@@ -180,14 +190,40 @@ def test_a_second_server_sees_what_the_first_stored(
             _send(first, auth_headers, [row])
         _send(second, auth_headers, [rows[3]])  # the first server holds dev-two's history
         histories = first.app.state.runtime.histories
-        deadline = time.monotonic() + 5
-        # SQLite: the first server's next request reads what was stored since; PostgreSQL:
-        # the stored block's announcement makes it forget the device (a few ms).
-        while not histories.sqlite and "dev-two" in histories._tails:
-            assert time.monotonic() < deadline, "the announcement never arrived"
-            time.sleep(0.01)
+        reads = histories.reads
+        if not histories.sqlite:  # the announcement carries the row: the cache takes it
+            _wait_until_held(histories, "dev-two", rows[3])
         [answer] = _send(first, auth_headers, [rows[4]])
         np.testing.assert_array_equal(_features(answer), _expected(rows[:5]))
+        # SQLite: the one look at what was stored since, and the read of the device another
+        # process changed; PostgreSQL: nothing to read, the device stayed cached.
+        assert histories.reads - reads == (1 if histories.sqlite else 0)
+
+
+def test_a_large_block_of_another_server_is_added_from_one_read(
+    settings, db_engine, history_model, auth_headers
+):
+    with (
+        TestClient(create_app(settings)) as first,
+        TestClient(create_app(settings)) as second,
+    ):
+        histories = first.app.state.runtime.histories
+        if histories.sqlite:
+            pytest.skip("PostgreSQL's announcements; SQLite reads what was committed instead")
+        devices = [f"dev-big{i:03d}" for i in range(300)]
+        days = [
+            [_row(d, day, seed=1000 + 10 * i + day) for day in range(3)]
+            for i, d in enumerate(devices)
+        ]
+        _send(first, auth_headers, [rows[0] for rows in days])
+        # 300 observations are more than a notification carries: the first server reads them
+        _send(second, auth_headers, [rows[1] for rows in days])
+        _wait_until_held(histories, devices[-1], days[-1][1])
+        reads = histories.reads
+        answers = _send(first, auth_headers, [rows[2] for rows in days])
+        assert histories.reads == reads  # every device's window came from the cache
+        for rows, answer in zip(days, answers, strict=True):
+            np.testing.assert_array_equal(_features(answer), _expected(rows))
 
 
 def test_cached_devices_need_no_read_of_their_history(history_client, auth_headers):

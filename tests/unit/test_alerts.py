@@ -15,7 +15,7 @@ from graph.runtime.alerts import (
     Announcement,
     alert_filter,
 )
-from persistence import METRIC_COLUMNS, PredictionBlock, new_id, new_ids
+from persistence import METRIC_COLUMNS, PredictionBlock, new_id, new_ids, notifications
 
 
 def block(probabilities, device_ids=None, threshold=0.5) -> PredictionBlock:
@@ -140,11 +140,37 @@ def test_a_subscriber_that_reads_too_slowly_is_ended_after_what_was_queued():
 def test_announcements_name_the_block_compactly_and_read_back():
     made = block([0.25] * 1000, threshold=0.3)
     effect = AnnouncedBlock(made, "v1", "origin-1")
-    assert len(effect.payload.encode()) < 200  # whatever the block's size
+    assert len(effect.payload.encode()) < 200  # 1,000 observations do not fit: only the names
     heard = Announcement.parse(effect.payload)
     assert heard.origin == "origin-1"
     assert heard.request_id == made.audit_event_id
     assert (heard.first, heard.last) == (made.ids[0], made.ids[-1])
     assert heard.max_probability == 0.25 and heard.threshold == 0.3
+    assert heard.observations is None  # to be read back by who needs them
     with pytest.raises(ValueError):
         Announcement.parse("not one")
+
+
+def test_a_small_blocks_announcement_carries_its_observations_exactly():
+    made = block([0.25, 0.5, 0.75], device_ids=["dev-é", None, "dev b"])
+    made.metrics["metric1"][0] = 0.1 + 0.2  # not a short decimal: must come back bit for bit
+    made.metrics["metric9"][2] = 215630672.0
+    heard = Announcement.parse(AnnouncedBlock(made, "v1", "origin-1").payload)
+    assert heard.observations == made.observations()
+    assert [o[0] for o in heard.observations] == ["dev-é", "dev b"]  # no device: no history
+    assert heard.observations[0][2][0] == 0.1 + 0.2
+    assert heard.observations[0][1] == made.observed_at[0]  # the same aware time
+
+
+def test_observations_are_carried_only_while_the_notification_stays_under_its_limit():
+    def payload(rows: int) -> str:
+        return AnnouncedBlock(
+            block([0.5] * rows, [f"device-{i:040d}" for i in range(rows)]), "v1", "o"
+        ).payload
+
+    sizes = {rows: len(payload(rows).encode()) for rows in (1, 20, 40, 200)}
+    assert all(size <= notifications.MAX_PAYLOAD_BYTES for size in sizes.values())
+    assert Announcement.parse(payload(20)).observations is not None
+    assert Announcement.parse(payload(200)).observations is None
+    with pytest.raises(ValueError, match="observations"):
+        Announcement.parse(payload(1).rsplit(" ", 1)[0] + ' [["d", "not a time", [1.0]]]')
