@@ -10,8 +10,10 @@ the same for every horizon (so 1-day and 7-day versions are tested on the same d
   earlier rows only, so they carry nothing across devices or from the future.
 - Choices on the training devices only, by grouped cross-validation (training.selection):
   each algorithm's feature set and hyperparameters (the tree's depth, the boosted model's
-  size) and its calibration method (Brier score of cross-fitted calibrators), then the
-  algorithm itself (highest mean cross-validated PR-AUC), whose features the version reads.
+  size) and its calibration method (Brier score of cross-fitted calibrators that keep the
+  ranking), then the algorithm itself (highest mean cross-validated PR-AUC, a tie within the
+  folds' noise going to the blend: training.selection.select), whose features the version
+  reads.
 - Fit: each candidate is CalibratedClassifierCV(estimator, method, cv=the training devices'
   folds, ensemble=False), fitted on the training devices: the calibrator learns from held-out
   scores, the estimator from every training row.
@@ -64,7 +66,7 @@ from training.features import COUNTERS, FEATURE_SETS, FeatureTable, depth_of, fe
 from training.labels import with_horizon
 from training.metrics import evaluate_scores
 from training.options import TrainOptions
-from training.selection import Choice, Search, relative_folds, search
+from training.selection import Choice, Search, relative_folds, search, select
 from training.splits import DeviceSplit, Folds, grouped_folds, split_devices
 from training.thresholds import choose_threshold
 
@@ -129,6 +131,8 @@ class Experiment:
     before: npt.NDArray[np.float64] | None = None
     # The selected pipeline refitted on every device (`refit`); None: its candidate's fit is served.
     refitted: Any = None
+    # How it was selected (training.selection.select): the rule, the best by PR-AUC, the lead.
+    selection: dict[str, Any] | None = None
 
     @property
     def served(self) -> Any:
@@ -172,9 +176,7 @@ class Experiment:
         chosen = self.chosen
         return {
             "selected": self.selected,
-            "selection": "highest grouped cross-validated PR-AUC on the training devices"
-            if self.search
-            else "highest validation PR-AUC",
+            "selection": self.selection,
             "horizon_days": self.horizon_days,
             "threshold": chosen.threshold,
             "threshold_rule": self.threshold_rule,
@@ -243,7 +245,7 @@ def _run(options: TrainOptions, dataset: Dataset, progress: Progress) -> Experim
         candidates[algorithm] = _candidate(
             algorithm, name, features, choice, options, y, split, folds, all_folds, progress
         )
-    selected = _select(candidates)
+    selected, selection = _select(candidates)
     rule = "max_f1" if options.min_recall is None else f"min_recall>={options.min_recall}"
     references, before, refitted = None, None, None
     if all_folds is not None:
@@ -262,6 +264,7 @@ def _run(options: TrainOptions, dataset: Dataset, progress: Progress) -> Experim
         references,
         before,
         refitted,
+        selection,
     )
 
 
@@ -288,15 +291,19 @@ def _feature_sets(options: TrainOptions) -> dict[str, tuple[str, ...]]:
     return dict(FEATURE_SETS)
 
 
-def _select(candidates: dict[str, Candidate]) -> str:
+def _select(candidates: dict[str, Candidate]) -> tuple[str, dict[str, Any]]:
+    """training.selection.select over the cross-validated choices; without cross-validation,
+    the highest validation PR-AUC."""
+    choices = {name: c.choice for name, c in candidates.items() if c.choice is not None}
+    if len(choices) == len(candidates):
+        return select(choices)
+
     # max() keeps the first of equal scores: candidates are in ALGORITHMS order.
     def score(name: str) -> float:
-        choice = candidates[name].choice
-        if choice is not None:
-            return choice.pr_auc
         return float(candidates[name].validation["pr_auc"] or 0.0)
 
-    return max(candidates, key=score)
+    best = max(candidates, key=score)
+    return best, {"rule": "highest validation PR-AUC", "best": best, "selected": best}
 
 
 def _candidate(

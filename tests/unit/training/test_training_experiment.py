@@ -9,10 +9,11 @@ import pytest
 from training import ALGORITHMS, TrainOptions, generate_synthetic
 from training.calibration import brier
 from training.estimators import TREE_DEPTHS
-from training.evaluation import positive_proba
+from training.evaluation import HeldOut, positive_proba
 from training.experiment import run_experiment
 from training.features import FEATURE_SETS, history_matrix
 from training.labels import horizon_labels
+from training.selection import Choice, select
 from training.thresholds import choose_threshold
 
 OPTIONS = TrainOptions(seed=4, cv_folds=3)
@@ -33,9 +34,14 @@ def test_every_algorithm_is_a_candidate_and_the_best_cv_pr_auc_on_training_devic
 ):
     scores = {name: c.choice.pr_auc for name, c in experiment.candidates.items()}
     assert tuple(scores) == ALGORITHMS
-    assert scores[experiment.selected] == max(scores.values())
     metrics = experiment.metrics()
-    assert metrics["candidates"][experiment.selected]["search"]["pr_auc"] == max(scores.values())
+    selection = metrics["selection"]
+    best = selection["best"]
+    assert scores[best] == max(scores.values())
+    assert metrics["candidates"][best]["search"]["pr_auc"] == max(scores.values())
+    # the best, or the blend when the best one's lead over it is within the folds' noise
+    within = best == "blend" or selection["blend_lead"] <= selection["standard_error"]
+    assert experiment.selected == selection["selected"] == ("blend" if within else best)
 
 
 def test_choices_are_cross_validated_on_training_devices_only(experiment, fleet):
@@ -174,3 +180,39 @@ def test_progress_reports_long_steps(fleet):
     run_experiment(options, fleet, messages.append)
     assert any("cross-validating decision_tree" in m for m in messages)
     assert any("fitting decision_tree" in m for m in messages)
+
+
+def _choice(algorithm: str, per_fold: list[float]) -> Choice:
+    folds = len(per_fold)
+    scores = HeldOut(
+        np.zeros(folds),
+        np.zeros(folds),
+        np.arange(folds, dtype=np.intp),
+        [{"roc_auc": 0.5, "pr_auc": v} for v in per_fold],
+        None,
+    )
+    return Choice(algorithm, "counters", {}, scores, [], {"method": "sigmoid"})
+
+
+@pytest.mark.parametrize(
+    ("boosted", "blend", "selected"),
+    [
+        # a lead of 0.04 over the blend, with folds that disagree (standard error 0.06): a tie
+        ([0.30, 0.01, 0.03, 0.40, 0.07], [0.34, 0.01, 0.04, 0.14, 0.08], "blend"),
+        # the same mean lead, on every fold alike (standard error 0.004): the boosted model
+        ([0.14, 0.05, 0.09, 0.20, 0.12], [0.10, 0.01, 0.05, 0.17, 0.07], "hist_gradient_boosting"),
+        ([0.10, 0.10, 0.10], [0.12, 0.11, 0.10], "blend"),  # the blend is the best itself
+    ],
+)
+def test_the_blend_wins_a_lead_within_the_noise_of_the_folds(boosted, blend, selected):
+    choices = {
+        "logistic_regression": _choice("logistic_regression", [0.0] * len(boosted)),
+        "hist_gradient_boosting": _choice("hist_gradient_boosting", boosted),
+        "blend": _choice("blend", blend),
+    }
+    chosen, detail = select(choices)
+    assert chosen == detail["selected"] == selected
+    if detail["best"] != "blend":
+        lead = np.subtract(boosted, blend)
+        assert detail["blend_lead"] == pytest.approx(lead.mean())
+        assert detail["standard_error"] == pytest.approx(lead.std(ddof=1) / np.sqrt(lead.size))
