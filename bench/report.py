@@ -360,7 +360,8 @@ def render(results: Results) -> str:
         "was as much as the code, so confirm it on a quiet machine.",
         "",
         f"## Memory (the batch and 2-worker servers topped up to >= {results.soak_predictions:,} "
-        "stored predictions with `predictBatch`; VmHWM is the peak over the process's life)",
+        "stored predictions with `predictBatch`, the columns servers with `predictColumns`; "
+        "VmHWM is the peak over the process's life)",
         "",
         *memory_table(results),
         "",

@@ -12,12 +12,7 @@ from strawberry.types.nodes import SelectedField, Selection
 from graph.errors import ErrorCode, FailcastError, bad_input
 from graph.runtime import lifecycle, usecases, webhooks
 from graph.runtime.alerts import AlertsDropped, AlertStream, alert_filter
-from graph.runtime.telemetry import (
-    Telemetry,
-    TelemetryTypeError,
-    decode_columns,
-    decode_telemetry,
-)
+from graph.runtime.telemetry import Telemetry, decode_columns, decode_telemetry
 from graph.runtime.usecases import Predicted
 from graph.schema import analytics, monitoring
 from graph.schema.analytics import (
@@ -90,10 +85,7 @@ async def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[
 async def _predict_columns(info: Info, input: PredictColumnsInput) -> PredictColumnsPayloadType:
     """The resolver's side of predictColumns (its compiled plan does the same in bulk)."""
     context = info.context
-    try:
-        columns = decode_columns(input.as_input())
-    except TelemetryTypeError as error:  # coerced by GraphQL already: only as a safeguard
-        raise bad_input(error.message, f"input.{error.field}.{error.item}") from error
+    columns = decode_columns(input.as_input())  # its lists are coerced by GraphQL already
     usecases.check_columns(columns.lengths(), context.runtime.settings.max_batch_size)
     predicted = await _predicted(info, columns.telemetry(), usecases.Layout.COLUMNS)
     version = context.version_type(predicted.model.info)
