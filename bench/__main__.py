@@ -26,13 +26,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     p.add_argument(
-        "--batch-connections", type=int, default=4, help="wrk connections for predictBatch (4)"
+        "--batch-connections",
+        type=int,
+        default=4,
+        help="wrk connections for predictBatch and predictColumns (4)",
     )
     p.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per contender (2)")
     p.add_argument("--pause", type=float, default=0.5, help="idle seconds between runs (0.5)")
     p.add_argument("--only", help=f"comma-separated contenders: {names}")
-    p.add_argument("--batch-size", type=int, default=1000, help="rows per predictBatch (1000)")
+    p.add_argument(
+        "--batch-size", type=int, default=1000, help="rows per predictBatch / predictColumns (1000)"
+    )
     p.add_argument(
         "--soak", type=int, default=100_000,
         help="predictions the batch and 2-worker servers are topped up to before RSS is read",

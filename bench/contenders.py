@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BODY_VARIANTS = 64
 BATCH_VARIANTS = 4
 
-Kind = Literal["reference", "floor", "graphql", "batch", "rest"]
+Kind = Literal["reference", "floor", "graphql", "batch", "columns", "rest"]
 Backend = Literal["sqlite", "postgres"]
 
 
@@ -37,10 +37,26 @@ PLANS: tuple[Plan, ...] = (
     Plan("postgres", "failcast `predict`, auth + audit, PostgreSQL", "graphql", "postgres"),
     Plan("batch-sqlite", "failcast `predictBatch` x{batch}, SQLite", "batch", "sqlite"),
     Plan("batch-postgres", "failcast `predictBatch` x{batch}, PostgreSQL", "batch", "postgres"),
+    Plan("batch-columns-sqlite", "failcast `predictColumns` x{batch}, SQLite", "columns", "sqlite"),
+    Plan(
+        "batch-columns-postgres",
+        "failcast `predictColumns` x{batch}, PostgreSQL",
+        "columns",
+        "postgres",
+    ),
     Plan("rest", "failcast `POST /predict` (seed contract), SQLite", "rest", "sqlite"),
     Plan("postgres-2w", "failcast `predict`, PostgreSQL, 2 workers", "graphql", "postgres", 2),
 )
-ALIASES = {"batch": ("batch-sqlite", "batch-postgres"), "workers": ("postgres-2w",)}
+BATCHES = ("batch-sqlite", "batch-postgres")  # predictBatch: what predictColumns is compared to
+COLUMNS = ("batch-columns-sqlite", "batch-columns-postgres")
+ALIASES = {
+    "batch": (*BATCHES, *COLUMNS),  # every 1,000-row contender, compared in the same run
+    "batch-rows": BATCHES,
+    "batch-columns": COLUMNS,
+    "workers": ("postgres-2w",),
+}
+# Each predictColumns contender and the predictBatch one on its database (same rows, same run)
+COLUMNS_VERSUS_ROWS = dict(zip(COLUMNS, BATCHES, strict=True))
 
 
 def select(only: Sequence[str] | None) -> list[Plan]:
@@ -57,6 +73,8 @@ def select(only: Sequence[str] | None) -> list[Plan]:
         wanted.update(keys)
     if "postgres-2w" in wanted:
         wanted.add("postgres")  # the 2-worker ratio is to 1 worker, in the same run
+    # predictColumns is measured against predictBatch on its database, in the same run
+    wanted.update(rows for columns, rows in COLUMNS_VERSUS_ROWS.items() if columns in wanted)
     return [plan for plan in PLANS if plan.key in wanted]
 
 
@@ -85,7 +103,7 @@ class Contender:
     @property
     def rows_per_request(self) -> int:
         """Predictions one successful request makes."""
-        return self.batch_size if self.plan.kind == "batch" else 1
+        return self.batch_size if self.plan.kind in ("batch", "columns") else 1
 
     @property
     def tail_measured(self) -> bool:
@@ -105,13 +123,17 @@ class Contender:
             return RequestSpec("/predict", payloads.rest_bodies(BODY_VARIANTS))
         if kind == "rest":
             return RequestSpec("/predict", payloads.rest_bodies(BODY_VARIANTS), self._auth())
-        if kind == "batch":
+        if kind in ("batch", "columns"):
             return self.batch_request()
         return RequestSpec("/graphql", payloads.predict_bodies(BODY_VARIANTS), self._auth())
 
     def batch_request(self) -> RequestSpec:
-        """A predictBatch request on this contender's failcast (also used to top up storage)."""
-        bodies = payloads.batch_bodies(BATCH_VARIANTS, self.batch_size)
+        """A predictBatch request on this contender's failcast (also used to top up storage);
+        a predictColumns contender's is predictColumns, with the same rows."""
+        if self.plan.kind == "columns":
+            bodies = payloads.columns_bodies(BATCH_VARIANTS, self.batch_size)
+        else:
+            bodies = payloads.batch_bodies(BATCH_VARIANTS, self.batch_size)
         return RequestSpec("/graphql", bodies, self._auth())
 
     def _auth(self) -> dict[str, str]:

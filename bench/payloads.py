@@ -14,6 +14,11 @@ BATCH_DOCUMENT = (
     "mutation PredictBatch($inputs: [PredictInput!]!) { predictBatch(inputs: $inputs) "
     "{ id label failureProbability } }"
 )
+# predictBatch's rows sent column by column, selecting the same fields of each prediction
+COLUMNS_DOCUMENT = (
+    "mutation PredictColumns($input: PredictColumnsInput!) { predictColumns(input: $input) "
+    "{ predictionId label failureProbability } }"
+)
 # The same documents selecting every field of the explanation (computed and stored with it).
 EXPLANATION = (
     "explanation { kind score baseValue path { feature threshold value goesLeft } "
@@ -74,6 +79,25 @@ def batch_bodies(variants: int, size: int, document: str = BATCH_DOCUMENT) -> li
                 "query": document,
                 "variables": {"inputs": rows(size, 100 + variant)},
                 "operationName": "PredictBatch",
+            }
+        )
+        for variant in range(variants)
+    ]
+
+
+def columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows laid out as `PredictColumnsInput`: one list per field, item i of each from row i."""
+    return {name: [row[name] for row in rows] for name in ("deviceId", *FEATURES)}
+
+
+def columns_bodies(variants: int, size: int, document: str = COLUMNS_DOCUMENT) -> list[str]:
+    """Bodies of the `predictColumns` mutation: `batch_bodies`' rows, as columns."""
+    return [
+        _dumps(
+            {
+                "query": document,
+                "variables": {"input": columns(rows(size, 100 + variant))},
+                "operationName": "PredictColumns",
             }
         )
         for variant in range(variants)

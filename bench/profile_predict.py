@@ -7,7 +7,8 @@ shown as ratios to each other: `predict` with and without `explanation` selected
 case with the serving version's input profile (input warnings checked) and without one (as
 before warnings existed). Run: `.venv/bin/python -m bench.profile_predict` (it trains a model on
 synthetic data in a temp dir first); `--only explain --rounds 3` times just those pairs, three
-times over.
+times over; `--only columns` times the same 1,000 rows sent as `predictColumns` and as
+`predictBatch`, pair by pair (the body parsed, the plan, the executor, the whole app).
 """
 
 import argparse
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from graphql import parse, validate
 
@@ -168,6 +170,14 @@ PAIRS = [
     ("use case, 1 row, out of range (warnings written)",
      "use case, 1 row, no input profile (no warnings: as at 53a2805)"),
     ("use case, 1,000 rows", "use case, 1,000 rows, no input profile (as at 53a2805)"),
+    ("JSON body parsed (orjson): predictColumns, 1,000 rows",
+     "JSON body parsed (orjson): predictBatch, 1,000 rows"),
+    ("compiled plan: predictColumns, 1,000 rows, prepared context",
+     "compiled plan: predictBatch, 1,000 rows, prepared context"),
+    ("executor: predictColumns, 1,000 rows, prepared context",
+     "executor: predictBatch, 1,000 rows, prepared context"),
+    ("failcast app via ASGI, in-process: predictColumns 1,000 rows",
+     "failcast app via ASGI, in-process: predictBatch 1,000 rows"),
 ]  # fmt: skip
 
 
@@ -345,6 +355,59 @@ class Profile:
                 ]
         return timings
 
+    async def columns_parts(self) -> list[Timing]:
+        """The same 1,000 rows as predictColumns and as predictBatch, each pair timed together:
+        the body parsed, the operation with a prepared context (plan and executor), and the
+        whole app through ASGI in-process (auth, GraphQL, commit)."""
+        batch_body = payloads.batch_bodies(1, BATCH)[0].encode()
+        columns_body = payloads.columns_bodies(1, BATCH)[0].encode()
+        rows = orjson.loads(batch_body)["variables"]
+        columns = orjson.loads(columns_body)["variables"]
+        batch, by_column = payloads.BATCH_DOCUMENT, payloads.COLUMNS_DOCUMENT
+        pairs: list[list[tuple[str, Callable[[], Awaitable[object]], int]]] = [
+            [
+                ("JSON body parsed (orjson): predictColumns, 1,000 rows",
+                 _awaitable(orjson.loads, columns_body), BATCH),
+                ("JSON body parsed (orjson): predictBatch, 1,000 rows",
+                 _awaitable(orjson.loads, batch_body), BATCH),
+            ],
+            [
+                ("compiled plan: predictColumns, 1,000 rows, prepared context",
+                 lambda: self._run(by_column, columns, plans=True), BATCH),
+                ("compiled plan: predictBatch, 1,000 rows, prepared context",
+                 lambda: self._run(batch, rows, plans=True), BATCH),
+            ],
+            [
+                ("executor: predictColumns, 1,000 rows, prepared context",
+                 lambda: self._run(by_column, columns, plans=False), BATCH),
+                ("executor: predictBatch, 1,000 rows, prepared context",
+                 lambda: self._run(batch, rows, plans=False), BATCH),
+            ],
+        ]  # fmt: skip
+        timings = []
+        for pair in pairs:
+            micros = await time_async_together([fn for _, fn, _ in pair], self.budget)
+            timings += [Timing(n, m, r) for (n, _, r), m in zip(pair, micros, strict=True)]
+        app = create_app(self.services.settings)
+        async with app.router.lifespan_context(app):
+            apps = [
+                ("failcast app via ASGI, in-process: predictColumns 1,000 rows", columns_body),
+                ("failcast app via ASGI, in-process: predictBatch 1,000 rows", batch_body),
+            ]
+            calls = [
+                functools.partial(asgi_call, app, "/graphql", body, self.token) for _, body in apps
+            ]
+            micros = await time_async_together(calls, self.budget)
+            timings += [Timing(name, m, BATCH) for (name, _), m in zip(apps, micros, strict=True)]
+        return timings
+
+
+def _awaitable(fn: Callable[..., object], *args: Any) -> Callable[[], Awaitable[object]]:
+    async def call() -> object:
+        return fn(*args)
+
+    return call
+
 
 def _audit() -> RequestAudit:
     return RequestAudit.begin("POST", "/graphql", "127.0.0.1", "profile")
@@ -397,7 +460,10 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per repeat (0.3)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
-        "--only", choices=["explain"], help="explain: only the pairs with/without explanation"
+        "--only",
+        choices=["explain", "columns"],
+        help="explain: only the pairs with/without explanation; columns: only predictColumns "
+        "against predictBatch",
     )
     parser.add_argument("--rounds", type=int, default=1, help="times every part is timed (1)")
     args = parser.parse_args()
@@ -423,6 +489,9 @@ def main() -> int:
         gc.freeze()
         rounds = []
         for _ in range(args.rounds):
+            if args.only == "columns":
+                rounds.append(asyncio.run(profile.columns_parts()))
+                continue
             timings = profile.explain_parts()
             if args.only is None:
                 timings = profile.sync_parts() + timings

@@ -4,13 +4,14 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.contenders import Contender
+from bench.contenders import COLUMNS_VERSUS_ROWS, Contender
 from bench.measure import TAIL, Memory, Run, StorageCheck
 from bench.pauses import total
 
 ROW_NUMBERS = {
     "reference": "1", "floor": "2", "sqlite": "3", "postgres": "4", "batch-sqlite": "5a",
-    "batch-postgres": "5b", "rest": "6", "postgres-2w": "7",
+    "batch-postgres": "5b", "batch-columns-sqlite": "5c", "batch-columns-postgres": "5d",
+    "rest": "6", "postgres-2w": "7",
 }  # fmt: skip
 SOAK_PREDICTIONS = 100_000
 RSS_LIMIT_MB = 250.0
@@ -238,6 +239,39 @@ def targets(results: Results) -> list[Target]:
     ]
 
 
+def columns_table(results: Results) -> list[str]:
+    """predictColumns against predictBatch on the same database: the same rows, the same run."""
+    keys = {contender.key for contender in results.contenders}
+    pairs = [(c, r) for c, r in COLUMNS_VERSUS_ROWS.items() if c in keys and r in keys]
+    if not pairs:
+        return ["(not measured: --only batch or batch-columns measures it)"]
+    lines = [
+        "| rows sent as | predictions/s, median [min-max] | x `predictBatch` (per round) "
+        "| x reference | server CPU / prediction | p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for columns, rows in pairs:
+        for key, ratio in ((rows, "1.00x"), (columns, None)):
+            spread = results.spread(key, _units)
+            cpu = results.spread(key, lambda run: run.cpu_ms_per_request)
+            per_row = "-" if not cpu.values else f"{cpu.median * 1000 / _rows(results, key):.1f} us"
+            p50 = results.spread(key, lambda run: run.load.p50_ms).median
+            cells = [
+                key,
+                f"{spread.show()}",
+                ratio or results.ratio(key, rows, _units).show("{:.2f}x"),
+                results.ratio(key, "reference", _units).show("{:.2f}x"),
+                per_row,
+                f"{p50:.1f} / {results.spread(key, _p99).median:.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _rows(results: Results, key: str) -> int:
+    return next(c.rows_per_request for c in results.contenders if c.key == key)
+
+
 def _verdict(met: bool | None) -> str:
     return {True: "met", False: "**missed**", None: "not measured"}[met]
 
@@ -313,6 +347,10 @@ def render(results: Results) -> str:
         "",
         *tail_table(results),
         "",
+        "## `predictColumns` against `predictBatch`: the same rows, as columns, in the same run",
+        "",
+        *columns_table(results),
+        "",
         "## Targets (1 worker unless said, all ratios measured in this run)",
         "",
         *targets_table(results),
@@ -322,7 +360,8 @@ def render(results: Results) -> str:
         "was as much as the code, so confirm it on a quiet machine.",
         "",
         f"## Memory (the batch and 2-worker servers topped up to >= {results.soak_predictions:,} "
-        "stored predictions with `predictBatch`; VmHWM is the peak over the process's life)",
+        "stored predictions with `predictBatch`, the columns servers with `predictColumns`; "
+        "VmHWM is the peak over the process's life)",
         "",
         *memory_table(results),
         "",

@@ -144,7 +144,8 @@ def _postgres(
 def _method(options: Options, wrk: str, model: str, pg: str | None) -> str:
     return (
         f"{wrk_version(wrk)}, {options.threads} thread, {options.connections} connections "
-        f"({options.batch_connections} for predictBatch: 1,000-row requests would only queue), "
+        f"({options.batch_connections} for predictBatch and predictColumns: 1,000-row requests "
+        "would only queue), "
         f"{options.seconds} s per run, {options.rounds} interleaved round(s) (every contender "
         f"once per round, the order rotated each round), {options.warmup_seconds} s warm-up "
         f"each; medians [min-max] over rounds; ratios per round to row 1; after every run its "

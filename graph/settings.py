@@ -195,6 +195,8 @@ class Settings(BaseSettings):
                 ("Query.predictionStats", self.max_stats_rows),
                 ("DriftReport.features", len(DEVICE_FEATURES)),  # one entry per model input
                 ("Query.webhooks", MAX_WEBHOOKS),
+                # one explanation per row of a predictColumns answer: at most a batch's rows
+                ("PredictColumnsPayload.explanation", self.max_batch_size),
             ),
         )
 

@@ -1,12 +1,14 @@
-"""The one decoder of telemetry: `PredictInput` values, from GraphQL or from the REST body.
+"""The one decoder of telemetry: `PredictInput` values, from GraphQL or from the REST body, and
+`PredictColumnsInput` values (the same fields, one list each).
 
-Callers hand mappings keyed by PredictInput's field names (`deviceId`, `metric1`...); the decoder
-checks their types in bulk and returns the values column by column. It checks types only; the
-values themselves (finite, in range, a printable device id) are the use case's to check, so every
-path refuses a bad value with the same error.
+Callers hand mappings keyed by PredictInput's field names (`deviceId`, `metric1`...), one per row
+(`decode_telemetry`) or one list per field (`decode_columns`); the decoder checks their types in
+bulk and returns the values column by column. It checks types only; the values themselves
+(finite, in range, a printable device id) are the use case's to check, and so is the shape of
+columns (`usecases.check_columns`), so every path refuses a bad value with the same error.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,6 +68,12 @@ def _observed(items: Sequence[Mapping[str, Any]]) -> list[datetime | None] | Non
     given = [item.get("observedAt") for item in items]
     if all(value is None for value in given):
         return None
+    return _times(given)
+
+
+def _times(given: Sequence[Any]) -> list[datetime | None]:
+    """Times (or None) parsed as the GraphQL DateTime scalar parses them; TelemetryTypeError
+    naming the index of the first value that is not one."""
     found: list[datetime | None] = []
     for index, value in enumerate(given):
         if value is None or isinstance(value, datetime):
@@ -110,3 +118,90 @@ def _number_problem(value: Any) -> str | None:
     if isinstance(value, int) and abs(value) > 1.7e308:
         return "is beyond the range of a double"
     return None
+
+
+@dataclass(frozen=True)
+class Columns:
+    """`PredictColumnsInput` values with their types checked: one float64 array per counter
+    (DEVICE_FEATURES order) and the optional lists as given (None: not given). Their lengths are
+    the use case's to check (`usecases.check_columns`) before `telemetry()` lines them up."""
+
+    metrics: tuple[np.ndarray, ...]
+    device_ids: list[str | None] | None = None
+    observed_at: list[datetime | None] | None = None
+
+    def lengths(self) -> dict[str, int]:
+        """The length of every column given, keyed and ordered as INPUT_FIELDS."""
+        found = {}
+        if self.device_ids is not None:
+            found["deviceId"] = len(self.device_ids)
+        if self.observed_at is not None:
+            found["observedAt"] = len(self.observed_at)
+        found.update((n, len(c)) for n, c in zip(DEVICE_FEATURES, self.metrics, strict=True))
+        return found
+
+    @property
+    def rows(self) -> int:
+        """The rows the request asks for: its longest column (at least 1, as a batch counts)."""
+        return column_rows(self.lengths().values())
+
+    def telemetry(self) -> Telemetry:
+        """Row i of every column as device i's telemetry (ValueError unless every column has
+        the same length)."""
+        count = len(self.metrics[0])
+        if any(length != count for length in self.lengths().values()):
+            raise ValueError("the columns differ in length")
+        matrix = np.empty((count, len(DEVICE_FEATURES)), dtype=np.float64)
+        for index, column in enumerate(self.metrics):
+            matrix[:, index] = column
+        device_ids = self.device_ids if self.device_ids is not None else [None] * count
+        observed = self.observed_at
+        if observed is not None and all(moment is None for moment in observed):
+            observed = None  # as decode_telemetry: no row gave one
+        return Telemetry(matrix, list(device_ids), observed)
+
+
+def column_rows(lengths: Iterable[int]) -> int:
+    """The rows columns of these lengths ask for: the longest (at least 1)."""
+    return max(lengths, default=0) or 1
+
+
+def decode_columns(columns: Mapping[str, Any]) -> Columns:
+    """`PredictColumnsInput` values keyed by its fields (lists, or None where optional); each
+    counter's list becomes one float64 array. TelemetryTypeError when ill-typed: `field` names
+    the column, `item` the index of the first bad value in it."""
+    if not isinstance(columns, Mapping):
+        raise TelemetryTypeError(0, "", "must be an object of telemetry columns")
+    unknown = sorted(set(columns) - _KNOWN)
+    if unknown:
+        raise TelemetryTypeError(0, unknown[0], f"{unknown[0]} is not a telemetry field")
+    metrics = tuple(_number_column(name, columns.get(name)) for name in DEVICE_FEATURES)
+    device_ids = columns.get("deviceId")
+    if device_ids is not None:
+        if type(device_ids) is not list:
+            raise TelemetryTypeError(0, "deviceId", "deviceId must be a list of strings")
+        if not set(map(type, device_ids)) <= _DEVICE_IDS:
+            index = next(i for i, d in enumerate(device_ids) if type(d) not in _DEVICE_IDS)
+            raise TelemetryTypeError(index, "deviceId", "deviceId must be a string")
+    observed = columns.get("observedAt")
+    if observed is not None:
+        if type(observed) is not list:
+            raise TelemetryTypeError(0, "observedAt", "observedAt must be a list of times")
+        observed = _times(observed)
+    return Columns(metrics, device_ids, observed)
+
+
+def _number_column(name: str, values: Any) -> np.ndarray:
+    """A counter's list as one float64 array, its types checked in bulk."""
+    if type(values) is not list:
+        raise TelemetryTypeError(0, name, f"{name} is required and must be a list of numbers")
+    if set(map(type, values)) <= _NUMBERS:
+        try:
+            return np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond a double: found below
+            pass
+    for index, value in enumerate(values):
+        problem = _number_problem(value)
+        if problem:
+            raise TelemetryTypeError(index, name, f"{name} {problem}")
+    raise AssertionError("unreachable: a column of numbers within a double converts")

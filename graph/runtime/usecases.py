@@ -3,9 +3,10 @@
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -55,8 +56,28 @@ class Predicted:
     model: LoadedModel
 
 
-def _where(batch: bool, row: int, field: str) -> str:
-    return f"inputs.{row}.{field}" if batch else f"input.{field}"
+class Layout(Enum):
+    """How a request lays its rows out: what `extensions.field` calls the place of a value."""
+
+    ONE = "one"  # predict, POST /predict: input.metric1
+    ROWS = "rows"  # predictBatch: inputs.3.metric1 (row 3)
+    COLUMNS = "columns"  # predictColumns: input.metric1.3 (row 3 of the metric1 list)
+
+    @classmethod
+    def of(cls, batch: "bool | Layout") -> "Layout":
+        """The layout a caller names: a Layout, or True (rows) / False (one) as predictBatch and
+        predict have always said."""
+        if isinstance(batch, Layout):
+            return batch
+        return cls.ROWS if batch else cls.ONE
+
+    def where(self, row: int, field: str) -> str:
+        """The path of a row's field in the request, as `extensions.field` names it."""
+        if self is Layout.ROWS:
+            return f"inputs.{row}.{field}"
+        if self is Layout.COLUMNS:
+            return f"input.{field}.{row}"
+        return f"input.{field}"
 
 
 def check_batch_size(count: int, limit: int) -> None:
@@ -65,18 +86,37 @@ def check_batch_size(count: int, limit: int) -> None:
         raise bad_input(f"inputs must hold 1..{limit} items, got {count}", "inputs")
 
 
-def check_telemetry(telemetry: Telemetry, batch: bool) -> None:
+def check_columns(lengths: Mapping[str, int], limit: int) -> None:
+    """BAD_USER_INPUT unless the columns of a predictColumns input (length of each list given,
+    by field) hold 1..limit rows, every one of them the same number: the first column over the
+    limit, or the first whose length differs from metric1's, is named."""
+    for name, length in lengths.items():
+        if not 1 <= length <= limit:
+            message = f"input.{name} must hold 1..{limit} values (one per row), got {length}"
+            raise bad_input(message, f"input.{name}")
+    rows = lengths[DEVICE_FEATURES[0]]
+    for name, length in lengths.items():
+        if length != rows:
+            message = (
+                f"input.{name} holds {length} values and input.{DEVICE_FEATURES[0]} {rows}: "
+                "every list must hold one value per row"
+            )
+            raise bad_input(message, f"input.{name}")
+
+
+def check_telemetry(telemetry: Telemetry, batch: "bool | Layout") -> None:
     """BAD_USER_INPUT, naming the first bad value, unless every value may be predicted from."""
+    where = Layout.of(batch).where
     for row, device_id in enumerate(telemetry.device_ids):
         if device_id is not None:
-            check_device_id(device_id, _where(batch, row, "deviceId"))
+            check_device_id(device_id, where(row, "deviceId"))
     for row, moment in enumerate(telemetry.observed_at or ()):
         if moment is not None:
-            check_observed_at(moment, _where(batch, row, "observedAt"))
+            check_observed_at(moment, where(row, "observedAt"))
     problems = find_invalid_values(telemetry.matrix, DEVICE_FEATURES, limit=1)
     if problems:
-        where = _where(batch, problems[0].row, problems[0].field)
-        raise bad_input(f"{where} {problems[0].reason}", where)
+        path = where(problems[0].row, problems[0].field)
+        raise bad_input(f"{path} {problems[0].reason}", path)
 
 
 def check_device_id(device_id: str, where: str) -> None:
@@ -101,11 +141,14 @@ async def predict(
     alerts: Alerts,
     audit: RequestAudit,
     telemetry: Telemetry,
-    batch: bool = False,
+    batch: bool | Layout = False,
     explain: bool = False,
 ) -> Predicted:
     """Check, predict, and queue the predictions for storage with the request's audit row
     (and their alerts, which follow them once committed).
+
+    `batch` says how the request laid its rows out (True: predictBatch's rows, False: one
+    row, or a Layout, predictColumns' columns), which only the paths of errors depend on.
 
     A version whose features read a device's earlier observations gets them from the stored
     predictions (`DeviceHistories`); a row without a device id or without a stored history is

@@ -149,13 +149,13 @@ class GraphQLExecutor:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         plan = self._plan(prepared, operation)
-        telemetry = plan.decode(variables) if plan is not None else None
-        if telemetry is None:  # a plan checks its own strings (device ids), and declines on these
+        decoded = plan.decode(variables) if plan is not None else None
+        if decoded is None:  # a plan checks its own strings (device ids), and declines on these
             _check_strings(variables)
         try:
             async with asyncio.timeout_at(deadline):
-                if plan is not None and telemetry is not None:
-                    result = await plan.execute(context, telemetry)
+                if plan is not None and decoded is not None:
+                    result = await plan.execute(context, decoded)
                 else:
                     result = await self._execute(prepared, operation, variables, context)
         except TimeoutError:

@@ -11,7 +11,8 @@ control characters are refused here too.
 Costs follow GitHub's GraphQL API: every object a query can return counts one, and a field with
 a `first`/`last` argument multiplies what it selects by that page size (its default when not
 given), `predictBatch` by its inputs, and a list bounded otherwise (`Limits.list_bounds`:
-`predictionStats` by FAILCAST_MAX_STATS_ROWS) by its bound; JSON-valued fields count
+`predictionStats` by FAILCAST_MAX_STATS_ROWS, the explanations of a `predictColumns` answer by
+FAILCAST_MAX_BATCH_SIZE) by its bound; JSON-valued fields count
 `JSON_COST` and lists of leaves one, since their size is not bounded by the selection. The
 walk compiles each operation into a cost program that `evaluate` runs per request with its
 variables, each fragment once.

@@ -8,11 +8,13 @@ from strawberry.types import Info
 
 from auth import Scope
 from graph.runtime.access import authorize
+from graph.schema.inputs import PredictColumnsInput
 
 # Every root field is listed here; a test fails when one is missing.
 FIELD_SCOPES: dict[str, Scope | None] = {
     "predict": Scope.PREDICT,
     "predictBatch": Scope.PREDICT,
+    "predictColumns": Scope.PREDICT,
     "prediction": Scope.PREDICTIONS_READ,
     "predictions": Scope.PREDICTIONS_READ,
     "device": Scope.PREDICTIONS_READ,
@@ -44,10 +46,17 @@ class ScopeRequired(BasePermission):
         self.scope = FIELD_SCOPES[field_name]
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        cost = len(kwargs.get("inputs") or ()) or 1  # a batch costs one per input
         context = info.context
-        authorize(context.principal, self.scope, context.runtime.limiter, cost)
+        authorize(context.principal, self.scope, context.runtime.limiter, _rows(kwargs))
         return True
+
+
+def _rows(arguments: dict[str, Any]) -> int:
+    """What a call costs in its rate: a batch one per input, columns one per row, else 1."""
+    given = arguments.get("input")
+    if isinstance(given, PredictColumnsInput):
+        return given.rows
+    return len(arguments.get("inputs") or ()) or 1
 
 
 def requires(field_name: str) -> list[FieldExtension]:

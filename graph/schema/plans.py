@@ -1,24 +1,29 @@
 """Compiled plans for the predict mutations: the executor's answers, computed column by column.
 
 graphql-core spends most of a 1,000-row `predictBatch` coercing 8,000 input floats one call at
-a time and completing 1,000 result objects field by field. A document of a known shape (one
-`predict` or `predictBatch` field fed by one variable, selecting fields of `Prediction`) gets a
-plan, compiled once per query text and operation, that does the same work in bulk:
+a time and completing 1,000 result objects field by field (and a `predictColumns` answer's
+lists value by value). A document of a known shape (one `predict`, `predictBatch` or
+`predictColumns` field fed by one variable, selecting fields of `Prediction` or of
+`PredictColumnsPayload`) gets a plan, compiled once per query text and operation, that does the
+same work in bulk:
 
-- the variable is decoded by the one telemetry decoder; a value it cannot prove well typed is
-  left to the executor, which gives the standard coercion error, so no error is re-implemented;
-- the root field's permission (`authorize` with FIELD_SCOPES) and the use case run exactly as
-  in the resolver;
+- the variable is decoded by the one telemetry decoder (each column of `predictColumns` as one
+  numpy array); a value it cannot prove well typed is left to the executor, which gives the
+  standard coercion error, so no error is re-implemented;
+- the root field's permission (`authorize` with FIELD_SCOPES), the shape checks and the use
+  case run exactly as in the resolver;
 - the result is built column by column from the prediction block, each leaf put through its
   GraphQL type's own serializer (values already in their output form are passed as they are).
 
 The leaves are derived from the schema: every field of `Prediction` must have a source in
-`SOURCES`, every field of `Metrics` a metric column, and every field of `ModelVersion` and
-`Explanation` (and the objects under them) must be a plain attribute. Explanations are served
-from the JSON the model computed (its keys are the GraphQL field names), and computed only when
-the document selects `explanation`, as the resolver does. A field added to one of these types
-without a way to serve it here makes every plan decline (a slowdown), and
-`tests/unit/test_plan_coverage.py` fails naming this module. The one exception is
+`SOURCES`, every field of `PredictColumnsPayload` a field of `Prediction` in `COLUMNS` (whose
+source it lists, or gives once when every row shares it), every field of `Metrics` and
+`MetricsColumns` a metric column, and every field of `ModelVersion` and `Explanation` (and the
+objects under them) must be a plain attribute. Explanations are served from the JSON the model
+computed (its keys are the GraphQL field names), and computed only when the document selects
+`explanation`, as the resolver does. A field added to one of these types without a way to
+serve it here makes every plan decline (a slowdown), and `tests/unit/test_plan_coverage.py`
+fails naming this module. The one exception is
 `EXECUTOR_ONLY`: fields that read more rows than the registry row (a version's evaluation runs),
 which a predict answer has no business asking for with every prediction; a plan declines a
 document that selects one, and the executor answers it. Any other document goes through the
@@ -26,6 +31,7 @@ executor: a plan only ever declines, never guesses; `tests/e2e/test_plans.py` ru
 both ways.
 """
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +60,14 @@ from graphql import (
 from graph.runtime import usecases
 from graph.runtime.access import authorize
 from graph.runtime.strings import has_control_characters
-from graph.runtime.telemetry import Telemetry, TelemetryTypeError, decode_telemetry
+from graph.runtime.telemetry import (
+    Columns,
+    Telemetry,
+    TelemetryTypeError,
+    decode_columns,
+    decode_telemetry,
+)
+from graph.runtime.usecases import Layout
 from graph.schema.context import GraphContext
 from graph.schema.permissions import FIELD_SCOPES
 from graph.schema.types import FailureClassEnum, ModelVersionType
@@ -73,6 +86,7 @@ class _Source:
     block: PredictionBlock
     version: ModelVersion
     subject: str | None  # who asked: the request's
+    request_id: uuid.UUID  # the request's (its audit event's id)
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,24 @@ SOURCES: dict[str, Leaf | str] = {
     "explanation": "explanation",
 }
 EXPLANATION = "explanation"
+# Each field of `PredictColumnsPayload` and the field of `Prediction` it gives for every row: a
+# list of its values, or its one value when the source is shared (one per block). `requestId`
+# is the payload's own.
+COLUMNS: dict[str, str] = {
+    "predictionId": "id",
+    "createdAt": "createdAt",
+    "observedAt": "observedAt",
+    "deviceId": "deviceId",
+    "label": "label",
+    "failureProbability": "failureProbability",
+    "threshold": "threshold",
+    "input": "input",
+    "warnings": "warnings",
+    "explanation": "explanation",
+    "modelVersion": "modelVersion",
+    "subject": "subject",
+}
+REQUEST_ID = "requestId"
 
 
 def _each_or_empty(values: Sequence[Any] | None, count: int) -> Sequence[Any]:
@@ -225,6 +257,96 @@ def _prediction(schema: GraphQLSchema, selection_set: SelectionSetNode | None) -
     return _Selection(tuple(keys), tuple(columns))
 
 
+Value = Callable[[_Source], Any]
+
+
+@dataclass(frozen=True)
+class _Payload:
+    """A `PredictColumnsPayload` selection: each key's value, a whole column or a shared one."""
+
+    keys: tuple[str, ...]
+    values: "tuple[Value | _Payload, ...]"
+
+    def render(self, source: _Source) -> dict[str, Any]:
+        return {
+            key: value.render(source) if isinstance(value, _Payload) else value(source)
+            for key, value in zip(self.keys, self.values, strict=True)
+        }
+
+
+def _payload(schema: GraphQLSchema, selection_set: SelectionSetNode | None) -> _Payload:
+    payload = _object_type(schema, "PredictColumnsPayload")
+    keys: list[str] = []
+    values: list[Value | _Payload] = []
+    for key, node in _fields(selection_set):
+        name = node.name.value
+        field = payload.fields.get(name)
+        if name == "__typename":
+            values.append(_constant(payload.name))
+        elif field is None:
+            raise Declined
+        elif name == REQUEST_ID and node.selection_set is None:
+            values.append(_shared(field.type, lambda s: str(s.request_id)))
+        else:
+            values.append(_column_value(field.type, name, node))
+        keys.append(key)
+    return _Payload(tuple(keys), tuple(values))
+
+
+def _column_value(kind: GraphQLOutputType, name: str, node: FieldNode) -> "Value | _Payload":
+    """A payload field's value, from the source of the Prediction field it gives: a list of
+    the rows' values, or the one value every row shares."""
+    source = SOURCES.get(COLUMNS.get(name, ""))
+    listed = _is_list(kind)
+    if source == "metrics" and not listed:
+        return _metric_columns(kind, node.selection_set)
+    if source == "registry" and not listed:
+        return _version(_value(kind, node.selection_set))
+    if source == EXPLANATION and listed:
+        return _explanations(_value(_item(kind), node.selection_set, keyed=True))
+    if not isinstance(source, Leaf) or node.selection_set is not None:
+        raise Declined
+    if source.shared and not listed:
+        return _shared(kind, source.values)
+    if not source.shared and listed:
+        return _serialized_column(_item(kind), source)
+    raise Declined
+
+
+def _item(kind: GraphQLOutputType) -> GraphQLOutputType:
+    """The type of a list's items."""
+    inner = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
+    if not isinstance(inner, GraphQLList):
+        raise Declined
+    item: GraphQLOutputType = inner.of_type
+    return item
+
+
+def _shared(kind: GraphQLOutputType, values: Callable[[_Source], Any]) -> Value:
+    """A value every row shares, serialized once by its type."""
+    convert = _value(kind, None)
+    return lambda source: convert(values(source))
+
+
+def _metric_columns(kind: GraphQLOutputType, selection_set: SelectionSetNode | None) -> _Payload:
+    metrics = get_named_type(kind)
+    if not isinstance(metrics, GraphQLObjectType):
+        raise Declined
+    keys: list[str] = []
+    values: list[Value | _Payload] = []
+    for key, node in _fields(selection_set):
+        name = node.name.value
+        field = metrics.fields.get(name)
+        if name == "__typename":
+            values.append(_constant(metrics.name))
+        elif field is None or node.selection_set is not None:
+            raise Declined
+        else:
+            values.append(_serialized_column(_item(field.type), _metric_leaf(name)))
+        keys.append(key)
+    return _Payload(tuple(keys), tuple(values))
+
+
 def _metrics(
     schema: GraphQLSchema, kind: GraphQLOutputType, selection_set: SelectionSetNode | None
 ) -> _Selection:
@@ -256,16 +378,22 @@ def _metric_leaf(name: str) -> Leaf:
 
 
 def _registry(serialize: Callable[[Any], Any]) -> Column:
-    # The same for every prediction of a block: serialized once, as the executor would each time,
-    # and kept while the same registry row (the serving model's) is rendered.
+    # The same for every prediction of a block: serialized once, as the executor would each time.
+    version = _version(serialize)
+    return lambda source: [version(source)] * len(source.block)
+
+
+def _version(serialize: Callable[[Any], Any]) -> Value:
+    """The registry row of the block's model, serialized and kept while the same row (the
+    serving model's) is rendered."""
     last: list[Any] = [None, None]  # (row, its serialized value)
 
-    def column(source: _Source) -> Sequence[Any]:
+    def value(source: _Source) -> Any:
         if last[0] is not source.version:
             last[:] = [source.version, serialize(ModelVersionType.from_row(source.version))]
-        return [last[1]] * len(source.block)
+        return last[1]
 
-    return column
+    return value
 
 
 def _explanations(serialize: Callable[[Any], Any]) -> Column:
@@ -371,32 +499,42 @@ def _object_type(schema: GraphQLSchema, name: str) -> GraphQLObjectType:
     return found
 
 
-# root field -> (its argument, the variable type it must be declared with, batch?)
+# root field -> (its argument, the variable type it must be declared with, its layout)
 _ROOT_FIELDS = {
-    "predict": ("input", "PredictInput!", False),
-    "predictBatch": ("inputs", "[PredictInput!]!", True),
+    "predict": ("input", "PredictInput!", Layout.ONE),
+    "predictBatch": ("inputs", "[PredictInput!]!", Layout.ROWS),
+    "predictColumns": ("input", "PredictColumnsInput!", Layout.COLUMNS),
 }
+Decoded = Telemetry | Columns  # the variable, decoded: rows of telemetry, or columns
 
 
 @dataclass(frozen=True)
 class PredictPlan:
-    """How to answer one predict or predictBatch operation without the executor."""
+    """How to answer one predict, predictBatch or predictColumns operation without the
+    executor."""
 
     field_node: FieldNode
     response_key: str
     variable: str
-    batch: bool
-    selection: _Selection
+    layout: Layout
+    selection: _Selection | _Payload
     explain: bool  # the answer selects `explanation`: compute (and store) it
 
     @property
     def field(self) -> str:
-        """The root field: predict or predictBatch."""
+        """The root field: predict, predictBatch or predictColumns."""
         return self.field_node.name.value
 
-    def decode(self, variables: dict[str, Any] | None) -> Telemetry | None:
+    @property
+    def batch(self) -> bool:
+        """Whether the answer is a list of predictions (predictBatch)."""
+        return self.layout is Layout.ROWS
+
+    def decode(self, variables: dict[str, Any] | None) -> Decoded | None:
         """The telemetry of the variable, or None when the executor must answer instead."""
         value = (variables or {}).get(self.variable)
+        if self.layout is Layout.COLUMNS:
+            return _decoded_columns(value)
         items = value if self.batch else [value]
         if not isinstance(items, list) or not items or not all(type(i) is dict for i in items):
             return None
@@ -404,32 +542,59 @@ class PredictPlan:
             telemetry = decode_telemetry(items)
         except TelemetryTypeError:
             return None  # the executor's coercion error explains it
-        if has_control_characters("".join(d for d in telemetry.device_ids if d is not None)):
+        if _control_characters(telemetry.device_ids):
             return None  # the executor's check of every string variable explains it
         return telemetry
 
-    async def execute(self, context: GraphContext, telemetry: Telemetry) -> ExecutionResult:
+    async def execute(self, context: GraphContext, decoded: Decoded) -> ExecutionResult:
         """The operation's result, as the executor would give it."""
         runtime = context.runtime
+        limit = runtime.settings.max_batch_size
         try:
-            authorize(context.principal, FIELD_SCOPES[self.field], runtime.limiter, len(telemetry))
-            if self.batch:
-                usecases.check_batch_size(len(telemetry), runtime.settings.max_batch_size)
+            rows = decoded.rows if isinstance(decoded, Columns) else len(decoded)
+            authorize(context.principal, FIELD_SCOPES[self.field], runtime.limiter, rows)
+            if isinstance(decoded, Columns):
+                usecases.check_columns(decoded.lengths(), limit)
+                telemetry = decoded.telemetry()
+            else:
+                if self.batch:
+                    usecases.check_batch_size(len(decoded), limit)
+                telemetry = decoded
             predicted = await usecases.predict(
                 runtime.models,
                 runtime.histories,
                 runtime.alerts,
                 context.audit,
                 telemetry,
-                self.batch,
+                self.layout,
                 self.explain,
             )
         except Exception as error:  # the executor's treatment of a failing non-null root field
             located = located_error(error, [self.field_node], [self.response_key])
             return ExecutionResult(data=None, errors=[located])
-        source = _Source(predicted.block, predicted.model.info, context.audit.subject)
-        rows = self.selection.render(source)
-        return ExecutionResult(data={self.response_key: rows if self.batch else rows[0]})
+        audit = context.audit
+        source = _Source(predicted.block, predicted.model.info, audit.subject, audit.id)
+        if isinstance(self.selection, _Payload):
+            return ExecutionResult(data={self.response_key: self.selection.render(source)})
+        answers = self.selection.render(source)
+        return ExecutionResult(data={self.response_key: answers if self.batch else answers[0]})
+
+
+def _decoded_columns(value: Any) -> Columns | None:
+    """The columns of a predictColumns variable, or None when the executor must answer."""
+    if type(value) is not dict:
+        return None
+    try:
+        columns = decode_columns(value)
+    except TelemetryTypeError:
+        return None  # the executor's coercion error explains it
+    if columns.device_ids is not None and _control_characters(columns.device_ids):
+        return None  # the executor's check of every string variable explains it
+    return columns
+
+
+def _control_characters(device_ids: Sequence[str | None]) -> bool:
+    return has_control_characters("".join(d for d in device_ids if d is not None))
 
 
 def compile_plan(
@@ -454,7 +619,7 @@ def _compile(
     arguments = node.arguments or ()
     if node.name.value not in _ROOT_FIELDS or node.directives or len(arguments) != 1:
         raise Declined
-    argument_name, variable_type, batch = _ROOT_FIELDS[node.name.value]
+    argument_name, variable_type, layout = _ROOT_FIELDS[node.name.value]
     argument = arguments[0]
     if argument.name.value != argument_name or not isinstance(argument.value, VariableNode):
         raise Declined
@@ -465,12 +630,13 @@ def _compile(
         raise Declined
     if print_ast(definition.type) != variable_type or len(declared) != 1:
         raise Declined
+    columns = layout is Layout.COLUMNS
     return PredictPlan(
         field_node=node,
         response_key=node.alias.value if node.alias else node.name.value,
         variable=variable,
-        batch=batch,
-        selection=_prediction(schema, node.selection_set),
+        layout=layout,
+        selection=(_payload if columns else _prediction)(schema, node.selection_set),
         explain=any(n.name.value == EXPLANATION for _, n in _fields(node.selection_set)),
     )
 
@@ -482,6 +648,14 @@ def unserved_fields(schema: GraphQLSchema) -> list[str]:
     ]
     metrics = _object_type(schema, "Metrics")
     missing += [f"Metrics.{n}" for n in metrics.fields if n not in DEVICE_FEATURES]
+    payload = _object_type(schema, "PredictColumnsPayload")
+    missing += [
+        f"PredictColumnsPayload.{n}"
+        for n in payload.fields
+        if n != REQUEST_ID and SOURCES.get(COLUMNS.get(n, "")) is None
+    ]
+    columns = _object_type(schema, "MetricsColumns")
+    missing += [f"MetricsColumns.{n}" for n in columns.fields if n not in DEVICE_FEATURES]
     seen: set[str] = set()
     missing += _with_resolvers(_object_type(schema, "ModelVersion"), seen)
     return missing + _with_resolvers(_object_type(schema, "Explanation"), seen)

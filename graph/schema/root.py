@@ -12,7 +12,8 @@ from strawberry.types.nodes import SelectedField, Selection
 from graph.errors import ErrorCode, FailcastError, bad_input
 from graph.runtime import lifecycle, usecases, webhooks
 from graph.runtime.alerts import AlertsDropped, AlertStream, alert_filter
-from graph.runtime.telemetry import decode_telemetry
+from graph.runtime.telemetry import Telemetry, decode_columns, decode_telemetry
+from graph.runtime.usecases import Predicted
 from graph.schema import analytics, monitoring
 from graph.schema.analytics import (
     DeviceAtRiskType,
@@ -34,13 +35,19 @@ from graph.schema.history import (
     prediction_connection,
     prediction_filter,
 )
-from graph.schema.inputs import PredictInput, PredictionFilterInput, PredictionOrderInput
+from graph.schema.inputs import (
+    PredictColumnsInput,
+    PredictInput,
+    PredictionFilterInput,
+    PredictionOrderInput,
+)
 from graph.schema.lifecycle import ModelActivationConnectionType, activation_connection
 from graph.schema.monitoring import DriftReportType, ModelPerformanceType, OutcomeType
 from graph.schema.permissions import requires
 from graph.schema.types import (
     MeType,
     ModelVersionType,
+    PredictColumnsPayloadType,
     PredictionConnectionType,
     PredictionType,
     parse_id,
@@ -71,14 +78,32 @@ async def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[
     if batch:
         usecases.check_batch_size(len(inputs), context.runtime.settings.max_batch_size)
     telemetry = decode_telemetry([item.as_input() for item in inputs])
+    predicted = await _predicted(info, telemetry, usecases.Layout.of(batch))
+    return PredictionType.from_block(predicted.block)
+
+
+async def _predict_columns(info: Info, input: PredictColumnsInput) -> PredictColumnsPayloadType:
+    """The resolver's side of predictColumns (its compiled plan does the same in bulk)."""
+    context = info.context
+    columns = decode_columns(input.as_input())  # its lists are coerced by GraphQL already
+    usecases.check_columns(columns.lengths(), context.runtime.settings.max_batch_size)
+    predicted = await _predicted(info, columns.telemetry(), usecases.Layout.COLUMNS)
+    version = context.version_type(predicted.model.info)
+    audit = context.audit
+    return PredictColumnsPayloadType.from_block(predicted.block, audit.id, version, audit.subject)
+
+
+async def _predicted(info: Info, telemetry: Telemetry, layout: usecases.Layout) -> Predicted:
+    """The use case, run as every predict resolver runs it."""
+    context = info.context
     explain = _mentions(info, "explanation") and _selects(info.selected_fields, "explanation")
     runtime = context.runtime
     predicted = await usecases.predict(
-        runtime.models, runtime.histories, runtime.alerts, context.audit, telemetry, batch, explain
+        runtime.models, runtime.histories, runtime.alerts, context.audit, telemetry, layout, explain
     )
     context.versions.prime(predicted.model.version_id, predicted.model.info)
     context.subjects.prime(context.audit.id, context.audit.subject)  # its row is not stored yet
-    return PredictionType.from_block(predicted.block)
+    return predicted
 
 
 def _mentions(info: Info, name: str) -> bool:
@@ -135,6 +160,21 @@ class Mutation:
     )
     async def predict_batch(self, info: Info, inputs: list[PredictInput]) -> list[PredictionType]:
         return await _predict(info, inputs, batch=True)
+
+    @strawberry.mutation(
+        description=(
+            "predictBatch sent and answered column by column: one list per field of "
+            "PredictInput (row i is item i of every list), 1..1000 rows, and one list per field "
+            "of Prediction in the answer. The same scope, rate (one per row), checks (a bad "
+            "value is named by its list and row: input.metric3.17), storage and audit: all "
+            "stored, or none if any row is invalid."
+        ),
+        extensions=requires("predictColumns"),
+    )
+    async def predict_columns(
+        self, info: Info, input: PredictColumnsInput
+    ) -> PredictColumnsPayloadType:
+        return await _predict_columns(info, input)
 
     @strawberry.mutation(
         description=(

@@ -380,6 +380,107 @@ class PredictionType:
         ]
 
 
+@strawberry.type(
+    name="MetricsColumns",
+    description="The telemetry a batch of predictions was made from: one list per counter.",
+)
+class MetricsColumnsType:
+    metric1: list[float] = strawberry.field(description="Counter 1 of each row.")
+    metric2: list[float] = strawberry.field(description="Counter 2 of each row.")
+    metric3: list[float] = strawberry.field(description="Counter 3 of each row.")
+    metric4: list[float] = strawberry.field(description="Counter 4 of each row.")
+    metric5: list[float] = strawberry.field(description="Counter 5 of each row.")
+    metric6: list[float] = strawberry.field(description="Counter 6 of each row.")
+    metric7: list[float] = strawberry.field(description="Counter 7 of each row.")
+    metric9: list[float] = strawberry.field(description="Counter 9 of each row.")
+
+
+@strawberry.type(
+    name="PredictColumnsPayload",
+    description=(
+        "What predictColumns made, column by column: item i of every list is the prediction of "
+        "input row i, stored as a Prediction (its fields, one list each); values every row "
+        "shares (one model made them all, at once) are given once."
+    ),
+)
+class PredictColumnsPayloadType:
+    request_id: strawberry.ID = strawberry.field(
+        description=(
+            "The request that made them: its audit event's id (`auditEvents`' requestId), and "
+            "`extensions.requestId` of its errors."
+        )
+    )
+    prediction_id: list[strawberry.ID] = strawberry.field(
+        description="Each row's stored prediction: its Prediction.id, for `prediction(id)`."
+    )
+    created_at: datetime = strawberry.field(
+        description="When the predictions were made (Prediction.createdAt of every row)."
+    )
+    observed_at: list[datetime] = strawberry.field(
+        description="When each row's telemetry was taken (the request's time unless it said)."
+    )
+    device_id: list[str | None] = strawberry.field(
+        description="Each row's device, when the caller named it."
+    )
+    label: list[FailureClassEnum] = strawberry.field(
+        description="Each row's class: FAILURE or NON_FAILURE."
+    )
+    failure_probability: list[float] = strawberry.field(description="Each row's P(failure), 0..1.")
+    threshold: float = strawberry.field(
+        description="The model's decision threshold (Prediction.threshold of every row)."
+    )
+    input: MetricsColumnsType = strawberry.field(
+        description="The telemetry sent, column by column."
+    )
+    warnings: list[list[str]] = strawberry.field(
+        description=(
+            "Each row's warnings: one sentence per input outside the training range of the "
+            "version (the prediction is made all the same); empty when every input is inside."
+        )
+    )
+    explanation: list[ExplanationType | None] = strawberry.field(
+        description=(
+            "Why the model said so, for each row, computed with the prediction and stored with it "
+            "(as Prediction.explanation when selected); null for a model that cannot be "
+            "explained (one scikit-learn evaluates)."
+        )
+    )
+    model_version: ModelVersionType = strawberry.field(
+        description="The model version that made every prediction (Prediction.modelVersion)."
+    )
+    subject: str | None = strawberry.field(
+        description="Who asked for them: the subject of the request's token (Prediction.subject)."
+    )
+
+    @classmethod
+    def from_block(
+        cls,
+        block: PredictionBlock,
+        request_id: uuid.UUID,
+        version: ModelVersionType,
+        subject: str | None,
+    ) -> "PredictColumnsPayloadType":
+        """Build from the block a predict call made, the version that made it and who asked."""
+        labels = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}
+        count = len(block)
+        explanations = block.explanations or [None] * count
+        return cls(
+            request_id=strawberry.ID(str(request_id)),
+            created_at=block.created_at,
+            threshold=block.threshold,
+            model_version=version,
+            subject=subject,
+            prediction_id=[strawberry.ID(str(i)) for i in block.ids],
+            observed_at=list(block.observed_at),
+            device_id=list(block.device_ids),
+            label=[labels[bool(f)] for f in block.is_failure],
+            failure_probability=list(block.failure_probability),
+            input=MetricsColumnsType(**{n: list(block.metrics[n]) for n in DEVICE_FEATURES}),
+            warnings=[list(w or ()) for w in block.warnings or [None] * count],
+            explanation=[None if e is None else ExplanationType.from_json(e) for e in explanations],
+        )
+
+
 @strawberry.type(name="PageInfo", description="Where a page sits in its connection.")
 class PageInfoType:
     has_next_page: bool = strawberry.field(description="Whether more items follow this page.")

@@ -10,6 +10,12 @@ OPERATIONS = [
     ("predict", Scope.PREDICT, "mutation { predict(input: {%s}) { id } }" % EXAMPLE),
     ("predictBatch", Scope.PREDICT, "mutation { predictBatch(inputs: [{%s}]) { id } }" % EXAMPLE),
     (
+        "predictColumns",
+        Scope.PREDICT,
+        "mutation { predictColumns(input: {%s}) { predictionId } }"
+        % ", ".join(f"{k}: [{v}, {v}]" for k, v in ORIGINAL_EXAMPLE.items()),
+    ),
+    (
         "prediction",
         Scope.PREDICTIONS_READ,
         '{ prediction(id: "01900000-0000-7000-8000-000000000000") { id } }',

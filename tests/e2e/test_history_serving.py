@@ -250,3 +250,54 @@ def test_stored_predictions_are_explained_with_their_history(history_client, aut
     assert len(explained) == len(rows)
     for i, read in enumerate(explained):
         np.testing.assert_array_equal(_features(read), _expected(rows[: i + 1]))
+
+
+COLUMNS = """mutation C($c: PredictColumnsInput!) { predictColumns(input: $c) {
+  deviceId observedAt failureProbability warnings
+  explanation { contributions { feature value } } } }"""
+
+
+def _send_columns(client, headers, rows) -> list[dict[str, Any]]:
+    """predictColumns with the rows laid out as lists; its answer as one object per row."""
+    names = ("deviceId", "observedAt", *DEVICE_FEATURES)
+    columns = {n: [row.get(n) for row in rows] for n in names}
+    body = gql(client, COLUMNS, {"c": columns}, headers)
+    assert "errors" not in body, body
+    payload = body["data"]["predictColumns"]
+    return [{key: values[i] for key, values in payload.items()} for i in range(len(rows))]
+
+
+@pytest.mark.parametrize("plans", [True, False], ids=["plan", "executor"])
+def test_history_features_through_columns_equal_predict_batchs(
+    settings, db_engine, history_model, auth_headers, plans
+):
+    """The same telemetry for twin devices (b-*: predictBatch, c-*: predictColumns), request
+    after request: each device's history, stored and within the request, gives the same
+    features, probabilities and warnings."""
+    app = create_app(settings.model_copy(update={"compiled_plans": plans}))
+    rng = np.random.default_rng(11)
+    with TestClient(app) as client:
+        for request in range(4):  # history grows over requests, and within each
+            days = [(f"{k}", request * 3 + d) for k in range(6) for d in range(3)]
+            order = rng.permutation(len(days))
+            rows = [
+                _row(f"x-{days[i][0]}", days[i][1], seed=1000 + 40 * request + i) for i in order
+            ]
+            rows.append(_row(None, request, seed=2000 + request))  # no device: no history
+            twins = [{**r, "deviceId": r["deviceId"].replace("x-", "b-")} if r.get("deviceId")
+                     else r for r in rows]  # fmt: skip
+            batch = _send(client, auth_headers, twins)
+            columns = _send_columns(
+                client,
+                auth_headers,
+                [{**r, "deviceId": r["deviceId"].replace("x-", "c-")} if r.get("deviceId") else r
+                 for r in rows],
+            )  # fmt: skip
+            for by_row, by_column in zip(batch, columns, strict=True):
+                np.testing.assert_array_equal(_features(by_column), _features(by_row))
+                assert by_column["failureProbability"] == by_row["failureProbability"]
+                assert by_column["observedAt"] == by_row["observedAt"]
+                assert [w.replace("c-", "b-") for w in by_column["warnings"]] == by_row["warnings"]
+        seen = [_features(answer)[FEATURES.index("observations")] for answer in columns]
+        assert max(seen) >= 11  # the last request's rows read nine to eleven earlier ones
+        assert any("history missing" in w for w in columns[-1]["warnings"])

@@ -132,15 +132,15 @@ def _post(client: TestClient, query: str, variables: Any, name: str | None, head
     return client.post("/graphql", json=payload, headers=headers)
 
 
-_FRESH = {"id", "key", "createdAt", "observedAt", "requestId"}
+_FRESH = {"id", "key", "createdAt", "observedAt", "requestId", "predictionId", "ids"}
 
 
 def _normal(value: Any, key: str | None = None) -> Any:
     """The body with every per-call value replaced by its kind, after checking its form."""
     if isinstance(value, dict):
         return {k: _normal(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normal(v) for v in value]
+    if isinstance(value, list):  # a column of per-call values keeps its key
+        return [_normal(v, key if key in _FRESH else None) for v in value]
     if key in _FRESH and isinstance(value, str):
         if key in ("createdAt", "observedAt"):
             assert datetime.fromisoformat(value).tzinfo is not None
@@ -277,6 +277,170 @@ def test_same_answers_when_the_operation_outlives_its_time_limit(
     without = hasty.model_copy(update={"compiled_plans": False})
     with TestClient(create_app(hasty)) as planned, TestClient(create_app(without)) as plain:
         answer = _both((planned, plain), db_engine, FULL, {"rows": ROWS}, None, auth_headers)
+    assert answer[0] == answer[1]
+    assert answer[0][1]["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    assert answer[0][2]["predictions_created"] == 0
+
+
+# predictColumns: the same two paths, the same comparisons.
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows laid out as PredictColumnsInput: one list per field any row gives."""
+    names = ["deviceId", "observedAt", *(k for k in ORIGINAL_EXAMPLE)]
+    given = [name for name in names if any(name in row for row in rows)]
+    return {name: [row.get(name) for row in rows] for name in given}
+
+
+COLS = _columns(ROWS)
+PLAIN_COLS = {k: v for k, v in COLS.items() if k not in ("deviceId", "observedAt")}
+_PAYLOAD = build_schema()._schema.type_map["PredictColumnsPayload"]
+COLUMNS_WIDE = (
+    "mutation K($cols: PredictColumnsInput!) { predictColumns(input: $cols) { "
+    + _selection(_PAYLOAD)
+    + " again: modelVersion { v: version } p: failureProbability } }"
+)
+COLUMNS_NARROW = """mutation N($cols: PredictColumnsInput!) {
+  scored: predictColumns(input: $cols) { failureProbability label ids: predictionId } }"""
+COLUMNS_MULTI = """query Q { me { subject } }
+mutation M($cols: PredictColumnsInput!) { predictColumns(input: $cols) { deviceId label } }"""
+COLUMNS_PLANNED = [(COLUMNS_WIDE, None), (COLUMNS_NARROW, None), (COLUMNS_MULTI, "M")]
+COLUMNS_NOT_PLANNED = [
+    (
+        """mutation F($cols: PredictColumnsInput!) { predictColumns(input: $cols) { ...P } }
+fragment P on PredictColumnsPayload { label failureProbability }""",
+        None,
+    ),
+    (
+        """mutation D($cols: PredictColumnsInput!, $x: Boolean!) {
+  predictColumns(input: $cols) { label deviceId @include(if: $x) } }""",
+        None,
+    ),
+    (
+        "mutation L { predictColumns(input: {metric1: [1], metric2: [0], metric3: [0], "
+        "metric4: [0], metric5: [1], metric6: [5], metric7: [0], metric9: [0]}) { label } }",
+        None,
+    ),
+    (
+        """mutation E($cols: PredictColumnsInput!) {
+  predictColumns(input: $cols) { label modelVersion { version evaluations { passed } } } }""",
+        None,
+    ),
+    (
+        """mutation T($cols: PredictColumnsInput!) {
+  a: predictColumns(input: $cols) { label } b: predictColumns(input: $cols) { label } }""",
+        None,
+    ),
+]
+BAD_COLUMNS = [
+    {**COLS, "metric3": COLS["metric3"][:-1]},  # lengths differ: the use case refuses them
+    {**COLS, "deviceId": [*COLS["deviceId"], "D-9"]},
+    {k: v * 251 for k, v in COLS.items()},  # 1,004 rows
+    {k: [] for k in PLAIN_COLS},
+    {**COLS, "metric3": [0, -1, 0, 0]},
+    {**COLS, "deviceId": ["D-1", "\x07", None, None]},
+    {**COLS, "deviceId": ["D-1", "d" * 65, None, None]},
+    {**COLS, "metric5": [6, 10**40, 6, 6]},  # finite, beyond float32
+    {**COLS, "metric5": [6, 6, 1e308, 6]},
+    {**COLS, "observedAt": [None, "2026-11-28T09:30:00", None, None]},  # no offset
+    {**COLS, "observedAt": [None, "1999-01-01T00:00:00Z", None, None]},
+    {**COLS, "metric1": [1, "5", 2, 3]},  # the executor answers the rest
+    {**COLS, "metric1": [1, True, 2, 3]},
+    {**COLS, "metric1": [1, None, 2, 3]},
+    {k: v for k, v in COLS.items() if k != "metric9"},
+    {**COLS, "metric8": [0, 0, 0, 0]},
+    {**COLS, "deviceId": [7, None, None, None]},
+    {**COLS, "observedAt": [None, "yesterday", None, None]},
+    {**COLS, "observedAt": [None, 5, None, None]},
+    [COLS],
+    "cols",
+    None,
+]
+
+
+def test_columns_plans_serve_the_usual_shapes_and_decline_the_rest(pair):
+    app = pair[0].app
+    assert [q for q, name in COLUMNS_PLANNED if _plan(app, q, name) is None] == []
+    assert all(_plan(app, query, name) is None for query, name in COLUMNS_NOT_PLANNED)
+
+
+def test_planned_columns_never_reach_the_executor(pair, auth_headers, monkeypatch):
+    async def executor_called(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the executor ran for a planned document")
+
+    monkeypatch.setattr(pair[0].app.state.executor, "_execute", executor_called)
+    response = _post(pair[0], COLUMNS_WIDE, {"cols": COLS}, None, auth_headers)
+    assert response.status_code == 200
+    assert len(response.json()["data"]["predictColumns"]["predictionId"]) == len(ROWS)
+
+
+@pytest.mark.parametrize(
+    ("query", "name"), COLUMNS_PLANNED + COLUMNS_NOT_PLANNED[:2] + COLUMNS_NOT_PLANNED[3:]
+)
+@pytest.mark.parametrize("columns", [COLS, PLAIN_COLS], ids=["all-lists", "counters-only"])
+def test_same_column_answers_for_good_input(pair, db_engine, auth_headers, query, name, columns):
+    variables = {"cols": columns, **({"x": True} if "$x" in query else {})}
+    planned, plain = _both(pair, db_engine, query, variables, name, auth_headers)
+    assert planned == plain
+    assert planned[0] == 200 and "errors" not in planned[1] and planned[2]["outcome"] == "ok"
+    assert planned[2]["predictions_created"] == len(ROWS) * (2 if " b: " in query else 1)
+
+
+def test_same_column_answers_for_a_column_sent_as_one_value(pair, db_engine, auth_headers):
+    one = {k: v[0] for k, v in PLAIN_COLS.items()}  # GraphQL coerces a value to a list of one
+    planned, plain = _both(pair, db_engine, COLUMNS_WIDE, {"cols": one}, None, auth_headers)
+    assert planned == plain and planned[2]["predictions_created"] == 1
+
+
+@pytest.mark.parametrize("columns", BAD_COLUMNS, ids=range(len(BAD_COLUMNS)))
+def test_same_answers_for_bad_columns(pair, db_engine, auth_headers, columns):
+    for query, name in [(COLUMNS_WIDE, None), (COLUMNS_MULTI, "M")]:
+        planned, plain = _both(pair, db_engine, query, {"cols": columns}, name, auth_headers)
+        assert planned == plain
+        assert planned[1]["data"] is None and planned[2]["predictions_created"] == 0
+        assert planned[2]["outcome"] == "invalid"
+
+
+def test_same_column_answers_without_a_token_or_the_scope(pair, db_engine, make_token):
+    reader = {"Authorization": f"Bearer {make_token(Scope.PREDICTIONS_READ)}"}
+    for headers, code in [({}, "UNAUTHENTICATED"), (reader, "FORBIDDEN")]:
+        planned, plain = _both(pair, db_engine, COLUMNS_WIDE, {"cols": COLS}, None, headers)
+        assert planned == plain
+        assert [e["extensions"]["code"] for e in planned[1]["errors"]] == [code]
+        assert planned[2]["outcome"] == "denied" and planned[2]["predictions_created"] == 0
+
+
+def test_same_column_answers_when_rate_limited(settings, db_engine, active_model, auth_headers):
+    tight = settings.model_copy(update={"rate_limits": {"predict": (0.001, 5.0)}})
+    three = {k: v[:3] for k, v in COLS.items()}
+    runs = []
+    for plans in (True, False):  # one app at a time: each then has the whole rate
+        with TestClient(create_app(tight.model_copy(update={"compiled_plans": plans}))) as client:
+            runs.append(
+                [
+                    _answer(client, db_engine, COLUMNS_WIDE, {"cols": c}, None, auth_headers)
+                    for c in (three, three, {k: v[:1] for k, v in COLS.items()})
+                ]  # a row costs one: 3 + 3 > 5, so the second is refused
+            )
+    assert runs[0] == runs[1]
+    assert [status for status, _, _ in runs[0]] == [200, 429, 200]
+
+
+def _column_pair_answer(config: Settings, engine: Engine, headers: dict) -> list[Any]:
+    without = config.model_copy(update={"compiled_plans": False})
+    with TestClient(create_app(config)) as planned, TestClient(create_app(without)) as plain:
+        return _both((planned, plain), engine, COLUMNS_WIDE, {"cols": COLS}, None, headers)
+
+
+def test_same_column_answers_with_no_model_to_serve(settings, db_engine, auth_headers):
+    answer = _column_pair_answer(settings, db_engine, auth_headers)
+    assert answer[0] == answer[1]
+    assert answer[0][1]["errors"][0]["extensions"]["code"] == "MODEL_UNAVAILABLE"
+
+
+def test_same_column_answers_when_the_operation_outlives_its_time_limit(
+    settings, db_engine, active_model, auth_headers
+):
+    hasty = settings.model_copy(update={"request_timeout_seconds": 1e-6})
+    answer = _column_pair_answer(hasty, db_engine, auth_headers)
     assert answer[0] == answer[1]
     assert answer[0][1]["errors"][0]["extensions"]["code"] == "TIMEOUT"
     assert answer[0][2]["predictions_created"] == 0

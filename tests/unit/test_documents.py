@@ -123,6 +123,24 @@ def test_costs_expand_fragments_and_multiply_by_pages_and_batches(query, variabl
     assert prepared.cost(prepared.operation(None), variables, 10**9) == cost
 
 
+def test_a_columns_answer_counts_its_lists_once_and_its_explanations_at_the_batch_limit():
+    from graph.settings import Settings
+
+    cache = DocumentCache(SCHEMA, Settings(max_batch_size=700).limits)
+    query = (
+        "mutation M($c: PredictColumnsInput!) { predictColumns(input: $c) { failureProbability "
+        "label input { metric1 } explanation { score contributions { value } } "
+        "modelVersion { version } } }"
+    )
+    prepared = cache.prepare(query)
+    assert prepared.refusal is None and prepared.errors == [], prepared.errors
+    columns = {"metric1": [0.0] * 700}  # the lists' lengths do not count: their bound does
+    # the payload, two lists of leaves, input and its list, 700 explanations with their
+    # contributions, the model version
+    assert prepared.cost(prepared.operation(None), columns, 10**9) == 1 + 2 + 2 + 700 * 2 + 1
+    cache.close()
+
+
 def test_costs_of_a_bomb_like_program_are_evaluated_once_per_fragment():
     levels = 30
     fragments = " ".join(
