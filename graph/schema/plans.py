@@ -329,43 +329,41 @@ def _shared(kind: GraphQLOutputType, values: Callable[[_Source], Any]) -> Value:
 
 
 def _metric_columns(kind: GraphQLOutputType, selection_set: SelectionSetNode | None) -> _Payload:
-    metrics = get_named_type(kind)
-    if not isinstance(metrics, GraphQLObjectType):
-        raise Declined
-    keys: list[str] = []
-    values: list[Value | _Payload] = []
-    for key, node in _fields(selection_set):
-        name = node.name.value
-        field = metrics.fields.get(name)
-        if name == "__typename":
-            values.append(_constant(metrics.name))
-        elif field is None or node.selection_set is not None:
-            raise Declined
-        else:
-            values.append(_serialized_column(_item(field.type), _metric_leaf(name)))
-        keys.append(key)
-    return _Payload(tuple(keys), tuple(values))
+    """PredictColumnsPayload.metrics: one list per selected counter."""
+    return _Payload(*_metric_fields(kind, selection_set, _constant, _item))
 
 
 def _metrics(
     schema: GraphQLSchema, kind: GraphQLOutputType, selection_set: SelectionSetNode | None
 ) -> _Selection:
+    """Prediction.metrics: each row's selected counters."""
+    return _Selection(*_metric_fields(kind, selection_set, _typename, lambda field: field))
+
+
+def _metric_fields(
+    kind: GraphQLOutputType,
+    selection_set: SelectionSetNode | None,
+    typename: Callable[[str], Any],
+    serialized_as: Callable[[GraphQLOutputType], GraphQLOutputType],
+) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The keys and values of a selection on a metrics type: its `__typename` by `typename`,
+    each counter by its column, serialized as `serialized_as(its type)`."""
     metrics = get_named_type(kind)
     if not isinstance(metrics, GraphQLObjectType):
         raise Declined
     keys: list[str] = []
-    columns: list[Column] = []
+    values: list[Any] = []
     for key, node in _fields(selection_set):
         name = node.name.value
         field = metrics.fields.get(name)
         if name == "__typename":
-            columns.append(_typename(metrics.name))
+            values.append(typename(metrics.name))
         elif field is None or node.selection_set is not None:
             raise Declined
         else:
-            columns.append(_serialized_column(field.type, _metric_leaf(name)))
+            values.append(_serialized_column(serialized_as(field.type), _metric_leaf(name)))
         keys.append(key)
-    return _Selection(tuple(keys), tuple(columns))
+    return tuple(keys), tuple(values)
 
 
 def _metric_leaf(name: str) -> Leaf:
