@@ -12,10 +12,15 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # for the checkpoint and its fsync. A server checkpoints in the background instead (`checkpoint`,
 # PASSIVE, every 2 s: writers go on), and the automatic checkpoint stays as a backstop at 256 MiB:
 # between two checkpoints a page the batches keep dirtying is copied once, not once per batch.
-# A page cache of 16 MiB per connection (default 2 MiB) keeps hot index pages.
+# A page cache of 4 MiB per connection (SQLite's default is 2 MiB) keeps hot index pages. Each
+# pooled connection keeps its cache for the life of the process, and a batch server uses many:
+# at 16 MiB the SQLite batch server peaked at 276-290 MB after ~600,000 stored predictions, at 4
+# MiB at 179 MB, for 4% fewer predictions/s (18,645 -> 17,852, within the rounds' spread) and 7%
+# more server CPU per prediction (`python -m bench --real-data --only reference,batch-sqlite
+# --rounds 3 --tail 0`, one run each; 8 MiB: 268 MB, 18,243/s).
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 65536
 SQLITE_WAL_KEEP_BYTES = 64 * 1024 * 1024  # a WAL file past this is truncated once checkpointed
-SQLITE_CACHE_KIB = 16 * 1024
+SQLITE_CACHE_KIB = 4 * 1024
 
 
 def is_sqlite(url: str | sa.URL) -> bool:
