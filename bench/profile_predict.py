@@ -41,7 +41,7 @@ from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry, decode_telemetry
-from graph.runtime.usecases import Predicted, predict
+from graph.runtime.usecases import Layout, Predicted, predict
 from graph.schema import build_schema
 from graph.schema.context import GraphContext
 from graph.schema.execution import GraphQLExecutor, OperationRequest
@@ -205,13 +205,13 @@ class Profile:
         models: ModelService,
         audit: RequestAudit,
         telemetry: Telemetry,
-        batch: bool = False,
+        layout: Layout = Layout.ONE,
         explain: bool = False,
     ) -> Awaitable[Predicted]:
         """The use case (a coroutine: the timers await it, as a request does)."""
         services = self.services
         return predict(
-            models, services.histories, services.alerts, audit, telemetry, batch, explain
+            models, services.histories, services.alerts, audit, telemetry, layout, explain
         )
 
     def explain_parts(self) -> list[Timing]:
@@ -231,10 +231,10 @@ class Profile:
             ("use case, 1 row, with explanation",
              lambda: predict(models, _audit(), inside, explain=True), 1),
             ("use case, 1,000 rows, no input profile (as at 53a2805)",
-             lambda: predict(unprofiled, _audit(), many, batch=True), BATCH),
-            ("use case, 1,000 rows", lambda: predict(models, _audit(), many, batch=True), BATCH),
+             lambda: predict(unprofiled, _audit(), many, Layout.ROWS), BATCH),
+            ("use case, 1,000 rows", lambda: predict(models, _audit(), many, Layout.ROWS), BATCH),
             ("use case, 1,000 rows, with explanation",
-             lambda: predict(models, _audit(), many, batch=True, explain=True), BATCH),
+             lambda: predict(models, _audit(), many, Layout.ROWS, explain=True), BATCH),
         ]  # fmt: skip
         micros = time_together([fn for _, fn, _ in parts], self.budget)
         return [Timing(name, m, rows) for (name, _, rows), m in zip(parts, micros, strict=True)]

@@ -323,16 +323,16 @@ def readme_verify() -> Callable[[str, str, bytes], bool]:
     return namespace["verify"]
 
 
-def predict_now(models: Any, alerts: Any, audit: Any, telemetry: Any, batch: bool = False) -> Any:
+def predict_now(models: Any, alerts: Any, audit: Any, telemetry: Any, layout: Any = None) -> Any:
     """The predict use case run to completion from plain or async test code (on a loop of its
     own, in a thread), with the device histories of the models' database."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
     from graph.runtime.histories import DeviceHistories
-    from graph.runtime.usecases import predict
+    from graph.runtime.usecases import Layout, predict
 
     histories = DeviceHistories(models.engine)
-    work = predict(models, histories, alerts, audit, telemetry, batch)
+    work = predict(models, histories, alerts, audit, telemetry, layout or Layout.ONE)
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, work).result()

@@ -316,15 +316,16 @@ class Alerts:
 
     async def heard(self, payload: str) -> None:
         """Publish the block a notification names, if it is another process's and wanted."""
+        if payload.partition(" ")[0] == self.origin:
+            return  # this process's own block: published at its commit, its rows already held
         try:
             found = Announcement.parse(payload)
         except ValueError:
             log.warning("an alert notification that is not one: %r", payload[:200])
             return
-        mine = found.origin == self.origin
-        if not mine and self.on_foreign is not None:
+        if self.on_foreign is not None:
             await self.on_foreign(found)
-        if mine or not self.hub.wants(found.max_probability, found.threshold):
+        if not self.hub.wants(found.max_probability, found.threshold):
             return
         rows = await asyncio.to_thread(self._rows, found)
         self.hub.publish(rows)

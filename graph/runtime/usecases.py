@@ -18,7 +18,7 @@ from graph.runtime.alerts import Alerts
 from graph.runtime.audit import RequestAudit
 from graph.runtime.histories import DeviceHistories
 from graph.runtime.models import ModelService
-from graph.runtime.telemetry import Telemetry
+from graph.runtime.telemetry import Columns, Telemetry
 from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
 from model.compiled import Explanation
 from model.profile import range_warnings
@@ -63,14 +63,6 @@ class Layout(Enum):
     ROWS = "rows"  # predictBatch: inputs.3.metric1 (row 3)
     COLUMNS = "columns"  # predictColumns: input.metric1.3 (row 3 of the metric1 list)
 
-    @classmethod
-    def of(cls, batch: "bool | Layout") -> "Layout":
-        """The layout a caller names: a Layout, or True (rows) / False (one) as predictBatch and
-        predict have always said."""
-        if isinstance(batch, Layout):
-            return batch
-        return cls.ROWS if batch else cls.ONE
-
     def where(self, row: int, field: str) -> str:
         """The path of a row's field in the request, as `extensions.field` names it."""
         if self is Layout.ROWS:
@@ -104,9 +96,15 @@ def check_columns(lengths: Mapping[str, int], limit: int) -> None:
             raise bad_input(message, f"input.{name}")
 
 
-def check_telemetry(telemetry: Telemetry, batch: "bool | Layout") -> None:
+def column_telemetry(columns: Columns, limit: int) -> Telemetry:
+    """The rows of a predictColumns input, once its columns' shape is checked (check_columns)."""
+    check_columns(columns.lengths(), limit)
+    return columns.telemetry()
+
+
+def check_telemetry(telemetry: Telemetry, layout: Layout) -> None:
     """BAD_USER_INPUT, naming the first bad value, unless every value may be predicted from."""
-    where = Layout.of(batch).where
+    where = layout.where
     for row, device_id in enumerate(telemetry.device_ids):
         if device_id is not None:
             check_device_id(device_id, where(row, "deviceId"))
@@ -141,14 +139,14 @@ async def predict(
     alerts: Alerts,
     audit: RequestAudit,
     telemetry: Telemetry,
-    batch: bool | Layout = False,
+    layout: Layout = Layout.ONE,
     explain: bool = False,
 ) -> Predicted:
     """Check, predict, and queue the predictions for storage with the request's audit row
     (and their alerts, which follow them once committed).
 
-    `batch` says how the request laid its rows out (True: predictBatch's rows, False: one
-    row, or a Layout, predictColumns' columns), which only the paths of errors depend on.
+    `layout` says how the request laid its rows out (one row, predictBatch's rows,
+    predictColumns' columns), which only the paths of errors depend on.
 
     A version whose features read a device's earlier observations gets them from the stored
     predictions (`DeviceHistories`); a row without a device id or without a stored history is
@@ -157,7 +155,7 @@ async def predict(
     it. Values outside the serving version's training range are noted as warnings, stored
     too; the prediction is made all the same.
     """
-    check_telemetry(telemetry, batch)
+    check_telemetry(telemetry, layout)
     loaded = models.current
     if loaded is None:
         raise FailcastError(

@@ -552,8 +552,7 @@ class PredictPlan:
             rows = decoded.rows if isinstance(decoded, Columns) else len(decoded)
             authorize(context.principal, FIELD_SCOPES[self.field], runtime.limiter, rows)
             if isinstance(decoded, Columns):
-                usecases.check_columns(decoded.lengths(), limit)
-                telemetry = decoded.telemetry()
+                telemetry = usecases.column_telemetry(decoded, limit)
             else:
                 if self.batch:
                     usecases.check_batch_size(len(decoded), limit)

@@ -72,13 +72,15 @@ DeviceIdPrefix = Annotated[
 ]
 
 
-async def _predict(info: Info, inputs: list[PredictInput], batch: bool) -> list[PredictionType]:
+async def _predict(
+    info: Info, inputs: list[PredictInput], layout: usecases.Layout
+) -> list[PredictionType]:
     """The resolvers' side of predict and predictBatch (compiled plans do the same in bulk)."""
     context = info.context
-    if batch:
+    if layout is usecases.Layout.ROWS:
         usecases.check_batch_size(len(inputs), context.runtime.settings.max_batch_size)
     telemetry = decode_telemetry([item.as_input() for item in inputs])
-    predicted = await _predicted(info, telemetry, usecases.Layout.of(batch))
+    predicted = await _predicted(info, telemetry, layout)
     return PredictionType.from_block(predicted.block)
 
 
@@ -86,8 +88,8 @@ async def _predict_columns(info: Info, input: PredictColumnsInput) -> PredictCol
     """The resolver's side of predictColumns (its compiled plan does the same in bulk)."""
     context = info.context
     columns = decode_columns(input.as_input())  # its lists are coerced by GraphQL already
-    usecases.check_columns(columns.lengths(), context.runtime.settings.max_batch_size)
-    predicted = await _predicted(info, columns.telemetry(), usecases.Layout.COLUMNS)
+    telemetry = usecases.column_telemetry(columns, context.runtime.settings.max_batch_size)
+    predicted = await _predicted(info, telemetry, usecases.Layout.COLUMNS)
     version = context.version_type(predicted.model.info)
     audit = context.audit
     return PredictColumnsPayloadType.from_block(predicted.block, audit.id, version, audit.subject)
@@ -152,14 +154,14 @@ class Mutation:
         extensions=requires("predict"),
     )
     async def predict(self, info: Info, input: PredictInput) -> PredictionType:
-        return (await _predict(info, [input], batch=False))[0]
+        return (await _predict(info, [input], usecases.Layout.ONE))[0]
 
     @strawberry.mutation(
         description="Predict for 1..1000 devices at once: all stored, or none if any is invalid.",
         extensions=requires("predictBatch"),
     )
     async def predict_batch(self, info: Info, inputs: list[PredictInput]) -> list[PredictionType]:
-        return await _predict(info, inputs, batch=True)
+        return await _predict(info, inputs, usecases.Layout.ROWS)
 
     @strawberry.mutation(
         description=(

@@ -23,6 +23,9 @@ class FailureClassEnum(Enum):
     NON_FAILURE = "NON_FAILURE"
 
 
+_LABELS = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}  # by is_failure
+
+
 @strawberry.type(name="Metrics", description="The telemetry a prediction was made from.")
 class MetricsType:
     metric1: float
@@ -343,7 +346,7 @@ class PredictionType:
             created_at=values.created_at,
             observed_at=values.observed_at,
             device_id=values.device_id,
-            label=FailureClassEnum.FAILURE if values.is_failure else FailureClassEnum.NON_FAILURE,
+            label=_LABELS[bool(values.is_failure)],
             failure_probability=values.failure_probability,
             threshold=values.threshold,
             input=metrics,
@@ -358,7 +361,6 @@ class PredictionType:
         """Build one per prediction of a block a predict call made."""
         rows = zip(*(block.metrics[name] for name in DEVICE_FEATURES), strict=True)
         metrics = [MetricsType(**dict(zip(DEVICE_FEATURES, row, strict=True))) for row in rows]
-        labels = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}
         warnings = block.warnings or [None] * len(block)
         explanations = block.explanations or [None] * len(block)
         return [
@@ -367,7 +369,7 @@ class PredictionType:
                 created_at=block.created_at,
                 observed_at=block.observed_at[i],
                 device_id=block.device_ids[i],
-                label=labels[bool(block.is_failure[i])],
+                label=_LABELS[bool(block.is_failure[i])],
                 failure_probability=block.failure_probability[i],
                 threshold=block.threshold,
                 input=metrics[i],
@@ -461,7 +463,6 @@ class PredictColumnsPayloadType:
         subject: str | None,
     ) -> "PredictColumnsPayloadType":
         """Build from the block a predict call made, the version that made it and who asked."""
-        labels = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}
         count = len(block)
         explanations = block.explanations or [None] * count
         return cls(
@@ -473,7 +474,7 @@ class PredictColumnsPayloadType:
             prediction_id=[strawberry.ID(str(i)) for i in block.ids],
             observed_at=list(block.observed_at),
             device_id=list(block.device_ids),
-            label=[labels[bool(f)] for f in block.is_failure],
+            label=[_LABELS[bool(f)] for f in block.is_failure],
             failure_probability=list(block.failure_probability),
             input=MetricsColumnsType(**{n: list(block.metrics[n]) for n in DEVICE_FEATURES}),
             warnings=[list(w or ()) for w in block.warnings or [None] * count],

@@ -10,6 +10,7 @@ from graph.runtime.alerts import AlertFilter, Alerts
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import decode_telemetry
+from graph.runtime.usecases import Layout
 from persistence import Conflict, alerts, is_sqlite, notifications, write_records
 
 EVERYTHING = AlertFilter(0.0)
@@ -18,7 +19,7 @@ EVERYTHING = AlertFilter(0.0)
 def _predicted(models: ModelService, service: Alerts, devices: list[str]) -> RequestAudit:
     audit = RequestAudit.begin("POST", "/graphql", "127.0.0.1", "tests")
     telemetry = decode_telemetry([{**ORIGINAL_EXAMPLE, "deviceId": d} for d in devices])
-    predict_now(models, service, audit, telemetry, batch=len(devices) > 1)
+    predict_now(models, service, audit, telemetry, Layout.ROWS if len(devices) > 1 else None)
     return audit
 
 

@@ -13,6 +13,7 @@ from graph.runtime.alerts import Alerts
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import decode_telemetry
+from graph.runtime.usecases import Layout
 from graph.runtime.webhooks import write_outbox
 from persistence import new_id, webhooks, write_records
 from persistence.webhooks import Attempt
@@ -40,7 +41,7 @@ def _store(engine, devices: list[str], fail_commit: bool = False) -> RequestAudi
     alerts = Alerts(engine, outbox=write_outbox)
     audit = RequestAudit.begin("POST", "/graphql", None, None)
     telemetry = decode_telemetry([{**ORIGINAL_EXAMPLE, "deviceId": d} for d in devices])
-    predict_now(models, alerts, audit, telemetry, batch=True)
+    predict_now(models, alerts, audit, telemetry, Layout.ROWS)
     write_records(engine, [audit.record(200)], confirm=(lambda: False) if fail_commit else None)
     return audit
 

@@ -124,12 +124,12 @@ def test_a_bad_value_is_named_by_its_list_and_row():
             check_telemetry(telemetry, Layout.COLUMNS)
         assert raised.value.field == where
         with pytest.raises(FailcastError) as rows:  # the same rule, named as predictBatch does
-            check_telemetry(telemetry, True)
+            check_telemetry(telemetry, Layout.ROWS)
         row = where.rsplit(".", 1)[1]
         assert rows.value.field == f"inputs.{row}.{where.split('.')[1]}"
 
 
 def test_layouts_name_places_as_their_operations_do():
-    assert Layout.of(False).where(0, "metric1") == "input.metric1"
-    assert Layout.of(True).where(3, "metric1") == "inputs.3.metric1"
-    assert Layout.of(Layout.COLUMNS).where(3, "metric1") == "input.metric1.3"
+    assert Layout.ONE.where(0, "metric1") == "input.metric1"
+    assert Layout.ROWS.where(3, "metric1") == "inputs.3.metric1"
+    assert Layout.COLUMNS.where(3, "metric1") == "input.metric1.3"
