@@ -17,14 +17,17 @@ import dataclasses
 import functools
 import gc
 import inspect
+import itertools
 import os
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +38,27 @@ from graphql import parse, validate
 
 from auth import TokenVerifier
 from bench import payloads, reference_service
-from bench.stack import UNREACHABLE_RATE, prepare_stack
+from bench.stack import DEFAULT_PG_ADMIN, UNREACHABLE_RATE, PostgresAdmin, prepare_stack
 from graph.app import build_runtime, create_app
 from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
 from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Telemetry, decode_telemetry
-from graph.runtime.usecases import Layout, Predicted, predict
+from graph.runtime.usecases import Layout, Predicted, check_telemetry, predict
 from graph.schema import build_schema
 from graph.schema.context import GraphContext
 from graph.schema.execution import GraphQLExecutor, OperationRequest
 from graph.settings import Settings
-from persistence import ModelVersionRepository, session_scope, write_records
+from model.profile import range_warnings
+from persistence import (
+    ModelVersionRepository,
+    PredictionBlock,
+    RequestRecord,
+    new_ids,
+    records,
+    session_scope,
+    write_records,
+)
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "profile.md"
 BATCH = 1000
@@ -189,8 +201,10 @@ class Profile:
         self.executor = GraphQLExecutor(build_schema(), services.settings)
         assert services.models.current is not None, "no model loaded"
         self.predictor = services.models.current.predictor
-        names = self.predictor.feature_names
         self.row = {k: float(v) for k, v in payloads.rows(1, 7)[0].items() if k != "deviceId"}
+        if self.predictor.features.uses_history:
+            return  # only the stages are timed (stage_parts): the parts below read the counters
+        names = self.predictor.feature_names
         self.one = np.array([[self.row[f] for f in names]])
         self.many = np.array([[r[f] for f in names] for r in payloads.rows(BATCH, 8)], dtype=float)
         # The use case's rows: inside the serving version's training range (the common case).
@@ -401,6 +415,83 @@ class Profile:
             timings += [Timing(name, m, BATCH) for (name, _), m in zip(apps, micros, strict=True)]
         return timings
 
+    async def stage_parts(self) -> list[Timing]:
+        """Where the time of a stored 1,000-row `predictBatch` goes, stage by stage: each stage
+        is the real function the path calls, on the inputs of a real request (the bench's
+        devices, whose histories are held), timed in turn; the whole app's time, less the
+        stages', is the rest (HTTP edge, auth, GraphQL plan, audit row, answer)."""
+        services, engine = self.services, self.services.engine
+        models, histories = services.models, services.histories
+        loaded = models.current
+        assert loaded is not None
+        predictor, features = loaded.predictor, loaded.predictor.features
+        bodies = [b.encode() for b in payloads.batch_bodies(4, BATCH)]
+        app = create_app(services.settings)
+        async with app.router.lifespan_context(app):
+            for body in bodies * 3:  # the devices' histories stored and held, as under load
+                await asgi_call(app, "/graphql", body, self.token)
+            variables = orjson.loads(bodies[0])["variables"]
+            telemetry = decode_telemetry(variables["inputs"])
+            matrix, devices = telemetry.matrix, telemetry.device_ids
+            now = [datetime.now(UTC)] * len(telemetry)
+            windows = await histories.windows(features, matrix, devices, now, uuid.uuid4())
+            inputs = features.compute(windows[0], windows[1])
+            made = await self.predict(models, _audit(), telemetry, Layout.ROWS)
+            block = made.block
+
+            def record() -> RequestRecord:
+                """The block again as another request's: new ids and time, devices of its own
+                (the bench's devices keep one observation per time, as under load)."""
+                audit = _audit()
+                batch = dataclasses.replace(
+                    block,
+                    audit_event_id=audit.id,
+                    ids=new_ids(BATCH),
+                    device_ids=[f"W{d}" for d in block.device_ids],
+                    observed_at=[datetime.now(UTC)] * BATCH,
+                )
+                audit.add_predictions(batch, loaded.version)
+                return audit.record(200)
+
+            encode = _row_encoder(engine, block)
+            fresh = itertools.count()
+            parts: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
+                ("stage: JSON body parsed (orjson)", _awaitable(orjson.loads, bodies[0]), BATCH),
+                ("stage: rows decoded (decode_telemetry)",
+                 _awaitable(decode_telemetry, variables["inputs"]), BATCH),
+                ("stage: values checked (check_telemetry)",
+                 _awaitable(check_telemetry, telemetry, Layout.ROWS), BATCH),
+                ("stage: history windows (DeviceHistories.windows, devices held)",
+                 lambda: histories.windows(features, matrix, devices, [datetime.now(UTC)] * BATCH,
+                                           uuid.uuid4()), BATCH),
+                ("stage: history features (compute)",
+                 _awaitable(features.compute, *windows[:2]), BATCH),
+                ("stage: model (compiled predict_proba)",
+                 _awaitable(predictor.predict_proba, inputs), BATCH),
+                ("stage: range warnings", _awaitable(range_warnings, inputs,
+                 predictor.feature_names, *(loaded.ranges or (inputs[0], inputs[0]))), BATCH),
+                ("stage: prediction ids (new_ids)", _awaitable(new_ids, BATCH), BATCH),
+                ("stage: use case (usecases.predict, all of the above from check on)",
+                 lambda: self.predict(models, _audit(), telemetry, Layout.ROWS), BATCH),
+                ("stage: rows encoded for the database", _awaitable(encode), BATCH),
+                ("stage: write + commit (write_records: 1 audit + 1,000 predictions)",
+                 lambda: asyncio.to_thread(write_records, engine, [record()]), BATCH),
+                ("stage: histories updated after the commit (committed)",
+                 _awaitable(histories.committed, block), BATCH),
+                ("whole app via ASGI, in-process: predictBatch 1,000 rows",
+                 lambda: asgi_call(app, "/graphql", bodies[next(fresh) % 4], self.token), BATCH),
+            ]  # fmt: skip
+            micros = await time_async_together([fn for _, fn, _ in parts], self.budget)
+        return [Timing(name, m, rows) for (name, _, rows), m in zip(parts, micros, strict=True)]
+
+
+def _row_encoder(engine: Any, block: PredictionBlock) -> Callable[[], object]:
+    """What write_records does in Python to a block before the database sees it: binary COPY
+    rows on PostgreSQL, bound parameter tuples on SQLite."""
+    if engine.dialect.name == "postgresql":
+        return lambda: records._BINARY.encode(len(block), block.column)
+    return lambda: records._bound_tuples(engine.dialect, [block])
+
 
 def _awaitable(fn: Callable[..., object], *args: Any) -> Callable[[], Awaitable[object]]:
     async def call() -> object:
@@ -461,48 +552,75 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
         "--only",
-        choices=["explain", "columns"],
+        choices=["explain", "columns", "stages"],
         help="explain: only the pairs with/without explanation; columns: only predictColumns "
-        "against predictBatch",
+        "against predictBatch; stages: where a stored 1,000-row predictBatch spends its time",
     )
     parser.add_argument("--rounds", type=int, default=1, help="times every part is timed (1)")
+    parser.add_argument(
+        "--data", type=Path, help="train on this dataset file (default: synthetic data)"
+    )
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=DEFAULT_PG_ADMIN,
+        metavar="ADMIN_URL",
+        help="store in a throw-away database of this loopback PostgreSQL server (default "
+        f"{DEFAULT_PG_ADMIN}) instead of a SQLite file",
+    )
     args = parser.parse_args()
+    if args.data and args.only != "stages":
+        parser.error("--data: the model trained on it reads history features; use --only stages")
     warnings.filterwarnings("ignore", message="X has feature names")
+    admin = PostgresAdmin(args.postgres) if args.postgres else None
     with tempfile.TemporaryDirectory(prefix="failcast-profile-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'failcast.db'}"
+        url = admin.create("profile") if admin else f"sqlite:///{Path(tmp) / 'failcast.db'}"
         print("preparing: db upgrade, train --activate, token", file=sys.stderr)
-        stack = prepare_stack("profile", Path(tmp), url, None)
-        secret = stack.env["FAILCAST_JWT_SECRET"]
-        settings = Settings(
-            database_url=url,
-            jwt_secret=secret,
-            env="production",
-            rate_limits={"predict": (UNREACHABLE_RATE, UNREACHABLE_RATE)},
-        )
-        services = build_runtime(settings)
-        services.models.refresh_sync()
-        profile = Profile(services, stack.token, args.budget)
-        reference = _reference_app(services, Path(tmp)) if args.only is None else None
-        # As a server does once started (graph.app's lifespan): what lives as long as the
-        # process is moved out of the collector's reach, so collections stay short.
-        gc.collect()
-        gc.freeze()
-        rounds = []
-        for _ in range(args.rounds):
-            if args.only == "columns":
-                rounds.append(asyncio.run(profile.columns_parts()))
-                continue
-            timings = profile.explain_parts()
-            if args.only is None:
-                timings = profile.sync_parts() + timings
-            timings += asyncio.run(profile.async_parts(reference))
-            rounds.append(timings)
-        services.engine.dispose()
+        try:
+            rounds = _profile(args, Path(tmp), url)
+        finally:
+            if admin:
+                admin.drop_all()
     report = render(rounds)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report + "\n", encoding="utf-8")
     print(report)
     return 0
+
+
+def _profile(args: argparse.Namespace, tmp: Path, url: str) -> list[list[Timing]]:
+    """Prepare a served model on `url`, then time the parts `args` ask for, round by round."""
+    stack = prepare_stack("profile", tmp, url, args.data)
+    secret = stack.env["FAILCAST_JWT_SECRET"]
+    settings = Settings(
+        database_url=url,
+        jwt_secret=secret,
+        env="production",
+        rate_limits={"predict": (UNREACHABLE_RATE, UNREACHABLE_RATE)},
+    )
+    services = build_runtime(settings)
+    services.models.refresh_sync()
+    profile = Profile(services, stack.token, args.budget)
+    reference = _reference_app(services, tmp) if args.only is None else None
+    # As a server does once started (graph.app's lifespan): what lives as long as the
+    # process is moved out of the collector's reach, so collections stay short.
+    gc.collect()
+    gc.freeze()
+    rounds = []
+    for _ in range(args.rounds):
+        if args.only == "columns":
+            rounds.append(asyncio.run(profile.columns_parts()))
+            continue
+        if args.only == "stages":
+            rounds.append(asyncio.run(profile.stage_parts()))
+            continue
+        timings = profile.explain_parts()
+        if args.only is None:
+            timings = profile.sync_parts() + timings
+        timings += asyncio.run(profile.async_parts(reference))
+        rounds.append(timings)
+    services.engine.dispose()
+    return rounds
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import threading
 import time
 import uuid
 
+import numpy as np
+
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
@@ -20,24 +22,44 @@ def new_id() -> uuid.UUID:
 
 
 def new_ids(count: int) -> list[uuid.UUID]:
-    """`count` UUIDv7s, strictly increasing within this process (one lock for the whole run)."""
+    """`count` UUIDv7s, strictly increasing within this process (one lock for the whole run).
+
+    Each id is 48 bits of milliseconds, the version, a 12-bit counter (4,096 ids in one
+    millisecond borrow the next one), the variant and 62 random bits; the bits of a whole run
+    are laid out with numpy, and each UUID is made from its 128-bit integer directly.
+    """
     global _last_ms, _counter
+    if count <= 0:
+        return []
     with _lock:
         now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
             _last_ms, _counter = now_ms, (int.from_bytes(os.urandom(2), "big") & 0x3FF) - 1
-        stamps = []
-        for _ in range(count):
-            _counter += 1
-            if _counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
-                _last_ms, _counter = _last_ms + 1, 0
-            stamps.append((_last_ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62))
-    noise = os.urandom(8 * count)
-    mask = (1 << 62) - 1
-    return [
-        uuid.UUID(int=stamp | (int.from_bytes(noise[8 * i : 8 * i + 8], "big") & mask))
-        for i, stamp in enumerate(stamps)
-    ]
+        base_ms = _last_ms
+        total = _counter + 1 + np.arange(count, dtype=np.uint64)  # counter, carried into ms
+        last = int(total[-1])
+        _last_ms, _counter = base_ms + (last >> 12), last & 0xFFF
+    words = np.empty((count, 2), dtype=">u8")
+    words[:, 0] = ((base_ms + (total >> 12)) << 16) | (0x7 << 12) | (total & 0xFFF)
+    noise = np.frombuffer(os.urandom(8 * count), dtype=">u8")
+    words[:, 1] = (noise & _RANDOM_62) | _VARIANT
+    data = words.tobytes()
+    return [_uuid(int.from_bytes(data[i : i + 16], "big")) for i in range(0, 16 * count, 16)]
+
+
+_RANDOM_62 = np.uint64((1 << 62) - 1)
+_VARIANT = np.uint64(0b10 << 62)
+_UUID_NEW = object.__new__
+_SET = object.__setattr__
+
+
+def _uuid(value: int) -> uuid.UUID:
+    """uuid.UUID(int=value) without its argument checks (`new_ids` makes valid values): what
+    UUID.__init__ itself assigns, in half its time."""
+    made = _UUID_NEW(uuid.UUID)
+    _SET(made, "int", value)
+    _SET(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
 
 
 def id_floor(epoch_ms: int) -> uuid.UUID:

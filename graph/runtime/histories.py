@@ -46,7 +46,7 @@ from sqlalchemy.engine import Engine
 from model.history import HistoryFeatures
 from persistence import histories
 from persistence.histories import Observation
-from persistence.records import DeviceObservation, PredictionBlock
+from persistence.records import METRIC_COLUMNS, DeviceObservation, PredictionBlock
 
 FloatArray = npt.NDArray[np.float64]
 NO_DEVICE = "history missing: no deviceId, so history features are those of a first observation"
@@ -111,20 +111,41 @@ class Tail:
 
     def earlier(self, moment: datetime, depth: int) -> tuple[list[tuple[float, ...]], int]:
         """The last `depth` observations before `moment`, and how many there are in all."""
+        found, count = self.earlier_packed(moment, depth)
+        return [unpack(v) for v in found], count
+
+    def earlier_packed(self, moment: datetime, depth: int) -> tuple[list[bytes], int]:
+        """`earlier` with the counters as kept (packed)."""
         at = bisect.bisect_left(self.times, moment)
-        found = [unpack(v) for v in self.values[max(0, at - depth) : at]]
-        return found, self.count - (len(self.times) - at)
+        return self.values[max(0, at - depth) : at], self.count - (len(self.times) - at)
 
     def differs(self, moment: datetime, counters: Sequence[float]) -> bool:
         """Whether an observation at `moment` is held with other counters."""
+        return self.differs_packed(moment, pack(counters))
+
+    def differs_packed(self, moment: datetime, values: bytes) -> bool:
+        """`differs` of counters already packed (`pack`)."""
         at = bisect.bisect_left(self.times, moment)
         held = at < len(self.times) and self.times[at] == moment
-        return held and self.values[at] != pack(counters)
+        return held and self.values[at] != values
 
     def add(self, moment: datetime, counters: Sequence[float], keep: int) -> None:
         """A newly stored observation (the latest stored for its time wins)."""
-        values = pack(counters)
-        at = bisect.bisect_left(self.times, moment)
+        self.add_packed(moment, pack(counters), keep)
+
+    def add_packed(self, moment: datetime, values: bytes, keep: int) -> None:
+        """`add` of counters already packed (`pack`)."""
+        times = self.times
+        if times and moment > times[-1]:  # the common case: the latest observation
+            times.append(moment)
+            self.values.append(values)
+            if self.count >= 0:
+                self.count += 1
+            if len(times) > keep:
+                del times[0], self.values[0]
+                self.complete = False
+            return
+        at = bisect.bisect_left(times, moment)
         if at < len(self.times) and self.times[at] == moment:
             self.values[at] = values
             return
@@ -159,6 +180,20 @@ class _Read:
     before: dict[str, Tail] = field(default_factory=dict)
     others: list[tuple[int, str | None, uuid.UUID]] = field(default_factory=list)
     rowid: int = 0
+
+
+def _place(
+    windows: FloatArray, depth: int, rows: list[int], taken: list[int], packed: bytes
+) -> None:
+    """Put each row's earlier observations (packed counters, oldest first, `taken[k]` of them
+    for row `rows[k]`, one after another in `packed`) at the end of its window, before the
+    row's own counters."""
+    counters = windows.shape[2]
+    values = np.frombuffer(packed, dtype="<f8").reshape(-1, counters)
+    sizes = np.asarray(taken)
+    starts = np.cumsum(sizes) - sizes
+    within = np.arange(len(values)) - np.repeat(starts, sizes)
+    windows[np.repeat(rows, sizes), np.repeat(depth - sizes, sizes) + within, :] = values
 
 
 class DeviceHistories:
@@ -313,6 +348,11 @@ class DeviceHistories:
         for i, device in enumerate(device_ids):
             if device is None:
                 warnings[i] = [NO_DEVICE]
+        # Each row's earlier observations keep their packed counters; they are joined and put
+        # in place with one assignment.
+        packed: list[bytes] = []
+        placed: list[int] = []  # each row with earlier observations
+        taken: list[int] = []  # how many it has
         for device, indexes in rows.items():
             if device in read.before:
                 known = read.before[device]
@@ -320,18 +360,24 @@ class DeviceHistories:
                 known = _tail(read.latest[device])
             else:
                 known = read.hits[device]
-            if len(indexes) > 1:  # rows of the device see the request's earlier ones too
+            several = len(indexes) > 1  # its rows see the request's earlier ones too
+            order = indexes
+            if several:
                 known = Tail(list(known.times), list(known.values), known.complete, known.count)
-            for i in sorted(indexes, key=lambda k: (observed_at[k], k)):
-                moment = observed_at[i]
-                earlier, count = known.earlier(moment, depth)
+                order = sorted(indexes, key=lambda k: (observed_at[k], k))
+            for i in order:
+                earlier, count = known.earlier_packed(observed_at[i], depth)
                 if earlier:
-                    windows[i, depth - len(earlier) : depth, :] = earlier
+                    packed += earlier
+                    placed.append(i)
+                    taken.append(len(earlier))
                 counts[i] = max(count, 0)
                 if count == 0 or (count < 0 and not earlier):
                     warnings[i] = [no_history(device)]
-                if len(indexes) > 1:  # the later of two rows of one time stands for it
-                    known.add(moment, matrix[i].tolist(), len(known.times) + 1)
+                if several:  # the later of two rows of one time stands for it
+                    known.add(observed_at[i], matrix[i].tolist(), len(known.times) + 1)
+        if packed:
+            _place(windows, depth, placed, taken, b"".join(packed))
         return windows, counts, warnings
 
     def stored_windows(
@@ -360,8 +406,22 @@ class DeviceHistories:
         return windows, counts
 
     def committed(self, block: PredictionBlock) -> None:
-        """A block of this process's predictions was committed: add it to the cached tails."""
-        self._add(block.observations(), foreign=False)
+        """A block of this process's predictions was committed: add it to the cached tails
+        (its counters packed for the whole block at once)."""
+        if not self._tails and not self._shape[0]:
+            return
+        matrix = np.column_stack([block.metrics[name] for name in METRIC_COLUMNS])
+        packed = np.ascontiguousarray(matrix, dtype="<f8").tobytes()
+        width = 8 * matrix.shape[1]
+        observed = block.observed_at
+        self._add_packed(
+            [
+                (device, observed[i], packed[i * width : (i + 1) * width])
+                for i, device in enumerate(block.device_ids)
+                if device is not None
+            ],
+            foreign=False,
+        )
 
     async def foreign_block(self, block: Announced) -> None:
         """Another process committed a block of predictions (PostgreSQL's announcement): add
@@ -386,17 +446,27 @@ class DeviceHistories:
         observation at a time the tail holds with other counters is a second prediction of
         that time: which one is the latest stored (by id) is the database's to say, so the
         device is forgotten and read again when needed."""
+        self._add_packed(
+            [(device, moment, pack(counters)) for device, moment, counters in observations],
+            foreign,
+        )
+
+    def _add_packed(
+        self, observations: Sequence[tuple[str, datetime, bytes]], foreign: bool
+    ) -> None:
+        """`_add` of observations whose counters are packed (`pack`)."""
         keep = self._shape[0]
         if not self._tails and not keep:
             return
-        for device, moment, counters in observations:
-            tail = self._tails.get(device)
+        tails = self._tails
+        for device, moment, packed in observations:
+            tail = tails.get(device)
             if tail is None:
                 self._note_change(device)
-            elif foreign and tail.differs(moment, counters):
+            elif foreign and tail.differs_packed(moment, packed):
                 self._forget(device)
             else:
-                tail.add(moment, counters, keep)
+                tail.add_packed(moment, packed, keep)
 
     def _forget(self, device: str) -> None:
         self._tails.pop(device, None)
