@@ -8,7 +8,9 @@ case with the serving version's input profile (input warnings checked) and witho
 before warnings existed). Run: `.venv/bin/python -m bench.profile_predict` (it trains a model on
 synthetic data in a temp dir first); `--only explain --rounds 3` times just those pairs, three
 times over; `--only columns` times the same 1,000 rows sent as `predictColumns` and as
-`predictBatch`, pair by pair (the body parsed, the plan, the executor, the whole app).
+`predictBatch`, pair by pair (the body parsed, the plan, the executor, the whole app);
+`--only stages` breaks a stored 1,000-row `predictBatch` down stage by stage, on a model trained
+on `--data FILE` (history features included) and on PostgreSQL with `--postgres`.
 """
 
 import argparse
