@@ -114,3 +114,9 @@ def test_ids_increase_even_past_4096_in_one_millisecond():
     ids = [*new_ids(10_000), new_id(), *new_ids(3)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert {i.version for i in ids} == {7} and {i.variant for i in ids} == {"specified in RFC 4122"}
+
+
+def test_no_ids_asked_none_made_and_the_next_still_increase():
+    before = new_id()
+    assert new_ids(0) == []
+    assert new_id() > before

@@ -2,7 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
-from graph.runtime.histories import Tail, pack, unpack
+import numpy as np
+
+from graph.runtime.histories import Tail, _place, pack, unpack
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,3 +44,26 @@ def test_adding_keeps_the_latest_and_counts_new_times_once() -> None:
     assert [unpack(v)[0] for v in tail.values] == [2.5, 3.0, 40.0] and tail.count == 6
     tail.add(_at(3), (3.1,), keep=3)  # a kept time again: replaced, not counted
     assert [unpack(v)[0] for v in tail.values] == [2.5, 3.1, 40.0] and tail.count == 6
+
+
+def test_earlier_observations_are_placed_at_the_end_of_each_window() -> None:
+    # What DeviceHistories puts in a request's windows with one assignment (`_place`) equals
+    # copying each row's earlier observations before its own counters, row by row.
+    rng = np.random.default_rng(7)
+    depth, counters, rows = 7, 8, [0, 2, 3, 6]
+    taken = [7, 1, 3, 5]  # row 1, 4 and 5 have no earlier observation
+    earlier = [rng.normal(size=(k, counters)) for k in taken]
+    packed = b"".join(pack(observation.tolist()) for block in earlier for observation in block)
+    windows = np.full((7, depth + 1, counters), np.nan)
+    expected = windows.copy()
+    for row, block in zip(rows, earlier, strict=True):
+        expected[row, depth - len(block) : depth, :] = block
+    _place(windows, depth, rows, taken, packed)
+    np.testing.assert_array_equal(windows, expected)
+    assert np.isnan(windows[[1, 4, 5]]).all() and np.isnan(windows[:, depth]).all()
+
+
+def test_packed_earlier_observations_are_the_kept_ones() -> None:
+    tail = _tail([5, 6, 7], complete=False, count=8)
+    packed, count = tail.earlier_packed(_at(7), depth=3)
+    assert [unpack(v) for v in packed] == [(5.0,), (6.0,)] and count == 7
