@@ -25,8 +25,9 @@ def new_ids(count: int) -> list[uuid.UUID]:
     """`count` UUIDv7s, strictly increasing within this process (one lock for the whole run).
 
     Each id is 48 bits of milliseconds, the version, a 12-bit counter (4,096 ids in one
-    millisecond borrow the next one), the variant and 62 random bits; the bits of a whole run
-    are laid out with numpy, and each UUID is made from its 128-bit integer directly.
+    millisecond borrow the next one), the variant and 62 random bits. A batch's bits are laid
+    out with numpy (a few ids cost less in plain integers), and each UUID is made from its
+    128-bit integer directly.
     """
     global _last_ms, _counter
     if count <= 0:
@@ -35,19 +36,30 @@ def new_ids(count: int) -> list[uuid.UUID]:
         now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
             _last_ms, _counter = now_ms, (int.from_bytes(os.urandom(2), "big") & 0x3FF) - 1
-        base_ms = _last_ms
-        total = _counter + 1 + np.arange(count, dtype=np.uint64)  # counter, carried into ms
-        last = int(total[-1])
+        base_ms, first = _last_ms, _counter + 1  # counter values carry into the milliseconds
+        last = first + count - 1
         _last_ms, _counter = base_ms + (last >> 12), last & 0xFFF
+    noise = os.urandom(8 * count)
+    if count < _NUMPY_FROM:
+        return [
+            _uuid(
+                ((base_ms + (total >> 12)) << 80 | 0x7 << 76 | (total & 0xFFF) << 64)
+                | (int.from_bytes(noise[8 * k : 8 * k + 8], "big") & _MASK_62)
+                | 0b10 << 62
+            )
+            for k, total in enumerate(range(first, last + 1))
+        ]
+    totals = np.arange(first, last + 1, dtype=np.uint64)
     words = np.empty((count, 2), dtype=">u8")
-    words[:, 0] = ((base_ms + (total >> 12)) << 16) | (0x7 << 12) | (total & 0xFFF)
-    noise = np.frombuffer(os.urandom(8 * count), dtype=">u8")
-    words[:, 1] = (noise & _RANDOM_62) | _VARIANT
+    words[:, 0] = ((base_ms + (totals >> 12)) << 16) | (0x7 << 12) | (totals & 0xFFF)
+    words[:, 1] = (np.frombuffer(noise, dtype=">u8") & _RANDOM_62) | _VARIANT
     data = words.tobytes()
     return [_uuid(int.from_bytes(data[i : i + 16], "big")) for i in range(0, 16 * count, 16)]
 
 
-_RANDOM_62 = np.uint64((1 << 62) - 1)
+_NUMPY_FROM = 32
+_MASK_62 = (1 << 62) - 1
+_RANDOM_62 = np.uint64(_MASK_62)
 _VARIANT = np.uint64(0b10 << 62)
 _UUID_NEW = object.__new__
 _SET = object.__setattr__

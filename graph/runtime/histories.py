@@ -50,6 +50,7 @@ from persistence.records import METRIC_COLUMNS, DeviceObservation, PredictionBlo
 
 FloatArray = npt.NDArray[np.float64]
 NO_DEVICE = "history missing: no deviceId, so history features are those of a first observation"
+SMALL_BLOCK = 16  # rows below which plain Python beats numpy's per-call cost
 CATCH_UP_LIMIT = 50_000  # more rows stored by others since the last look: drop the whole cache
 
 
@@ -190,6 +191,12 @@ def _place(
     row's own counters."""
     counters = windows.shape[2]
     values = np.frombuffer(packed, dtype="<f8").reshape(-1, counters)
+    if len(rows) < SMALL_BLOCK:  # a few rows: slices cost less than index arrays
+        start = 0
+        for row, size in zip(rows, taken, strict=True):
+            windows[row, depth - size : depth, :] = values[start : start + size]
+            start += size
+        return
     sizes = np.asarray(taken)
     starts = np.cumsum(sizes) - sizes
     within = np.arange(len(values)) - np.repeat(starts, sizes)
@@ -409,6 +416,9 @@ class DeviceHistories:
         """A block of this process's predictions was committed: add it to the cached tails
         (its counters packed for the whole block at once)."""
         if not self._tails and not self._shape[0]:
+            return
+        if len(block) < SMALL_BLOCK:  # numpy's per-call cost exceeds packing a few rows
+            self._add(block.observations(), foreign=False)
             return
         matrix = np.column_stack([block.metrics[name] for name in METRIC_COLUMNS])
         packed = np.ascontiguousarray(matrix, dtype="<f8").tobytes()

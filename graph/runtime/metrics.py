@@ -60,15 +60,17 @@ class BulkHistogram(Collector):
     def observe_many(self, values: Sequence[float]) -> None:
         """Count every value in its bucket (le: value <= bound) and add it to the sum."""
         if len(values) <= SMALL:  # numpy's per-call cost exceeds a few bisections
-            counts = np.zeros(len(self._counts), dtype=np.int64)
-            for value in values:
-                counts[bisect_left(self._bounds, value)] += 1
+            found = [bisect_left(self._bounds, value) for value in values]
             total = float(sum(values))
-        else:
-            array = np.asarray(values, dtype=float)
-            slots = np.searchsorted(self.bounds, array, side="left")
-            counts = np.bincount(slots, minlength=len(self._counts))
-            total = float(array.sum())
+            with self._lock:
+                for slot in found:
+                    self._counts[slot] += 1
+                self._sum += total
+            return
+        array = np.asarray(values, dtype=float)
+        slots = np.searchsorted(self.bounds, array, side="left")
+        counts = np.bincount(slots, minlength=len(self._counts))
+        total = float(array.sum())
         with self._lock:
             self._counts += counts
             self._sum += total

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from graph.runtime.histories import Tail, _place, pack, unpack
 
@@ -46,21 +47,23 @@ def test_adding_keeps_the_latest_and_counts_new_times_once() -> None:
     assert [unpack(v)[0] for v in tail.values] == [2.5, 3.1, 40.0] and tail.count == 6
 
 
-def test_earlier_observations_are_placed_at_the_end_of_each_window() -> None:
-    # What DeviceHistories puts in a request's windows with one assignment (`_place`) equals
-    # copying each row's earlier observations before its own counters, row by row.
-    rng = np.random.default_rng(7)
-    depth, counters, rows = 7, 8, [0, 2, 3, 6]
-    taken = [7, 1, 3, 5]  # row 1, 4 and 5 have no earlier observation
+@pytest.mark.parametrize("rows", [4, 200])  # slices below SMALL_BLOCK rows, index arrays above
+def test_earlier_observations_are_placed_at_the_end_of_each_window(rows: int) -> None:
+    # What DeviceHistories puts in a request's windows (`_place`) equals copying each row's
+    # earlier observations before its own counters, row by row.
+    rng = np.random.default_rng(rows)
+    depth, counters, n = 7, 8, rows * 2
+    placed = sorted(rng.choice(n, size=rows, replace=False).tolist())  # the others have none
+    taken = rng.integers(1, depth + 1, size=rows).tolist()
     earlier = [rng.normal(size=(k, counters)) for k in taken]
     packed = b"".join(pack(observation.tolist()) for block in earlier for observation in block)
-    windows = np.full((7, depth + 1, counters), np.nan)
+    windows = np.full((n, depth + 1, counters), np.nan)
     expected = windows.copy()
-    for row, block in zip(rows, earlier, strict=True):
+    for row, block in zip(placed, earlier, strict=True):
         expected[row, depth - len(block) : depth, :] = block
-    _place(windows, depth, rows, taken, packed)
+    _place(windows, depth, placed, taken, packed)
     np.testing.assert_array_equal(windows, expected)
-    assert np.isnan(windows[[1, 4, 5]]).all() and np.isnan(windows[:, depth]).all()
+    assert np.isnan(windows[:, depth]).all()
 
 
 def test_packed_earlier_observations_are_the_kept_ones() -> None:
