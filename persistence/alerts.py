@@ -21,8 +21,9 @@ CHANNEL = "failcast_prediction"
 
 
 def announce(connection: Connection, payload: str) -> None:
-    """Announce a block of predictions with the writing transaction (PostgreSQL only)."""
-    notifications.notify(connection, CHANNEL, payload)
+    """Announce a block of predictions with the writing transaction (PostgreSQL only): queued,
+    and sent with the transaction's other announcements in one statement by write_records."""
+    notifications.queue(connection, CHANNEL, payload)
 
 
 def announced_rows(

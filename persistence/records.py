@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from persistence import pgcopy
+from persistence import notifications, pgcopy
 from persistence.errors import Conflict, DatabaseUnavailable
 from persistence.session import translate_errors
 from persistence.tables import AuditEvent, Prediction
@@ -154,6 +154,7 @@ def write_records(
             effect.apply(connection)
         if blocks:
             _insert_predictions(connection, blocks)
+        notifications.send_queued(connection)  # the effects' announcements, in one statement
         if confirm is not None and not confirm():
             session.rollback()
             return False
