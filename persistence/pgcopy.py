@@ -101,15 +101,20 @@ class BinaryCopy:
         if not self._text:
             return fixed
         size = self._dtype.itemsize
-        texts = [column(name) for name, _ in self._text]
-        encoders = [encode for _, encode in self._text]
-        parts: list[bytes] = []
-        for i, values in enumerate(zip(*texts, strict=True)):
-            parts.append(fixed[i * size : (i + 1) * size])
-            for value, encode in zip(values, encoders, strict=True):
-                if value is None:
-                    parts.append(_NULL)
-                else:
-                    data = encode(value)
-                    parts.append(struct.pack("!i", len(data)) + data)
-        return b"".join(parts)
+        # Row by row: the fixed part, then each variable-width field (length, bytes); built a
+        # column at a time, each value framed once, then interleaved.
+        columns: list[Sequence[bytes]] = [
+            [fixed[start : start + size] for start in range(0, size * count, size)]
+        ]
+        for name, encode in self._text:
+            values = column(name)
+            if all(value is None for value in values):
+                columns.append([_NULL] * count)
+            else:
+                columns.append([_NULL if v is None else _framed(encode(v)) for v in values])
+        return b"".join([field for row in zip(*columns, strict=True) for field in row])
+
+
+def _framed(data: bytes) -> bytes:
+    """A field's length (4 bytes, big-endian) and its bytes."""
+    return len(data).to_bytes(4, "big") + data
