@@ -110,22 +110,14 @@ class Tail:
         every observation from `moment` on, which the count of those before it needs)."""
         return self.complete or bisect.bisect_left(self.times, moment) >= keep
 
-    def earlier(self, moment: datetime, depth: int) -> tuple[list[tuple[float, ...]], int]:
-        """The last `depth` observations before `moment`, and how many there are in all."""
-        found, count = self.earlier_packed(moment, depth)
-        return [unpack(v) for v in found], count
-
-    def earlier_packed(self, moment: datetime, depth: int) -> tuple[list[bytes], int]:
-        """`earlier` with the counters as kept (packed)."""
+    def earlier(self, moment: datetime, depth: int) -> tuple[list[bytes], int]:
+        """The last `depth` observations before `moment` (packed, as kept), and how many there
+        are in all."""
         at = bisect.bisect_left(self.times, moment)
         return self.values[max(0, at - depth) : at], self.count - (len(self.times) - at)
 
-    def differs(self, moment: datetime, counters: Sequence[float]) -> bool:
-        """Whether an observation at `moment` is held with other counters."""
-        return self.differs_packed(moment, pack(counters))
-
-    def differs_packed(self, moment: datetime, values: bytes) -> bool:
-        """`differs` of counters already packed (`pack`)."""
+    def differs(self, moment: datetime, values: bytes) -> bool:
+        """Whether an observation at `moment` is held with other (packed) counters."""
         at = bisect.bisect_left(self.times, moment)
         held = at < len(self.times) and self.times[at] == moment
         return held and self.values[at] != values
@@ -201,6 +193,11 @@ def _place(
     starts = np.cumsum(sizes) - sizes
     within = np.arange(len(values)) - np.repeat(starts, sizes)
     windows[np.repeat(rows, sizes), np.repeat(depth - sizes, sizes) + within, :] = values
+
+
+def _packed(observations: Sequence[DeviceObservation]) -> list[tuple[str, datetime, bytes]]:
+    """Observations with their counters packed (`pack`), as the tails keep them."""
+    return [(device, moment, pack(counters)) for device, moment, counters in observations]
 
 
 class DeviceHistories:
@@ -373,7 +370,7 @@ class DeviceHistories:
                 known = Tail(list(known.times), list(known.values), known.complete, known.count)
                 order = sorted(indexes, key=lambda k: (observed_at[k], k))
             for i in order:
-                earlier, count = known.earlier_packed(observed_at[i], depth)
+                earlier, count = known.earlier(observed_at[i], depth)
                 if earlier:
                     packed += earlier
                     placed.append(i)
@@ -418,13 +415,13 @@ class DeviceHistories:
         if not self._tails and not self._shape[0]:
             return
         if len(block) < SMALL_BLOCK:  # numpy's per-call cost exceeds packing a few rows
-            self._add(block.observations(), foreign=False)
+            self._add(_packed(block.observations()), foreign=False)
             return
         matrix = np.column_stack([block.metrics[name] for name in METRIC_COLUMNS])
         packed = np.ascontiguousarray(matrix, dtype="<f8").tobytes()
         width = 8 * matrix.shape[1]
         observed = block.observed_at
-        self._add_packed(
+        self._add(
             [
                 (device, observed[i], packed[i * width : (i + 1) * width])
                 for i, device in enumerate(block.device_ids)
@@ -442,7 +439,7 @@ class DeviceHistories:
         observations = block.observations
         if observations is None:
             observations = await asyncio.to_thread(self._block_observations, block)
-        self._add(observations, foreign=True)
+        self._add(_packed(observations), foreign=True)
 
     def _block_observations(self, block: Announced) -> list[DeviceObservation]:
         with self.engine.connect() as connection:
@@ -450,21 +447,13 @@ class DeviceHistories:
                 connection, block.request_id, block.first, block.last
             )
 
-    def _add(self, observations: Sequence[DeviceObservation], foreign: bool) -> None:
-        """Committed observations into the tails of the devices held; a device not held is
-        noted as changed (a read of it in flight is then used, not kept). Another process's
+    def _add(self, observations: Sequence[tuple[str, datetime, bytes]], foreign: bool) -> None:
+        """Committed observations (counters packed) into the tails of the devices held; a device
+        not held is noted as changed (a read of it in flight is then used, not kept). Another
+        process's
         observation at a time the tail holds with other counters is a second prediction of
         that time: which one is the latest stored (by id) is the database's to say, so the
         device is forgotten and read again when needed."""
-        self._add_packed(
-            [(device, moment, pack(counters)) for device, moment, counters in observations],
-            foreign,
-        )
-
-    def _add_packed(
-        self, observations: Sequence[tuple[str, datetime, bytes]], foreign: bool
-    ) -> None:
-        """`_add` of observations whose counters are packed (`pack`)."""
         keep = self._shape[0]
         if not self._tails and not keep:
             return
@@ -473,7 +462,7 @@ class DeviceHistories:
             tail = tails.get(device)
             if tail is None:
                 self._note_change(device)
-            elif foreign and tail.differs_packed(moment, packed):
+            elif foreign and tail.differs(moment, packed):
                 self._forget(device)
             else:
                 tail.add_packed(moment, packed, keep)

@@ -23,13 +23,13 @@ def test_a_full_tail_serves_rows_after_its_kept_observations_only() -> None:
     assert tail.serves(_at(8), keep=3)
     assert not tail.serves(_at(7), keep=3)  # needs day 4, which is not kept
     earlier, count = tail.earlier(_at(8), depth=3)
-    assert earlier == [(5.0,), (6.0,), (7.0,)] and count == 8
+    assert [unpack(v) for v in earlier] == [(5.0,), (6.0,), (7.0,)] and count == 8
 
 
 def test_a_complete_tail_serves_any_time() -> None:
     tail = _tail([1, 3], complete=True, count=2)
     assert tail.serves(_at(0), keep=3) and tail.serves(_at(2), keep=3)
-    assert tail.earlier(_at(2), depth=3) == ([(1.0,)], 1)
+    assert tail.earlier(_at(2), depth=3) == ([pack((1.0,))], 1)
     assert tail.earlier(_at(0), depth=3) == ([], 0)
 
 
@@ -66,7 +66,7 @@ def test_earlier_observations_are_placed_at_the_end_of_each_window(rows: int) ->
     assert np.isnan(windows[:, depth]).all()
 
 
-def test_packed_earlier_observations_are_the_kept_ones() -> None:
+def test_earlier_observations_are_the_kept_ones_before_the_time() -> None:
     tail = _tail([5, 6, 7], complete=False, count=8)
-    packed, count = tail.earlier_packed(_at(7), depth=3)
+    packed, count = tail.earlier(_at(7), depth=3)
     assert [unpack(v) for v in packed] == [(5.0,), (6.0,)] and count == 7
