@@ -299,7 +299,8 @@ class Profile:
         records = []
         for _ in range(requests):
             audit = _audit()
-            await self.predict(self.services.models, audit, self._telemetry(rows), rows > 1)
+            layout = Layout.ROWS if rows > 1 else Layout.ONE
+            await self.predict(self.services.models, audit, self._telemetry(rows), layout)
             records.append(audit.record(200))
         write_records(self.services.engine, records)
 
@@ -590,17 +591,20 @@ def main() -> int:
     return 0
 
 
-def _profile(args: argparse.Namespace, tmp: Path, url: str) -> list[list[Timing]]:
-    """Prepare a served model on `url`, then time the parts `args` ask for, round by round."""
-    stack = prepare_stack("profile", tmp, url, args.data)
-    secret = stack.env["FAILCAST_JWT_SECRET"]
-    settings = Settings(
+def profile_settings(url: str, secret: str) -> Settings:
+    """A server's settings for the profile: production mode, no rate limit in the way."""
+    return Settings(
         database_url=url,
         jwt_secret=secret,
         env="production",
         rate_limits={"predict": (UNREACHABLE_RATE, UNREACHABLE_RATE)},
     )
-    services = build_runtime(settings)
+
+
+def _profile(args: argparse.Namespace, tmp: Path, url: str) -> list[list[Timing]]:
+    """Prepare a served model on `url`, then time the parts `args` ask for, round by round."""
+    stack = prepare_stack("profile", tmp, url, args.data)
+    services = build_runtime(profile_settings(url, stack.env["FAILCAST_JWT_SECRET"]))
     services.models.refresh_sync()
     profile = Profile(services, stack.token, args.budget)
     reference = _reference_app(services, tmp) if args.only is None else None

@@ -1,0 +1,40 @@
+"""`python -m bench.profile_predict` times the product's own functions: each part it times is run
+here against a real database, so a change of the product's signatures cannot leave the profile
+timing an error (its default run once failed on the use case's `layout` argument)."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from support import count_rows
+
+from auth import Scope, mint_token
+from bench.profile_predict import BATCH, Profile, profile_settings
+from graph.app import build_runtime
+
+SECRET = "bench-profile-" + "s" * 40
+
+
+@pytest.fixture
+def profile(db_url, db_engine, active_model):
+    settings = profile_settings(db_url, SECRET)
+    services = build_runtime(settings)
+    services.models.refresh_sync()
+    token = mint_token(settings.auth_config(), "profile", {Scope.PREDICT}, timedelta(minutes=5))
+    yield Profile(services, token, budget_s=0.002)
+    services.engine.dispose()
+
+
+def test_the_default_profiles_parts_run_and_store_what_they_time(profile, db_engine):
+    before = count_rows(db_engine, "prediction")
+    timings = profile.sync_parts() + profile.explain_parts()
+    assert all(timing.micros > 0 for timing in timings)
+    # The commit parts stored their rows: one, 32 of one, and BATCH, each at least once.
+    assert count_rows(db_engine, "prediction") >= before + 1 + 32 + BATCH
+
+
+def test_the_profiles_graphql_parts_run(profile):
+    timings = asyncio.run(profile.async_parts(None))
+    names = {timing.name for timing in timings}
+    assert "compiled plan: predict, prepared context" in names
+    assert all(timing.micros > 0 for timing in timings)
