@@ -51,7 +51,7 @@ from graph.schema import build_schema
 from graph.schema.context import GraphContext
 from graph.schema.execution import GraphQLExecutor, OperationRequest
 from graph.settings import Settings
-from model.profile import range_warnings
+from model.profile import InputRanges
 from persistence import (
     ModelVersionRepository,
     PredictionBlock,
@@ -212,7 +212,7 @@ class Profile:
         # The use case's rows: inside the serving version's training range (the common case).
         loaded = services.models.current
         assert loaded.ranges is not None, "the trained version has no input profile"
-        low, high = loaded.ranges
+        low, high = loaded.ranges.low, loaded.ranges.high
         self.inside = dict(zip(names, ((low + high) / 2).tolist(), strict=True))
         self.outside = {**self.inside, names[0]: float(high[0]) * 2}
 
@@ -439,6 +439,8 @@ class Profile:
             now = [datetime.now(UTC)] * len(telemetry)
             windows = await histories.windows(features, matrix, devices, now, uuid.uuid4())
             inputs = features.compute(windows[0], windows[1])
+            names = predictor.feature_names  # a version without a profile: a range of no width
+            limits = loaded.ranges or InputRanges(names, inputs[0], inputs[0])
             made = await self.predict(models, _audit(), telemetry, Layout.ROWS)
             block = made.block
 
@@ -471,8 +473,7 @@ class Profile:
                  _awaitable(features.compute, *windows[:2]), BATCH),
                 ("stage: model (compiled predict_proba)",
                  _awaitable(predictor.predict_proba, inputs), BATCH),
-                ("stage: range warnings", _awaitable(range_warnings, inputs,
-                 predictor.feature_names, *(loaded.ranges or (inputs[0], inputs[0]))), BATCH),
+                ("stage: range warnings", _awaitable(limits.warnings, inputs), BATCH),
                 ("stage: prediction ids (new_ids)", _awaitable(new_ids, BATCH), BATCH),
                 ("stage: use case (usecases.predict, all of the above from check on)",
                  lambda: self.predict(models, _audit(), telemetry, Layout.ROWS), BATCH),

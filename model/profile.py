@@ -18,6 +18,7 @@ seed) is what the two-sample Kolmogorov-Smirnov test compares live inputs agains
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -67,49 +68,59 @@ def bin_index(values: FloatArray, edges: Sequence[float] | FloatArray) -> npt.ND
     return np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
 
 
-def ranges(
-    profile: Mapping[str, Any], feature_names: Sequence[str]
-) -> tuple[FloatArray, FloatArray]:
-    """(minimums, maximums) of the training inputs, in `feature_names` order."""
+@dataclass(frozen=True, eq=False)
+class InputRanges:
+    """The training range of each input of a model, in its predictor's feature order, and the
+    warnings about live values outside it. Built once when a version is loaded: the parts of a
+    warning that depend only on the range are written then, not on every request."""
+
+    feature_names: tuple[str, ...]
+    low: FloatArray  # the training minimums
+    high: FloatArray  # the training maximums
+    # Per feature: the ending of a warning about a value (above, below) its range.
+    endings: tuple[tuple[str, str], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        endings = tuple(
+            (
+                f" is above the training range (max {h:.6g})",
+                f" is below the training range (min {lo:.6g})",
+            )
+            for lo, h in zip(self.low.tolist(), self.high.tolist(), strict=True)
+        )
+        object.__setattr__(self, "endings", endings)
+
+    def warnings(self, matrix: FloatArray) -> list[list[str] | None] | None:
+        """Per row, a sentence for each value outside [low, high]; None when every value is
+        inside. One vectorised comparison decides the common case (nothing outside) for a
+        whole batch."""
+        below = matrix < self.low
+        above = matrix > self.high
+        outside = below | above
+        if not outside.any():
+            return None
+        names, endings = self.feature_names, self.endings
+        rows, cols = np.nonzero(outside)
+        found: list[list[str] | None] = [None] * matrix.shape[0]
+        for row, col, value, is_below in zip(
+            rows.tolist(),
+            cols.tolist(),
+            matrix[rows, cols].tolist(),
+            below[rows, cols].tolist(),
+            strict=True,
+        ):
+            note = f"{names[col]} = {value:.6g}{endings[col][is_below]}"
+            notes = found[row]
+            if notes is None:
+                found[row] = [note]
+            else:
+                notes.append(note)
+        return found
+
+
+def ranges(profile: Mapping[str, Any], feature_names: Sequence[str]) -> InputRanges:
+    """The training range of each input in `feature_names` order, from a profile."""
     features = profile["features"]
     low = np.array([features[name]["min"] for name in feature_names], dtype=np.float64)
     high = np.array([features[name]["max"] for name in feature_names], dtype=np.float64)
-    return low, high
-
-
-def range_warnings(
-    matrix: FloatArray, feature_names: Sequence[str], low: FloatArray, high: FloatArray
-) -> list[list[str] | None] | None:
-    """Per row, a sentence for each value outside [low, high]; None when every value is inside.
-
-    One vectorised comparison decides the common case (nothing outside) for a whole batch.
-    """
-    below = matrix < low
-    above = matrix > high
-    outside = below | above
-    if not outside.any():
-        return None
-    # Each column's two endings once, then one f-string per value outside (row-major order).
-    endings = [
-        (
-            f" is above the training range (max {h:.6g})",
-            f" is below the training range (min {lo:.6g})",
-        )
-        for lo, h in zip(low.tolist(), high.tolist(), strict=True)
-    ]
-    rows, cols = np.nonzero(outside)
-    found: list[list[str] | None] = [None] * matrix.shape[0]
-    for row, col, value, is_below in zip(
-        rows.tolist(),
-        cols.tolist(),
-        matrix[rows, cols].tolist(),
-        below[rows, cols].tolist(),
-        strict=True,
-    ):
-        note = f"{feature_names[col]} = {value:.6g}{endings[col][is_below]}"
-        notes = found[row]
-        if notes is None:
-            found[row] = [note]
-        else:
-            notes.append(note)
-    return found
+    return InputRanges(tuple(feature_names), low, high)

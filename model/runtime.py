@@ -3,12 +3,8 @@
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from model.predictor import Predictor
-
-FloatArray = npt.NDArray[np.float64]
+from model.profile import InputRanges
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +16,9 @@ class LoadedModel:
     artifact_sha256: str
     predictor: Predictor
     info: Any = None  # the registry row's public fields, for responses (opaque here)
-    # (minimums, maximums) of the training inputs in the predictor's feature order
-    # (model.profile.ranges), computed once at load; None: the version has no input profile.
-    ranges: tuple[FloatArray, FloatArray] | None = None
+    # The training range of each input in the predictor's feature order (model.profile.ranges),
+    # built once at load; None: the version has no input profile.
+    ranges: InputRanges | None = None
 
 
 class ModelHolder:

@@ -23,7 +23,7 @@ from model import (
 )
 from model.golden import check_golden_set
 from model.history import HistoryFeatures
-from model.profile import FloatArray, ranges
+from model.profile import InputRanges, ranges
 from persistence import (
     ModelVersion,
     ModelVersionRepository,
@@ -194,7 +194,7 @@ def _serving(detached: ModelVersion) -> LoadedModel:
     return loaded
 
 
-def _ranges(row: ModelVersion, predictor: Predictor) -> tuple[FloatArray, FloatArray] | None:
+def _ranges(row: ModelVersion, predictor: Predictor) -> InputRanges | None:
     """The training range of each input, from the version's profile (None without one)."""
     if row.input_profile is None:  # registered before profiles existed: no warnings
         return None

@@ -21,7 +21,6 @@ from graph.runtime.models import ModelService
 from graph.runtime.telemetry import Columns, Telemetry
 from model import DEVICE_FEATURES, LoadedModel, find_invalid_values
 from model.compiled import Explanation
-from model.profile import range_warnings
 from persistence import (
     AuditEvent,
     AuditFilter,
@@ -181,7 +180,7 @@ async def predict(
         probabilities = predictor.predict_proba(inputs)
     warnings = None
     if loaded.ranges is not None:  # one comparison per batch when every value is inside
-        warnings = range_warnings(inputs, predictor.feature_names, *loaded.ranges)
+        warnings = loaded.ranges.warnings(inputs)
     if missing is not None and any(missing):
         warnings = _joined(warnings, missing)
     threshold = predictor.threshold

@@ -8,9 +8,9 @@ import pytest
 from model.profile import (
     QUANTILES,
     SAMPLE_SIZE,
+    InputRanges,
     bin_index,
     build_profile,
-    range_warnings,
     ranges,
 )
 
@@ -58,15 +58,14 @@ def test_the_sample_is_the_same_rows_for_every_feature():
 
 
 def test_values_inside_the_range_make_no_warnings_at_all():
-    low, high = ranges(build_profile(_matrix(), NAMES), NAMES)
-    assert (
-        range_warnings(np.array([[low[0], high[1]], [high[0], low[1]]]), NAMES, low, high) is None
-    )
+    limits = ranges(build_profile(_matrix(), NAMES), NAMES)
+    low, high = limits.low, limits.high
+    assert limits.warnings(np.array([[low[0], high[1]], [high[0], low[1]]])) is None
 
 
 def test_each_value_outside_the_range_is_named_in_its_row():
-    low, high = np.array([1.0, 0.0]), np.array([10.0, 5.0])
-    found = range_warnings(np.array([[5.0, 1.0], [0.5, 7.0], [12.0, 5.0]]), NAMES, low, high)
+    limits = InputRanges(NAMES, np.array([1.0, 0.0]), np.array([10.0, 5.0]))
+    found = limits.warnings(np.array([[5.0, 1.0], [0.5, 7.0], [12.0, 5.0]]))
     assert found == [
         None,
         [
