@@ -28,12 +28,20 @@ class Plan:
     kind: Kind
     backend: Backend | None = None
     workers: int = 1
+    explain: bool = False  # single-row `predict` selecting `explanation`
 
 
 PLANS: tuple[Plan, ...] = (
     Plan("reference", "reference REST (FastAPI + pandas + predict_proba)", "reference"),
     Plan("floor", "empty Starlette endpoint (floor)", "floor"),
     Plan("sqlite", "failcast `predict`, auth + audit, SQLite", "graphql", "sqlite"),
+    Plan(
+        "sqlite-explain",
+        "failcast `predict` + `explanation`, auth + audit, SQLite",
+        "graphql",
+        "sqlite",
+        explain=True,
+    ),
     Plan("postgres", "failcast `predict`, auth + audit, PostgreSQL", "graphql", "postgres"),
     Plan("batch-sqlite", "failcast `predictBatch` x{batch}, SQLite", "batch", "sqlite"),
     Plan("batch-postgres", "failcast `predictBatch` x{batch}, PostgreSQL", "batch", "postgres"),
@@ -54,6 +62,7 @@ ALIASES = {
     "batch-rows": BATCHES,
     "batch-columns": COLUMNS,
     "workers": ("postgres-2w",),
+    "explain": ("sqlite-explain",),
 }
 # Each predictColumns contender and the predictBatch one on its database (same rows, same run)
 COLUMNS_VERSUS_ROWS = dict(zip(COLUMNS, BATCHES, strict=True))
@@ -73,6 +82,8 @@ def select(only: Sequence[str] | None) -> list[Plan]:
         wanted.update(keys)
     if "postgres-2w" in wanted:
         wanted.add("postgres")  # the 2-worker ratio is to 1 worker, in the same run
+    if "sqlite-explain" in wanted:
+        wanted.add("sqlite")  # `predict` with `explanation` against without, in the same run
     # predictColumns is measured against predictBatch on its database, in the same run
     wanted.update(rows for columns, rows in COLUMNS_VERSUS_ROWS.items() if columns in wanted)
     return [plan for plan in PLANS if plan.key in wanted]
@@ -109,7 +120,8 @@ class Contender:
     def tail_measured(self) -> bool:
         """Whether the tail run measures it: single-row GraphQL `predict` on one process (the
         issue's target; its /metrics is the whole server's)."""
-        return self.stores and self.plan.kind == "graphql" and self.plan.workers == 1
+        plan = self.plan
+        return self.stores and plan.kind == "graphql" and plan.workers == 1 and not plan.explain
 
     @property
     def stores(self) -> bool:
@@ -125,7 +137,11 @@ class Contender:
             return RequestSpec("/predict", payloads.rest_bodies(BODY_VARIANTS), self._auth())
         if kind in ("batch", "columns"):
             return self.batch_request()
-        return RequestSpec("/graphql", payloads.predict_bodies(BODY_VARIANTS), self._auth())
+        explained = self.plan.explain
+        document = payloads.EXPLAINED_PREDICT_DOCUMENT if explained else payloads.PREDICT_DOCUMENT
+        return RequestSpec(
+            "/graphql", payloads.predict_bodies(BODY_VARIANTS, document), self._auth()
+        )
 
     def batch_request(self) -> RequestSpec:
         """A predictBatch request on this contender's failcast (also used to top up storage);
