@@ -5,11 +5,13 @@ column by column (`PredictionBlock`) and bypass SQLAlchemy's per-statement machi
 through the driver's fastest bulk path inside the same transaction as the audit rows: binary COPY
 on PostgreSQL (persistence/pgcopy.py), multi-row INSERTs on SQLite with the values put through
 the column types' own bind processors (the conversions SQLAlchemy applies; values shared by a
-whole block are converted once).
+whole block are converted once). On SQLite the audit rows of a group commit go in one
+multi-row INSERT too (see `_insert_sqlite`).
 """
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -26,6 +28,7 @@ from persistence.session import translate_errors
 from persistence.tables import AuditEvent, Prediction
 
 _AUDIT: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
+_AUDIT_COLUMNS = [column.name for column in _AUDIT.columns]
 _AUDIT_NULLS = {column.name: None for column in _AUDIT.columns if column.nullable}
 _PREDICTION: sa.Table = Prediction.__table__  # type: ignore[attr-defined]
 _COLUMNS = [column.name for column in _PREDICTION.columns]
@@ -107,10 +110,11 @@ class PredictionBlock:
 
 
 def audit_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Audit rows with every nullable column present (None unless given)."""
+    """Audit rows with every column present: the nullable ones None, the error codes empty and
+    the prediction count 0 unless given."""
     # One INSERT for many rows takes its columns from the first row: a key only later rows have
     # would be dropped from them, or refused. Requests set optional columns independently.
-    return [{**_AUDIT_NULLS, **row} for row in rows]
+    return [{**_AUDIT_NULLS, "error_codes": [], "predictions_created": 0, **row} for row in rows]
 
 
 class Effect(Protocol):
@@ -149,7 +153,7 @@ def write_records(
     blocks = [block for r in records for block in r.predictions if len(block)]
     with translate_errors(), Session(engine, expire_on_commit=False) as session:
         connection = session.connection()
-        connection.execute(_AUDIT.insert(), audit_rows(r.audit for r in records))
+        _insert_audit(connection, audit_rows(r.audit for r in records))
         for effect in (effect for r in records for effect in r.effects):
             effect.apply(connection)
         if blocks:
@@ -162,48 +166,83 @@ def write_records(
     return True
 
 
+def _insert_audit(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """The audit rows; on SQLite in multi-row INSERTs (see `_insert_sqlite`), each value put
+    through its column type's bind processor, as SQLAlchemy's own INSERT would."""
+    dialect = connection.dialect
+    if dialect.name != "sqlite":
+        connection.execute(_AUDIT.insert(), rows)
+        return
+    processors = _processors(dialect, _AUDIT, _AUDIT_COLUMNS)
+    values = [
+        tuple(
+            row[name] if process is None else process(row[name])
+            for name, process in zip(_AUDIT_COLUMNS, processors, strict=True)
+        )
+        for row in rows
+    ]
+    with _driver_errors(dialect):
+        _insert_sqlite(connection.connection.driver_connection, _AUDIT.name, _AUDIT_COLUMNS, values)
+
+
 def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock]) -> None:
     dialect = connection.dialect
     if dialect.name not in ("sqlite", "postgresql"):
         connection.execute(_PREDICTION.insert(), [row for b in blocks for row in b.rows()])
         return
     driver = connection.connection.driver_connection
-    try:
+    with _driver_errors(dialect):
         if dialect.name == "sqlite":
-            _insert_sqlite(driver, _bound_tuples(dialect, blocks))
+            _insert_sqlite(driver, _PREDICTION.name, _COLUMNS, _bound_tuples(dialect, blocks))
         else:
             with driver.cursor() as cursor, cursor.copy(_BINARY.statement()) as copy:  # type: ignore[union-attr]
                 copy.write(pgcopy.HEADER)
                 for block in blocks:
                     copy.write(_BINARY.encode(len(block), block.column))
                 copy.write(pgcopy.TRAILER)
+
+
+@contextmanager
+def _driver_errors(dialect: sa.Dialect) -> Iterator[None]:
+    """The driver's errors of a write made past SQLAlchemy, as persistence errors."""
+    try:
+        yield
     except dialect.loaded_dbapi.IntegrityError as error:
         raise Conflict("the write conflicts with stored data") from error
     except dialect.loaded_dbapi.Error as error:
         raise DatabaseUnavailable("the database is unavailable") from error
 
 
-_SQLITE_ROWS_PER_STATEMENT = 500  # x 18 columns: well under SQLite's 32,766 variables
+_SQLITE_VARIABLES = 9_000  # per statement: well under SQLite's 32,766
 
 
-def _insert_sqlite(driver: Any, values: Sequence[tuple[Any, ...]]) -> None:
+def _insert_sqlite(
+    driver: Any, table: str, columns: Sequence[str], values: Sequence[tuple[Any, ...]]
+) -> None:
     # Multi-row INSERTs rather than executemany: sqlite3 releases the GIL around each statement
     # step, and executemany steps once per row; under load every re-acquisition of the GIL can
-    # wait a whole switch interval behind the event loop. One step per 500 rows avoids that.
-    row = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-    head = f"INSERT INTO prediction ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608
-    for start in range(0, len(values), _SQLITE_ROWS_PER_STATEMENT):
-        part = values[start : start + _SQLITE_ROWS_PER_STATEMENT]
+    # wait a whole switch interval behind the event loop (a group commit of 30 one-row requests
+    # stepped 30 times for their audit rows alone). One step per 500 predictions avoids that.
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 (table names)
+    per_statement = _SQLITE_VARIABLES // len(columns)
+    for start in range(0, len(values), per_statement):
+        part = values[start : start + per_statement]
         driver.execute(head + ", ".join([row] * len(part)), [v for r in part for v in r])
+
+
+def _processors(
+    dialect: sa.Dialect, table: sa.Table, columns: Sequence[str]
+) -> list[Callable[[Any], Any] | None]:
+    """Each column's bind processor on this dialect (None: the value goes as it is)."""
+    return [table.c[name].type._cached_bind_processor(dialect) for name in columns]
 
 
 def _bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> list[tuple[Any, ...]]:
     """The driver-level rows of the blocks, in `prediction` column order."""
-    processors: list[Callable[[Any], Any] | None] = [
-        _json_text
-        if name in _OPTIONAL
-        else _PREDICTION.c[name].type._cached_bind_processor(dialect)
-        for name in _COLUMNS
+    processors = [
+        _json_text if name in _OPTIONAL else process
+        for name, process in zip(_COLUMNS, _processors(dialect, _PREDICTION, _COLUMNS), strict=True)
     ]
     out: list[tuple[Any, ...]] = []
     for block in blocks:

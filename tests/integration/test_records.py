@@ -5,10 +5,12 @@ import sys
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 from support import register_version
 
 from persistence import (
     METRIC_COLUMNS,
+    AuditEvent,
     PredictionBlock,
     PredictionRepository,
     RequestRecord,
@@ -17,6 +19,7 @@ from persistence import (
     session_scope,
     write_records,
 )
+from persistence.records import audit_rows
 
 
 def _audit(event_id) -> dict:
@@ -120,3 +123,70 @@ def test_no_ids_asked_none_made_and_the_next_still_increase():
     before = new_id()
     assert new_ids(0) == []
     assert new_id() > before
+
+
+def test_audit_rows_are_stored_as_sqlalchemys_own_insert_stores_them(db_engine):
+    """write_records puts the audit rows of a group commit in one multi-row INSERT on SQLite;
+    each stored value must be what SQLAlchemy's INSERT stores (the seals hash them)."""
+    full = {
+        **_audit(None),
+        "received_at": datetime(2026, 11, 30, 10, 0, 0, 1, tzinfo=UTC),
+        "finished_at": datetime(2026, 11, 30, 10, 0, 0, 999999, tzinfo=UTC),
+        "duration_ms": 0.1 + 0.2,
+        "subject": "sübject",
+        "user_agent": "agent \u2603",
+        "operation_type": "mutation",
+        "operation_name": "P",
+        "outcome": "invalid",
+        "error_codes": ["BAD_USER_INPUT", "RATE_LIMITED"],
+        "replay_of": new_id(),
+        "client_request_id": "req-1",
+    }
+    bare = {
+        k: v for k, v in _audit(None).items() if k not in ("error_codes", "predictions_created")
+    }
+    pairs = [(new_id(), new_id(), row) for row in (full, bare)]
+    with db_engine.begin() as connection:
+        for theirs, _, row in pairs:
+            connection.execute(sa.insert(AuditEvent), audit_rows([{**row, "id": theirs}]))
+    write_records(db_engine, [RequestRecord(audit={**row, "id": mine}) for _, mine, row in pairs])
+    table = AuditEvent.__table__
+    with db_engine.connect() as connection:
+        for theirs, mine, _ in pairs:
+            stored = [
+                connection.execute(sa.select(table).where(table.c.id == i)).one()._asdict()
+                for i in (theirs, mine)
+            ]
+            assert {**stored[0], "id": None} == {**stored[1], "id": None}
+            if db_engine.dialect.name == "sqlite":  # the very text and numbers stored
+                raw = [
+                    connection.exec_driver_sql(
+                        "SELECT * FROM audit_event WHERE id = ?", (i.hex,)
+                    ).one()[1:]
+                    for i in (theirs, mine)
+                ]
+                assert raw[0] == raw[1]
+
+
+def test_a_group_commits_audit_rows_take_one_statement_step_on_sqlite(db_engine):
+    """Each statement sqlite3 runs lets go of the GIL and must take it back, behind the event
+    loop when it is busy: 30 one-row requests committed together must not insert their audit
+    rows one statement execution at a time (executemany did, 30 executions)."""
+    if db_engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's statement trace; PostgreSQL gets the rows in one pipeline")
+    executed: list[str] = []
+
+    def traced(dbapi, _record):
+        dbapi.set_trace_callback(executed.append)
+
+    db_engine.dispose()  # new connections, traced
+    sa.event.listen(db_engine, "connect", traced)
+    try:
+        write_records(db_engine, [RequestRecord(audit=_audit(new_id())) for _ in range(30)])
+    finally:
+        sa.event.remove(db_engine, "connect", traced)
+        db_engine.dispose()
+    inserts = [s for s in executed if s.lstrip().upper().startswith("INSERT INTO AUDIT_EVENT")]
+    assert len(inserts) == 1
+    with db_engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM audit_event").scalar() >= 30
