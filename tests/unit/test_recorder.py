@@ -140,27 +140,6 @@ def test_a_commit_that_finishes_in_time_is_reported_stored():
     assert stored is Stored.YES and writes.rolled_back == []
 
 
-def test_the_writer_takes_its_next_batch_without_waiting_for_a_busy_loop():
-    """A loop busy with requests must not keep the writer idle between commits: queued records
-    are committed one batch after another while the loop runs nothing else."""
-    writes = _Writes(before=0.02)
-
-    async def run() -> tuple[int, list[Stored]]:
-        recorder = Recorder(writes, max_batch=1)
-        recorder.start()
-        waits = [asyncio.ensure_future(recorder.record(_record(str(i)))) for i in range(3)]
-        await asyncio.sleep(0)  # each request queues its record
-        time.sleep(0.3)  # the loop is busy (requests' own work) and runs nothing else
-        committed_meanwhile = len(writes.batches)
-        results = await asyncio.gather(*waits)
-        await recorder.stop()
-        return committed_meanwhile, results
-
-    committed_meanwhile, results = asyncio.run(run())
-    assert committed_meanwhile == 3
-    assert results == [Stored.YES] * 3
-
-
 def test_rows_queued_by_outcomes_during_stop_are_committed_too():
     writes = _Writes(before=0.01)
 
