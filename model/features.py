@@ -22,6 +22,9 @@ DEVICE_FEATURES: tuple[str, ...] = (
 # Trees compare float32 copies of the inputs (as scikit-learn does): larger values cannot be told
 # apart, and scikit-learn itself refuses them.
 MAX_VALUE = float(np.finfo(np.float32).max)
+# Up to this many rows, a valid matrix is recognised in plain Python: 1 us for a one-row
+# request, against 4.6 us for numpy's eight calls (NaN fails both comparisons, as inf the upper).
+_SMALL = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,8 @@ def find_invalid_values(
     matrix: npt.NDArray[np.float64], feature_names: Sequence[str], limit: int = 20
 ) -> list[FieldProblem]:
     """Return the values that are not finite, negative or above MAX_VALUE (at most `limit`)."""
+    if len(matrix) <= _SMALL and all(0.0 <= v <= MAX_VALUE for row in matrix.tolist() for v in row):
+        return []  # a few rows, all valid (the common case): without numpy's cost per call
     finite = np.isfinite(matrix)
     values = np.where(finite, matrix, 0.0)
     bad = ~finite | (values < 0) | (values > MAX_VALUE)
