@@ -39,7 +39,7 @@ import pandas as pd
 from graphql import parse, validate
 
 from auth import TokenVerifier
-from bench import payloads, reference_service
+from bench import payloads
 from bench.stack import DEFAULT_PG_ADMIN, UNREACHABLE_RATE, PostgresAdmin, prepare_stack
 from graph.app import build_runtime, create_app
 from graph.runtime import Runtime
@@ -539,6 +539,8 @@ def _by_name(rounds: list[list[Timing]]) -> list[dict[str, float]]:
 
 def _reference_app(services: Runtime, tmp: Path) -> Any:
     """The reference FastAPI app, serving the same artifact (handed over as the bench does)."""
+    from bench import reference_service  # FastAPI: the bench extra, imported when timed only
+
     path = tmp / "model.joblib"
     with session_scope(services.engine) as session:
         row = ModelVersionRepository(session).active(with_artifact=True)
