@@ -29,7 +29,12 @@ from persistence.tables import AuditEvent, Prediction
 
 _AUDIT: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
 _AUDIT_COLUMNS = [column.name for column in _AUDIT.columns]
-_AUDIT_NULLS = {column.name: None for column in _AUDIT.columns if column.nullable}
+# Every column a request may leave out, with the default the model declares (None, [], 0).
+_AUDIT_DEFAULTS = {
+    name: spec.get_default(call_default_factory=True)
+    for name, spec in AuditEvent.model_fields.items()
+    if not spec.is_required()
+}
 _PREDICTION: sa.Table = Prediction.__table__  # type: ignore[attr-defined]
 _COLUMNS = [column.name for column in _PREDICTION.columns]
 _BINARY = pgcopy.BinaryCopy(_PREDICTION)
@@ -110,11 +115,10 @@ class PredictionBlock:
 
 
 def audit_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Audit rows with every column present: the nullable ones None, the error codes empty and
-    the prediction count 0 unless given."""
+    """Audit rows with every column present: those not given take the model's defaults."""
     # One INSERT for many rows takes its columns from the first row: a key only later rows have
     # would be dropped from them, or refused. Requests set optional columns independently.
-    return [{**_AUDIT_NULLS, "error_codes": [], "predictions_created": 0, **row} for row in rows]
+    return [{**_AUDIT_DEFAULTS, **row} for row in rows]
 
 
 class Effect(Protocol):

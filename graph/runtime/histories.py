@@ -450,10 +450,9 @@ class DeviceHistories:
     def _add(self, observations: Sequence[tuple[str, datetime, bytes]], foreign: bool) -> None:
         """Committed observations (counters packed) into the tails of the devices held; a device
         not held is noted as changed (a read of it in flight is then used, not kept). Another
-        process's
-        observation at a time the tail holds with other counters is a second prediction of
-        that time: which one is the latest stored (by id) is the database's to say, so the
-        device is forgotten and read again when needed."""
+        process's observation at a time the tail holds with other counters is a second
+        prediction of that time: which one is the latest stored (by id) is the database's to
+        say, so the device is forgotten and read again when needed."""
         keep = self._shape[0]
         if not self._tails and not keep:
             return
