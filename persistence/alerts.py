@@ -8,7 +8,7 @@ stays small whatever the size of the block. Listeners read the block's rows back
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,10 +20,12 @@ from persistence.tables import Prediction
 CHANNEL = "failcast_prediction"
 
 
-def announce(connection: Connection, payload: str) -> None:
+def announce(connection: Connection, payload: Callable[[], str]) -> None:
     """Announce a block of predictions with the writing transaction (PostgreSQL only): queued,
-    and sent with the transaction's other announcements in one statement by write_records."""
-    notifications.queue(connection, CHANNEL, payload)
+    and sent with the transaction's other announcements in one statement by write_records.
+    The payload is built only where it is sent: SQLite has no other process to tell."""
+    if notifications.listens(connection.engine):
+        notifications.queue(connection, CHANNEL, payload())
 
 
 def announced_rows(

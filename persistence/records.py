@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Session
 
 from persistence import notifications, pgcopy
 from persistence.errors import Conflict, DatabaseUnavailable
@@ -155,8 +154,8 @@ def write_records(
     waiting) and False is returned; True means committed.
     """
     blocks = [block for r in records for block in r.predictions if len(block)]
-    with translate_errors(), Session(engine, expire_on_commit=False) as session:
-        connection = session.connection()
+    with translate_errors(), engine.connect() as connection:
+        transaction = connection.begin()
         _insert_audit(connection, audit_rows(r.audit for r in records))
         for effect in (effect for r in records for effect in r.effects):
             effect.apply(connection)
@@ -164,9 +163,9 @@ def write_records(
             _insert_predictions(connection, blocks)
         notifications.send_queued(connection)  # the effects' announcements, in one statement
         if confirm is not None and not confirm():
-            session.rollback()
+            transaction.rollback()
             return False
-        session.commit()
+        transaction.commit()
     return True
 
 

@@ -27,6 +27,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     exports: Engine  # reads of CSV exports only: a small pool of their own
+    writes: Engine  # the group commits' (SQLite: one connection of their own; else `engine`)
     verifier: TokenVerifier
     models: ModelService
     recorder: Recorder

@@ -211,7 +211,7 @@ class AnnouncedBlock:
             return
         if self.outbox is not None:
             self.enqueued = self.outbox(connection, self.block, self.model_version)
-        alerts.announce(connection, self.payload)
+        alerts.announce(connection, lambda: self.payload)
 
 
 @dataclass(frozen=True)

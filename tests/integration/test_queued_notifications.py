@@ -11,7 +11,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from persistence import RequestRecord, is_sqlite, new_id, notifications, write_records
+from graph.runtime.alerts import AnnouncedBlock
+from persistence import (
+    METRIC_COLUMNS,
+    PredictionBlock,
+    RequestRecord,
+    is_sqlite,
+    new_id,
+    notifications,
+    write_records,
+)
 
 CHANNEL = "failcast_test_queued"
 
@@ -85,3 +94,28 @@ def test_a_write_that_does_not_commit_announces_nothing_and_leaves_nothing_queue
         assert not write_records(db_engine, [_record("rolled back")], confirm=lambda: False)
         write_records(db_engine, [_record("committed")])  # the same pooled connection, again
         assert _heard(listening, 2) == ["committed"]
+
+
+class _CountedBlock(AnnouncedBlock):
+    """An announced block that counts how often its notification payload is built."""
+
+    built = 0
+
+    @property
+    def payload(self) -> str:
+        type(self).built += 1
+        return "origin request first last 0.5 0.5"
+
+
+def test_a_block_announcement_is_built_only_where_it_is_sent(db_engine):
+    now = datetime.now(UTC)
+    metrics = {name: [1.0] for name in METRIC_COLUMNS}
+    block = PredictionBlock(
+        new_id(), 1, 0.5, now, [new_id()], ["dev"], [now], metrics, [0.9], [True]
+    )
+    _CountedBlock.built = 0
+    with db_engine.begin() as connection:
+        _CountedBlock(block, "v1", "origin").apply(connection)
+        notifications.send_queued(connection)
+    # SQLite has no other process to tell: building the payload (per block) would be waste.
+    assert _CountedBlock.built == (0 if is_sqlite(db_engine.url) else 1)

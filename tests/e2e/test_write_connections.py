@@ -1,0 +1,56 @@
+"""SQLite: the group commits write through one connection of their own, never lent to reads.
+
+SQLite empties a connection's page cache when another connection has written since its last
+transaction, so a commit that takes whichever pooled connection is free finds the indexes'
+pages gone again; the writer's own connection keeps them (`graph.app.build_runtime`).
+"""
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+from support import ORIGINAL_EXAMPLE, gql
+
+from graph.app import create_app
+from persistence import is_sqlite
+
+PREDICT = "mutation P($input: PredictInput!) { predict(input: $input) { id } }"
+PAGE = "{ predictions(first: 5) { nodes { id } } }"
+
+
+@pytest.fixture
+def statements(db_url: str) -> Iterator[list[tuple[int, str]]]:
+    """(connection, SQL) of every statement any SQLite connection opened from now on runs."""
+    if not is_sqlite(db_url):
+        pytest.skip("PostgreSQL has no per-connection page cache to keep: one shared pool")
+    seen: list[tuple[int, str]] = []
+
+    def traced(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            key = id(dbapi_connection)
+            dbapi_connection.set_trace_callback(lambda sql: seen.append((key, sql)))
+
+    sa.event.listen(sa.pool.Pool, "connect", traced)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.pool.Pool, "connect", traced)
+
+
+def test_group_commits_reuse_one_connection_that_reads_never_take(
+    settings, db_engine, active_model, auth_headers, statements
+):
+    with TestClient(create_app(settings)) as client:
+        for _ in range(4):
+            body = gql(client, PREDICT, {"input": ORIGINAL_EXAMPLE}, auth_headers)
+            assert "errors" not in body, body
+            page = gql(client, PAGE, None, auth_headers)
+            assert "errors" not in page, page
+    writers = {key for key, sql in statements if sql.startswith("INSERT INTO audit_event")}
+    readers = {key for key, sql in statements if "FROM prediction" in sql and "LIMIT" in sql}
+    assert len(writers) == 1, statements
+    assert readers, "the page of predictions was read through no traced connection"
+    assert not writers & readers
