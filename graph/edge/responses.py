@@ -57,7 +57,8 @@ async def read_json_body(request: Request, max_bytes: int, timeout_s: float) -> 
     if content_type not in JSON_TYPES:
         raise FailcastError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json")
     try:
-        body = await asyncio.wait_for(_read(request, max_bytes), timeout_s)
+        async with asyncio.timeout(timeout_s):  # no task of its own, as wait_for would make
+            body = await _read(request, max_bytes)
     except TimeoutError as error:
         message = f"the body did not arrive within {timeout_s:g} s"
         raise FailcastError(ErrorCode.REQUEST_TIMEOUT, message) from error

@@ -110,7 +110,8 @@ class Recorder:
         """
         pending = self._enqueue(record)
         try:
-            await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(pending.future)
             return Stored.YES
         except TimeoutError:
             pass
