@@ -61,6 +61,11 @@ from persistence import (
 )
 
 log = logging.getLogger("failcast.app")
+# A young collection every 20,000 allocations rather than Python's 700 while serving: a request
+# allocates hundreds of objects that reference counting frees, and each young collection walked
+# the survivors again (3% of a `predict` server's time, one every ~10 ms). In-process, 32
+# concurrent `predict`s: 644 -> 591 us CPU per request (median of 5 alternated runs each).
+GC_YOUNG_THRESHOLD = 20_000
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
 
 
@@ -203,12 +208,15 @@ async def _lifespan(
     # on whichever thread triggers it (the event loop included) stay short.
     gc.collect()
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
     pauses = GcPauses(runtime.metrics.observe_gc_pause)
     pauses.install()
     try:
         yield
     finally:
         pauses.remove()
+        gc.set_threshold(*thresholds)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -150,3 +150,18 @@ def test_garbage_collection_pauses_are_a_metric(client, auth_headers):
         if line.startswith('failcast_gc_pause_seconds_count{generation="2"}')
     ]
     assert full and full[0] >= 1
+
+
+def test_young_collections_are_rarer_while_serving_and_as_before_after(
+    settings, db_engine, active_model
+):
+    import gc
+
+    from starlette.testclient import TestClient
+
+    from graph.app import GC_YOUNG_THRESHOLD, create_app
+
+    before = gc.get_threshold()
+    with TestClient(create_app(settings)):
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before
