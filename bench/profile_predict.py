@@ -10,7 +10,11 @@ synthetic data in a temp dir first); `--only explain --rounds 3` times just thos
 times over; `--only columns` times the same 1,000 rows sent as `predictColumns` and as
 `predictBatch`, pair by pair (the body parsed, the plan, the executor, the whole app);
 `--only stages` breaks a stored 1,000-row `predictBatch` down stage by stage, on a model trained
-on `--data FILE` (history features included) and on PostgreSQL with `--postgres`.
+on `--data FILE` (history features included) and on PostgreSQL with `--postgres`; `--only
+concurrent` sends 32 requests at a time through the whole app, group commits as a server makes
+them, and gives the CPU per request of the event loop's thread and of the others (the writer),
+for `predict` and for `{ __typename }` (the edge, the token, the audit row and its commit, no
+prediction), on `--data FILE` too.
 """
 
 import argparse
@@ -192,6 +196,8 @@ PAIRS = [
      "executor: predictBatch, 1,000 rows, prepared context"),
     ("failcast app via ASGI, in-process: predictColumns 1,000 rows",
      "failcast app via ASGI, in-process: predictBatch 1,000 rows"),
+    ("predict, 32 at a time through the app: CPU per request",
+     "{ __typename }, 32 at a time through the app: CPU per request"),
 ]  # fmt: skip
 
 
@@ -418,6 +424,44 @@ class Profile:
             timings += [Timing(name, m, BATCH) for (name, _), m in zip(apps, micros, strict=True)]
         return timings
 
+    async def concurrent_parts(self, requests: int = 4_000, at_once: int = 32) -> list[Timing]:
+        """CPU per request, `at_once` requests at a time through the whole app in-process (no
+        socket; concurrent requests share group commits as on a server): `predict` beside
+        `{ __typename }`, each split between the event loop's thread and the other threads."""
+        typename = orjson.dumps({"query": "query T { __typename }"})
+        kinds = [
+            ("{ __typename }", [typename]),
+            ("predict", [b.encode() for b in payloads.predict_bodies(64)]),
+        ]
+        app = create_app(self.services.settings)
+        timings = []
+        async with app.router.lifespan_context(app):
+            for name, bodies in kinds:
+                await self._at_once(app, bodies, requests // 4, at_once)  # warm: devices held
+                cpu, loop = await self._at_once(app, bodies, requests, at_once)
+                head = f"{name}, {at_once} at a time through the app: CPU per request"
+                timings += [
+                    Timing(head, cpu),
+                    Timing(f"{head}, event loop's thread", loop),
+                    Timing(f"{head}, other threads (group-commit writer)", cpu - loop),
+                ]
+        return timings
+
+    async def _at_once(
+        self, app: Any, bodies: list[bytes], requests: int, at_once: int
+    ) -> tuple[float, float]:
+        """(process CPU, event loop thread CPU) in us per request of `requests` requests sent
+        `at_once` at a time."""
+
+        async def sender(first: int) -> None:
+            for i in range(first, requests, at_once):
+                await asgi_call(app, "/graphql", bodies[i % len(bodies)], self.token)
+
+        cpu, loop = time.process_time(), time.thread_time()
+        await asyncio.gather(*(sender(k) for k in range(at_once)))
+        cpu, loop = time.process_time() - cpu, time.thread_time() - loop
+        return cpu * 1e6 / requests, loop * 1e6 / requests
+
     async def stage_parts(self) -> list[Timing]:
         """Where the time of a stored 1,000-row `predictBatch` goes, stage by stage: each stage
         is the real function the path calls, on the inputs of a real request (the bench's
@@ -558,9 +602,10 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
         "--only",
-        choices=["explain", "columns", "stages"],
+        choices=["explain", "columns", "stages", "concurrent"],
         help="explain: only the pairs with/without explanation; columns: only predictColumns "
-        "against predictBatch; stages: where a stored 1,000-row predictBatch spends its time",
+        "against predictBatch; stages: where a stored 1,000-row predictBatch spends its time; "
+        "concurrent: CPU per request, 32 at a time through the app (loop thread and others)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="times every part is timed (1)")
     parser.add_argument(
@@ -575,8 +620,11 @@ def main() -> int:
         f"{DEFAULT_PG_ADMIN}) instead of a SQLite file",
     )
     args = parser.parse_args()
-    if args.data and args.only != "stages":
-        parser.error("--data: the model trained on it reads history features; use --only stages")
+    if args.data and args.only not in ("stages", "concurrent"):
+        parser.error(
+            "--data: the model trained on it reads history features; "
+            "use --only stages or --only concurrent"
+        )
     warnings.filterwarnings("ignore", message="X has feature names")
     admin = PostgresAdmin(args.postgres) if args.postgres else None
     with tempfile.TemporaryDirectory(prefix="failcast-profile-") as tmp:
@@ -622,6 +670,9 @@ def _profile(args: argparse.Namespace, tmp: Path, url: str) -> list[list[Timing]
             continue
         if args.only == "stages":
             rounds.append(asyncio.run(profile.stage_parts()))
+            continue
+        if args.only == "concurrent":
+            rounds.append(asyncio.run(profile.concurrent_parts()))
             continue
         timings = profile.explain_parts()
         if args.only is None:

@@ -38,3 +38,16 @@ def test_the_profiles_graphql_parts_run(profile):
     names = {timing.name for timing in timings}
     assert "compiled plan: predict, prepared context" in names
     assert all(timing.micros > 0 for timing in timings)
+
+
+def test_the_concurrent_profile_sends_its_requests_through_the_app_and_stores_them(
+    profile, db_engine
+):
+    before = count_rows(db_engine, "prediction")
+    timings = asyncio.run(profile.concurrent_parts(requests=64, at_once=8))
+    cpu = {timing.name: timing.micros for timing in timings}
+    head = "predict, 8 at a time through the app: CPU per request"
+    assert cpu[head] > 0 and cpu[f"{head}, event loop's thread"] > 0
+    assert cpu["{ __typename }, 8 at a time through the app: CPU per request"] > 0
+    # every predict answered 200 (asgi_call checks) and stored: the warm-up's 16, then 64
+    assert count_rows(db_engine, "prediction") == before + 16 + 64
