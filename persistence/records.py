@@ -185,7 +185,7 @@ def _insert_audit(connection: Connection, rows: list[dict[str, Any]]) -> None:
 
 def _audit_values(dialect: sa.Dialect, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """The driver-level values of audit rows, in column order: only the columns whose type
-    converts (ids, times, JSON; 5 of 22) go through their bind processor."""
+    has a bind processor (ids, times, the duration, JSON: 7 of 22) go through it."""
     converted = [
         (i, process)
         for i, process in enumerate(_processors(dialect, _AUDIT, _AUDIT_COLUMNS))
@@ -251,17 +251,15 @@ def _processors(
 ) -> list[Callable[[Any], Any] | None]:
     """Each column's bind processor on this dialect (None: the value goes as it is); looked up
     once per dialect (12 us for the audit table's 22 columns, on every group commit)."""
-    key = (id(dialect), table.name, tuple(columns))
-    held = _PROCESSORS.get(key)
-    if held is not None and held[0] is dialect:
-        return held[1]
-    found: _Processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
-    _PROCESSORS[key] = (dialect, found)  # the dialect held: its id stays its own
+    key = (dialect, table.name, tuple(columns))  # a dialect hashes and compares by identity
+    found = _PROCESSORS.get(key)
+    if found is None:
+        found = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+        _PROCESSORS[key] = found
     return found
 
 
-_Processors = list[Callable[[Any], Any] | None]
-_PROCESSORS: dict[tuple[int, str, tuple[str, ...]], tuple[sa.Dialect, _Processors]] = {}
+_PROCESSORS: dict[tuple[sa.Dialect, str, tuple[str, ...]], list[Callable[[Any], Any] | None]] = {}
 
 
 def _bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> list[tuple[Any, ...]]:
