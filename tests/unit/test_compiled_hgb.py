@@ -136,6 +136,12 @@ def test_rows_exactly_on_and_next_to_thresholds(case: Case) -> None:
     assert scores == estimator.decision_function(matrix).tolist()
     one_by_one = [predictor.predict_proba(matrix[i : i + 1])[0] for i in range(0, len(matrix), 7)]
     assert np.abs(np.array(one_by_one) - expected[::7]).max() <= TOLERANCE
+    # A single row is walked tree by tree (not through the vectorised finder): the same leaves,
+    # so its raw score is still scikit-learn's to the bit, and its probability the batch's.
+    single = [predictor.explain(matrix[i : i + 1])[1][0]["score"] for i in range(len(matrix))]
+    assert single == scores
+    batch = predictor.predict_proba(matrix)
+    assert [predictor.predict_proba(row[None, :])[0] for row in matrix] == batch.tolist()
 
 
 def _expected_values(nodes: np.ndarray) -> dict[int, float]:
@@ -217,6 +223,7 @@ def test_missing_values_go_where_scikit_learn_sends_them(fleet_case: Case) -> No
     assert np.abs(predictor.predict_proba(rows) - expected).max() <= TOLERANCE
     singles = [predictor.predict_proba(rows[i : i + 1])[0] for i in range(40)]
     assert np.abs(np.array(singles) - expected[:40]).max() <= TOLERANCE
+    assert singles == predictor.predict_proba(rows[:40]).tolist()  # NaN: one row as in a batch
     # The model fitted without NaN, asked about NaN: each node's default side.
     holes = fleet_case.rows.copy()
     holes[rng.random(holes.shape) < 0.3] = np.nan
