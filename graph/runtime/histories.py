@@ -12,11 +12,15 @@ devices). It stays equal to the database:
 
 - this process's own predictions are added to it when their transaction has committed
   (`RequestAudit` runs the hook after COMMIT, before the answer leaves);
-- what other processes store: on SQLite every request first reads the predictions committed
-  since it last looked (rowid order is commit order there) and drops the devices they touch,
-  its own excepted (plain SQL on a connection kept for that look: persistence.histories
-  .CommitLog); on PostgreSQL each committed block is announced (persistence.alerts) and
-  another process's block is added to the devices held when the notification arrives, a few
+- what other processes store: on SQLite every request first waits for a look at the
+  predictions committed since the last one (rowid order is commit order there), which drops
+  the devices they touch, this process's own excepted (plain SQL on a connection kept for
+  that look: persistence.histories.CommitLog). The look runs once the requests already in the
+  event loop's queue have asked for it too, so requests that arrive together share one look
+  (each came before it began, so it sees every commit made before any of them came; each
+  look on the loop let go of the GIL several times, which cost the loop's thread ~50 us a
+  request under load); on PostgreSQL each committed block is announced (persistence.alerts)
+  and another process's block is added to the devices held when the notification arrives, a few
   milliseconds after its commit (its observations come with the notification when they fit,
   as a `predict`'s do, else from one query), so devices served by several processes in turn
   stay cached in each;
@@ -167,12 +171,8 @@ class _Read:
     missing: list[str]  # devices to read the latest observations of
     earlier: dict[str, tuple[datetime, datetime]]  # device: (first, last) time of its rows
     hits: dict[str, Tail]  # devices served from the cache, as it was when the request came
-    catch_up: bool = False  # SQLite: read what was committed since `since` (None: never yet)
-    since: int | None = None
     latest: dict[str, histories.History] = field(default_factory=dict)
     before: dict[str, Tail] = field(default_factory=dict)
-    others: list[tuple[int, str | None, uuid.UUID]] = field(default_factory=list)
-    rowid: int = 0
 
 
 def _place(
@@ -213,6 +213,7 @@ class DeviceHistories:
         self._changed: OrderedDict[str, int] = OrderedDict()  # device: its last such change
         self._changed_floor = 0  # the latest change forgotten from `_changed`
         self._rowid: int | None = None  # SQLite: predictions up to here were looked at
+        self._look_ahead: asyncio.Future[None] | None = None  # SQLite: the next look, awaited
         self._own: OrderedDict[uuid.UUID, None] = OrderedDict()  # this process's requests
         self.reads = 0  # database reads made for windows (for tests and metrics)
         self._commits: histories.CommitLog | None = None  # SQLite: the look's own connection
@@ -253,6 +254,8 @@ class DeviceHistories:
         for i, device in enumerate(device_ids):
             if device is not None:
                 rows.setdefault(device, []).append(i)
+        if self.sqlite and rows:  # shielded: a request cancelled leaves the look to the others
+            await asyncio.shield(self._next_look())
         read = await self._read(rows, observed_at)
         return self._assemble(features.depth, matrix, device_ids, observed_at, rows, read)
 
@@ -269,22 +272,11 @@ class DeviceHistories:
             else:
                 read.hits[device] = tail
                 self._tails.move_to_end(device)
-        read.catch_up = self.sqlite and bool(rows)
-        if not read.missing and not read.earlier and not read.catch_up:
+        if not read.missing and not read.earlier:
             return read
-        read.since = self._rowid
         started = self._changes
-        if read.missing or read.earlier:
-            await asyncio.to_thread(self._fetch, read, self._shape)
-        else:  # SQLite's look at what others stored: one indexed read of a local file, on a
-            if self._commits is None:  # connection kept for it (cheaper than a thread hop)
-                self._commits = histories.CommitLog.held(self.engine)
-            self._look(self._commits, read)
-            if read.missing:  # devices others changed: read them off the loop
-                await asyncio.to_thread(self._fetch, read, self._shape, looked=True)
+        await asyncio.to_thread(self._fetch, read, self._shape)
         self.reads += 1
-        if read.catch_up:
-            self._caught_up(read)
         for device, history in read.latest.items():
             if self._changed_since(device, started):
                 continue  # a commit of this device may have followed the read: use, not keep
@@ -294,11 +286,9 @@ class DeviceHistories:
             self._tails.popitem(last=False)
         return read
 
-    def _fetch(self, read: _Read, shape: tuple[int, bool], looked: bool = False) -> None:
+    def _fetch(self, read: _Read, shape: tuple[int, bool]) -> None:
         keep, counted = shape
         with self.engine.connect() as connection, connection.begin():
-            if read.catch_up and not looked:
-                self._look(histories.CommitLog.on(connection), read)
             read.latest = histories.latest_observations(connection, read.missing, keep, counted)
             for device, (first, last) in read.earlier.items():
                 before = histories.observations_before(connection, device, first, keep, counted)
@@ -309,31 +299,40 @@ class DeviceHistories:
                 )
                 read.before[device] = _tail(before, between)
 
-    def _look(self, commits: histories.CommitLog, read: _Read) -> None:
-        """SQLite: what was committed since the last look; this request's devices that others
-        changed become missing (read again, in this snapshot when it is the same)."""
-        if read.since is None:  # the first look: nothing cached yet
-            read.rowid = commits.last_rowid()
-            return
-        read.others = commits.rows_since(read.since, CATCH_UP_LIMIT + 1)
-        read.rowid = read.others[-1][0] if read.others else read.since
-        if len(read.others) > CATCH_UP_LIMIT:
-            stale = set(read.hits)
-        else:
-            stale = {d for _, d, r in read.others if d in read.hits and r not in self._own}
-        for device in stale:
-            del read.hits[device]
-            read.missing.append(device)
+    def _next_look(self) -> asyncio.Future[None]:
+        """SQLite: a look at what others committed that begins after this call, shared by
+        every request that asks before it runs (those already queued in the event loop)."""
+        if self._look_ahead is None:
+            loop = asyncio.get_running_loop()
+            self._look_ahead = loop.create_future()
+            loop.call_soon(self._look)
+        return self._look_ahead
 
-    def _caught_up(self, read: _Read) -> None:
-        if self._rowid is not None and read.rowid < self._rowid:
-            return  # a later read already looked further
-        if len(read.others) > CATCH_UP_LIMIT:
-            self._tails.clear()
-        for _, device, request in read.others:
-            if device is not None and request not in self._own:
-                self._forget(device)
-        self._rowid = read.rowid
+    def _look(self) -> None:
+        """SQLite: what was committed since the last look (one indexed read of a local file,
+        on a connection kept for it: cheaper than a thread hop); the devices others changed
+        are forgotten (read again when needed)."""
+        waiting, self._look_ahead = self._look_ahead, None
+        assert waiting is not None
+        try:
+            if self._commits is None:
+                self._commits = histories.CommitLog.held(self.engine)
+            self.reads += 1
+            if self._rowid is None:  # the first look: nothing cached yet
+                self._rowid = self._commits.last_rowid()
+            else:
+                others = self._commits.rows_since(self._rowid, CATCH_UP_LIMIT + 1)
+                if len(others) > CATCH_UP_LIMIT:
+                    self._tails.clear()
+                for _, device, request in others:
+                    if device is not None and request not in self._own:
+                        self._forget(device)
+                if others:
+                    self._rowid = others[-1][0]
+        except Exception as error:  # every request waiting fails with it
+            waiting.set_exception(error)
+            return
+        waiting.set_result(None)
 
     def _assemble(
         self,
