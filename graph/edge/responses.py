@@ -1,6 +1,5 @@
 """Responses of the HTTP edge: JSON bodies, errors with their status and headers, reading bodies."""
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +9,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from graph.errors import MISSING_TOKEN, ErrorCode, FailcastError, error_body
+from graph.runtime.deadlines import time_limit
 
 JSON_TYPES = ("application/json", "application/graphql-response+json")
 
@@ -57,7 +57,7 @@ async def read_json_body(request: Request, max_bytes: int, timeout_s: float) -> 
     if content_type not in JSON_TYPES:
         raise FailcastError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json")
     try:
-        async with asyncio.timeout(timeout_s):  # no task of its own, as wait_for would make
+        with time_limit(timeout_s):  # no task of its own, as wait_for would make
             body = await _read(request, max_bytes)
     except TimeoutError as error:
         message = f"the body did not arrive within {timeout_s:g} s"

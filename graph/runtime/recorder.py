@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from enum import StrEnum
 
+from graph.runtime.deadlines import time_limit
 from persistence import DatabaseUnavailable, PersistenceError, RequestRecord
 
 log = logging.getLogger("failcast.recorder")
@@ -110,7 +111,7 @@ class Recorder:
         """
         pending = self._enqueue(record)
         try:
-            async with asyncio.timeout(timeout):
+            with time_limit(timeout):
                 await asyncio.shield(pending.future)
             return Stored.YES
         except TimeoutError:

@@ -18,6 +18,7 @@ from graphql import ExecutionResult, execute, subscribe
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from graph.errors import ErrorCode, FailcastError, bad_input
+from graph.runtime.deadlines import TimeLimit
 from graph.runtime.strings import control_character_path
 from graph.schema.context import GraphContext
 from graph.schema.cursors import CursorCodec
@@ -153,7 +154,7 @@ class GraphQLExecutor:
         if decoded is None:  # a plan checks its own strings (device ids), and declines on these
             _check_strings(variables)
         try:
-            async with asyncio.timeout_at(deadline):
+            with TimeLimit(deadline):
                 if plan is not None and decoded is not None:
                     result = await plan.execute(context, decoded)
                 else:
