@@ -36,6 +36,7 @@ FloatArray = npt.NDArray[np.float64]
 ROLLING_WINDOWS: tuple[int, ...] = (3, 7, 14)
 ZERO_RUN_CAP = 7  # 7 and 14 cross-validate alike on the real data; 7 reads fewer rows
 OBSERVATIONS = "observations"
+_NAN = float("nan")
 _KINDS = (
     "delta",
     "zero_run",
@@ -80,6 +81,42 @@ def _parse(name: str) -> _Column:
     return _Column(name_of_kind, index, int(kind[len(name_of_kind) :]))
 
 
+def _block_one(
+    column: _Column, window: list[list[float]], depth: int, count: float | None
+) -> list[float]:
+    """`HistoryFeatures._block` of one window (see `HistoryFeatures._one`)."""
+    current = window[depth]
+    if column.kind == "value":
+        return current
+    if column.kind == "observations":
+        assert count is not None
+        return [count]
+    if column.kind == "delta":
+        previous = window[depth - 1]
+        return [0.0 if p != p else c - p for c, p in zip(current, previous, strict=True)]
+    recent = window[depth + 1 - column.window :]
+    if column.kind == "max":  # np.fmax: NaN loses; of equal values, the earlier is kept
+        return [max([v for v in values if v == v], default=_NAN) for values in zip(*recent)]
+    if column.kind == "mean":
+        # rows that exist (the first counter is not NaN) as they are, the others as zeros
+        rows = [row if row[0] == row[0] else [0.0] * len(row) for row in recent]
+        seen = sum(1 for row in recent if row[0] == row[0])
+        total = list(rows[0])
+        for row in rows[1:]:
+            total = [t + v for t, v in zip(total, row, strict=True)]
+        return [t / seen for t in total]
+    # zero_run: distance back to the latest non-zero value, ZERO_RUN_CAP if none in reach
+    runs = []
+    for values in zip(*reversed(recent)):  # newest first; NaN (no observation) is not > 0
+        run = ZERO_RUN_CAP
+        for k, value in enumerate(values):
+            if value > 0:
+                run = k
+                break
+        runs.append(float(run))
+    return runs
+
+
 class HistoryFeatures:
     """The features a model reads, computed from windows of device telemetry."""
 
@@ -104,6 +141,7 @@ class HistoryFeatures:
         self._gather = np.array(
             [offsets[(c.kind, c.window)] + max(c.metric, 0) for c in self._columns], dtype=np.intp
         )
+        self._gather_list: list[int] = self._gather.tolist()
 
     @property
     def uses_history(self) -> bool:
@@ -125,9 +163,22 @@ class HistoryFeatures:
             raise ValueError(f"expected windows of {depth + 1} observations")
         if self.counts and (observations is None or observations.shape != (windows.shape[0],)):
             raise ValueError("these features count earlier observations: give one count per row")
+        if windows.shape[0] == 1:  # one row: plain Python costs less than numpy's calls
+            count = None if observations is None else float(observations[0])
+            return np.array([self._one(windows[0].tolist(), count)], dtype=np.float64)
         present = ~np.isnan(windows[:, :, 0])  # (n, depth + 1): which observations exist
         blocks = [self._block(column, windows, present, observations) for column in self._blocks]
         return np.concatenate(blocks, axis=1)[:, self._gather]
+
+    def _one(self, window: list[list[float]], count: float | None) -> list[float]:
+        """The features of one window (rows of counters, oldest first, NaN rows missing), in
+        plain Python: each block as `_block` computes it, to the bit (the same operations in
+        the same order: a max keeps the earlier of equal values, as np.fmax does, and a mean
+        adds oldest first, as numpy's reduction over the window does)."""
+        values: list[float] = []
+        for column in self._blocks:
+            values += _block_one(column, window, self.depth, count)
+        return [values[i] for i in self._gather_list]
 
     def _block(
         self,

@@ -64,6 +64,33 @@ def test_serving_windows_from_a_tail_give_the_same_bits_as_the_whole_sequence() 
         assert np.array_equal(features.compute(windows, counts), whole[cut:])
 
 
+@pytest.mark.parametrize(
+    "kinds",
+    [None, ("delta", "max7", "zero_run"), ("mean3", "mean14")],
+    ids=["all", "served", "means"],
+)
+def test_one_row_is_computed_in_python_to_the_bits_of_a_batch(
+    kinds: tuple[str, ...] | None,
+) -> None:
+    # A single window takes a plain-Python path (numpy's per-call cost exceeds the work): the
+    # same operations in the same order, so the same bits as the same window in a batch.
+    names = ALL if kinds is None else (*DEVICE_FEATURES, *history_feature_names(kinds))
+    features = HistoryFeatures(names)
+    rng = np.random.default_rng(12)
+    rows, depth = 2_000, features.depth
+    windows = rng.integers(0, 5, size=(rows, depth + 1, len(DEVICE_FEATURES))) * rng.random(
+        (rows, depth + 1, len(DEVICE_FEATURES))
+    )
+    windows[rng.random(windows.shape) < 0.5] = 0.0  # zeros and ties, as in the counters
+    windows[:, :, 3] = 1e300 * rng.random((rows, depth + 1))  # large values: rounding shows
+    for i, missing in enumerate(rng.integers(0, depth + 1, size=rows)):
+        windows[i, :missing, :] = np.nan  # a young device: fewer earlier observations
+    counts = rng.integers(0, 400, size=rows).astype(np.float64)
+    batch = features.compute(windows, counts)
+    ones = np.vstack([features.compute(windows[i : i + 1], counts[i : i + 1]) for i in range(rows)])
+    assert ones.tobytes() == batch.tobytes()
+
+
 def test_depth_is_what_the_features_read() -> None:
     assert HistoryFeatures(DEVICE_FEATURES).depth == 0
     assert not HistoryFeatures(DEVICE_FEATURES).uses_history
