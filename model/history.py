@@ -96,7 +96,8 @@ def _block_one(
         return [0.0 if p != p else c - p for c, p in zip(current, previous, strict=True)]
     recent = window[depth + 1 - column.window :]
     if column.kind == "max":  # np.fmax: NaN loses; of equal values, the earlier is kept
-        return [max([v for v in values if v == v], default=_NAN) for values in zip(*recent)]
+        columns = zip(*recent, strict=True)
+        return [max([v for v in values if v == v], default=_NAN) for values in columns]
     if column.kind == "mean":
         # rows that exist (the first counter is not NaN) as they are, the others as zeros
         rows = [row if row[0] == row[0] else [0.0] * len(row) for row in recent]
@@ -107,7 +108,7 @@ def _block_one(
         return [t / seen for t in total]
     # zero_run: distance back to the latest non-zero value, ZERO_RUN_CAP if none in reach
     runs = []
-    for values in zip(*reversed(recent)):  # newest first; NaN (no observation) is not > 0
+    for values in zip(*reversed(recent), strict=True):  # newest first; NaN is not > 0
         run = ZERO_RUN_CAP
         for k, value in enumerate(values):
             if value > 0:

@@ -79,6 +79,8 @@ class InputRanges:
     high: FloatArray  # the training maximums
     # Per feature: the ending of a warning about a value (above, below) its range.
     endings: tuple[tuple[str, str], ...] = field(init=False, repr=False)
+    # (low, high) per feature as floats: one row is checked without numpy's per-call cost
+    _bounds: tuple[tuple[float, float], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         endings = tuple(
@@ -89,11 +91,17 @@ class InputRanges:
             for lo, h in zip(self.low.tolist(), self.high.tolist(), strict=True)
         )
         object.__setattr__(self, "endings", endings)
+        bounds = tuple(zip(self.low.tolist(), self.high.tolist(), strict=True))
+        object.__setattr__(self, "_bounds", bounds)
 
     def warnings(self, matrix: FloatArray) -> list[list[str] | None] | None:
         """Per row, a sentence for each value outside [low, high]; None when every value is
         inside. One vectorised comparison decides the common case (nothing outside) for a
-        whole batch."""
+        whole batch (a single row: one pass in plain Python)."""
+        if matrix.shape[0] == 1:
+            row = matrix[0].tolist()
+            if all(lo <= v <= hi for v, (lo, hi) in zip(row, self._bounds, strict=True)):
+                return None  # (a NaN fails this, and goes on to the comparisons below)
         below = matrix < self.low
         above = matrix > self.high
         outside = below | above
