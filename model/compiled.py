@@ -101,6 +101,10 @@ class _Linked:
         """What scikit-learn's calibration reads: the decision function, else P(failure)."""
         raise NotImplementedError
 
+    def score_one(self, matrix: FloatArray) -> float:
+        """The score of a one-row matrix, as a float (the same bits as `score`)."""
+        return float(self.score(matrix)[0])
+
     def scored_explanations(
         self, matrix: FloatArray, names: Sequence[str]
     ) -> tuple[FloatArray, list[Explanation]]:
@@ -360,8 +364,11 @@ class BoostedEvaluator(_Additive):
 
     def score(self, matrix: FloatArray) -> FloatArray:
         if matrix.shape[0] == 1:
-            return np.array([self._one.raw(self.baseline, matrix[0].tolist())])
+            return np.array([self.score_one(matrix)])
         return self._raw(self._leaves(matrix))
+
+    def score_one(self, matrix: FloatArray) -> float:
+        return self._one.raw(self.baseline, matrix[0].tolist())
 
     def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The raw log-odds and each feature's contribution to them (0: no split on it)."""
@@ -395,11 +402,20 @@ class BlendEvaluator(_Additive):
         return _sigmoid(scores)
 
     def score(self, matrix: FloatArray) -> FloatArray:
+        if matrix.shape[0] == 1:
+            return np.array([self.score_one(matrix)])
         # w0 f0 + w1 f1 + ..., in ScoreBlend.decision_function's order
         total = self.weights[0] * self.members[0].score(matrix)
         for weight, member in zip(self.weights[1:], self.members[1:], strict=True):
             total = total + weight * member.score(matrix)
         return np.asarray(total, dtype=np.float64)
+
+    def score_one(self, matrix: FloatArray) -> float:
+        # as `score`, in floats: the same operations, each rounded as numpy rounds it
+        total = self.weights[0] * self.members[0].score_one(matrix)
+        for weight, member in zip(self.weights[1:], self.members[1:], strict=True):
+            total = total + weight * member.score_one(matrix)
+        return total
 
     def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The blended score and each feature's weighted contributions to the members'."""
@@ -650,9 +666,11 @@ class CalibratedEvaluator:
         if not isinstance(inner, _Linked):
             raise ValueError("a calibrated model's inner model must have a score")
         self.inner = inner
-        self.calibrate = _calibrator(spec["calibrator"])
+        self.calibrate, self.calibrate_one = _calibrator(spec["calibrator"])
 
     def __call__(self, matrix: FloatArray) -> FloatArray:
+        if matrix.shape[0] == 1:  # floats: numpy's per-call cost exceeds the arithmetic
+            return np.array([self.calibrate_one(self.inner.score_one(matrix))])
         return self.calibrate(self.inner.score(matrix))
 
     def explain(
@@ -663,16 +681,28 @@ class CalibratedEvaluator:
         return self.calibrate(scores), explanations
 
 
-def _calibrator(spec: Spec) -> Callable[[FloatArray], FloatArray]:
+def _calibrator(
+    spec: Spec,
+) -> tuple[Callable[[FloatArray], FloatArray], Callable[[float], float]]:
+    """The calibrator of a spec: of an array of scores, and of one score (the same bits: the
+    same operations, numpy's exp and interp on the one score)."""
     if spec["kind"] == "sigmoid":
         a, b = float(spec["a"]), float(spec["b"])
-        return lambda scores: _almost_one_is_one(_sigmoid(-(a * scores + b)))
+
+        def sigmoid_one(score: float) -> float:
+            margin = -(a * score + b)
+            return _almost_one_is_one_float(1.0 / (1.0 + float(np.exp(-margin))))
+
+        return lambda scores: _almost_one_is_one(_sigmoid(-(a * scores + b))), sigmoid_one
     if spec["kind"] == "isotonic":
         x = np.asarray(spec["x"], dtype=np.float64)
         y = np.asarray(spec["y"], dtype=np.float64)
         # np.interp holds the end values outside [x[0], x[-1]]: the clipping of
         # out_of_bounds="clip" (x[0] and x[-1] are the smallest and largest scores fitted).
-        return lambda scores: _almost_one_is_one(np.interp(scores, x, y))
+        return (
+            lambda scores: _almost_one_is_one(np.interp(scores, x, y)),
+            lambda score: _almost_one_is_one_float(float(np.interp(score, x, y))),
+        )
     raise ValueError(f"unknown calibrator {spec['kind']!r}")
 
 
@@ -680,6 +710,10 @@ def _almost_one_is_one(proba: FloatArray) -> FloatArray:
     # scikit-learn's _CalibratedClassifier: values minimally above 1 are set to 1
     proba = np.asarray(proba, dtype=np.float64)
     return np.where((proba > 1.0) & (proba <= 1.0 + 1e-5), 1.0, proba)
+
+
+def _almost_one_is_one_float(proba: float) -> float:
+    return 1.0 if 1.0 < proba <= 1.0 + 1e-5 else proba
 
 
 def _sigmoid(margin: FloatArray) -> FloatArray:

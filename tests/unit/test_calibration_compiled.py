@@ -113,6 +113,25 @@ def test_compiled_calibration_equals_predict_proba(rows: Rows, shape: str, metho
     check_golden_set(predictor, golden)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_one_score_is_calibrated_to_the_bits_of_an_array(fleet: Rows, method: str) -> None:
+    # A single row is calibrated in floats (numpy's exp or interp on the one score): the
+    # same bits as the array of scores a batch calibrates, far outside the fitted range too.
+    model = fleet.calibrated("blend", method)
+    fast = served(model)._fast
+    scores = np.concatenate(
+        [
+            _inner_scores(model, fleet.check),
+            np.random.default_rng(9).normal(0, 30, 2000),
+            [-800.0, -40.0, 0.0, 40.0, 800.0],
+        ]
+    )
+    with np.errstate(over="ignore"):  # exp(800): the probability is 0 either way
+        batch = fast.calibrate(scores)
+        ones = np.array([fast.calibrate_one(float(s)) for s in scores])
+    assert ones.tobytes() == batch.tobytes()
+
+
 def _inner_scores(model: CalibratedClassifierCV, matrix: np.ndarray) -> np.ndarray:
     """What the calibrator reads: decision_function if the inner model has one, else P(1)."""
     inner = model.calibrated_classifiers_[0].estimator
@@ -178,8 +197,10 @@ def test_probabilities_just_above_one_are_one(fleet: Rows) -> None:
         assert len(top) > 0
         expected = model.predict_proba(matrix)[:, 1]
         assert np.all(expected[top] == 1.0)
-        got = served(model).predict_proba(matrix)
+        predictor = served(model)
+        got = predictor.predict_proba(matrix)
         assert np.all(got[top] == 1.0)
+        assert all(predictor.predict_proba(matrix[i : i + 1])[0] == 1.0 for i in top)  # one row
         assert np.abs(got - expected).max() <= TOLERANCE
     finally:
         del fleet.fitted["logistic", "isotonic"]  # refit for any later test
