@@ -337,7 +337,9 @@ class BoostedEvaluator(_Additive):
         self.base_value = self.baseline + float(value[roots].sum())
         self._paths = _leaf_paths(self.leaf_nodes, left, right, feature, value, depth)
         leaves_per_tree = np.diff(np.append(self.first_leaf, len(self.leaf_nodes)))
-        self._one = _OneRowWalk(roots, left, right, feature, threshold, missing_left, value)
+        self._one = _OneRowWalk(
+            roots, left, right, feature, threshold, missing_left, value, self._paths
+        )
         self._finder: _QuickScorer | _LevelWalk
         if len(roots) and int(leaves_per_tree.max()) > _WORD:
             self._finder = _LevelWalk(roots, left, right, feature, threshold, missing_left, depth)
@@ -372,6 +374,9 @@ class BoostedEvaluator(_Additive):
 
     def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The raw log-odds and each feature's contribution to them (0: no split on it)."""
+        if matrix.shape[0] == 1:
+            raw, parts = self._one.parts(self.baseline, matrix[0].tolist(), matrix.shape[1])
+            return np.array([raw]), np.array([parts])
         leaves = self._leaves(matrix)
         return self._raw(leaves), self._paths.contributions(leaves, matrix.shape[1])
 
@@ -521,6 +526,7 @@ class _OneRowWalk:
         threshold: FloatArray,
         missing_left: npt.NDArray[np.bool_],
         value: FloatArray,
+        paths: "_LeafPaths",
     ) -> None:
         self.roots: list[int] = roots.tolist()
         # per node: (left, right, feature, threshold, NaN goes left); a leaf's left is -1
@@ -537,6 +543,17 @@ class _OneRowWalk:
         self.value: list[float] = value.tolist()
         position = np.cumsum(left < 0) - 1  # of a leaf node among all leaves
         self.position: list[int] = position.tolist()
+        # per leaf node: its path's (feature split on, change of the expected value), root first
+        starts, lengths = paths.start.tolist(), paths.length.tolist()
+        features, changes = paths.feature.tolist(), paths.change.tolist()
+        steps = [
+            list(zip(features[s : s + n], changes[s : s + n], strict=True))
+            for s, n in zip(starts, lengths, strict=True)
+        ]
+        self.path: list[list[tuple[int, float]]] = [
+            steps[p] if is_leaf else []
+            for p, is_leaf in zip(self.position, (left < 0).tolist(), strict=True)
+        ]
 
     def _leaf(self, node: int, row: list[float]) -> int:
         nodes = self.nodes
@@ -559,6 +576,18 @@ class _OneRowWalk:
         """The row's leaf in each tree, as a position among all leaves."""
         position, leaf = self.position, self._leaf
         return [position[leaf(root, row)] for root in self.roots]
+
+    def parts(self, baseline: float, row: list[float], width: int) -> tuple[float, list[float]]:
+        """`raw` and each feature's contribution: the leaves' path changes added tree by tree,
+        root to leaf, from 0 (the order of _LeafPaths.contributions' bincount)."""
+        value, leaf, path = self.value, self._leaf, self.path
+        total, parts = baseline, [0.0] * width
+        for root in self.roots:
+            node = leaf(root, row)
+            total += value[node]
+            for feature, change in path[node]:
+                parts[feature] += change
+        return total, parts
 
 
 class _LevelWalk:
