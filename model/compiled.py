@@ -66,7 +66,7 @@ interp1d itself delegates to), values in (1, 1 + 1e-5] set to 1.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -321,12 +321,15 @@ class BoostedEvaluator(_Additive):
 
     def __init__(self, spec: Spec) -> None:
         self.baseline = float(spec["baseline"])
-        roots = np.asarray(spec["roots"], dtype=np.intp)
-        left = np.asarray(spec["left"], dtype=np.intp)
-        right = np.asarray(spec["right"], dtype=np.intp)
-        feature = np.asarray(spec["feature"], dtype=np.intp)
-        threshold = np.asarray(spec["threshold"], dtype=np.float64)
-        missing_left = np.asarray(spec["missing_left"], dtype=bool)
+        nodes = _Nodes(
+            roots=np.asarray(spec["roots"], dtype=np.intp),
+            left=np.asarray(spec["left"], dtype=np.intp),
+            right=np.asarray(spec["right"], dtype=np.intp),
+            feature=np.asarray(spec["feature"], dtype=np.intp),
+            threshold=np.asarray(spec["threshold"], dtype=np.float64),
+            missing_left=np.asarray(spec["missing_left"], dtype=bool),
+        )
+        roots, left, right, feature = nodes.roots, nodes.left, nodes.right, nodes.feature
         value = np.asarray(spec["value"], dtype=np.float64)
         depth = int(spec["depth"])
         leaf = left < 0
@@ -337,16 +340,12 @@ class BoostedEvaluator(_Additive):
         self.base_value = self.baseline + float(value[roots].sum())
         self._paths = _leaf_paths(self.leaf_nodes, left, right, feature, value, depth)
         leaves_per_tree = np.diff(np.append(self.first_leaf, len(self.leaf_nodes)))
-        self._one = _OneRowWalk(
-            roots, left, right, feature, threshold, missing_left, value, self._paths
-        )
+        self._one = _OneRowWalk(nodes, value, self._paths)
         self._finder: _QuickScorer | _LevelWalk
         if len(roots) and int(leaves_per_tree.max()) > _WORD:
-            self._finder = _LevelWalk(roots, left, right, feature, threshold, missing_left, depth)
+            self._finder = _LevelWalk(nodes, depth)
         else:
-            self._finder = _QuickScorer(
-                roots, left, right, feature, threshold, missing_left, self.first_leaf
-            )
+            self._finder = _QuickScorer(nodes, self.first_leaf)
 
     def link(self, scores: FloatArray) -> FloatArray:
         return _sigmoid(scores)
@@ -439,6 +438,17 @@ class BlendEvaluator(_Additive):
         return score, _contributions(score, self.base_value, matrix, parts, names, False)
 
 
+class _Nodes(NamedTuple):
+    """Every tree's nodes, tree after tree, each tree in pre-order (a leaf's left is -1)."""
+
+    roots: IndexArray  # each tree's first node
+    left: IndexArray
+    right: IndexArray
+    feature: IndexArray
+    threshold: FloatArray
+    missing_left: npt.NDArray[np.bool_]  # where NaN goes
+
+
 _WORD = 64  # leaves a tree may have for the bitmask leaf finder
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)  # every leaf of a 64-leaf tree
 
@@ -448,16 +458,8 @@ class _QuickScorer:
 
     block_rows = 32  # rows per pass: the (internal nodes, rows) work arrays stay in cache
 
-    def __init__(
-        self,
-        roots: IndexArray,
-        left: IndexArray,
-        right: IndexArray,
-        feature: IndexArray,
-        threshold: FloatArray,
-        missing_left: npt.NDArray[np.bool_],
-        first_leaf: IndexArray,
-    ) -> None:
+    def __init__(self, nodes: _Nodes, first_leaf: IndexArray) -> None:
+        roots, left, right, feature, threshold, missing_left = nodes
         leaf = left < 0
         inner = np.flatnonzero(~leaf)
         self.first_leaf = first_leaf  # of each tree, among all leaves
@@ -517,17 +519,8 @@ class _OneRowWalk:
     comparisons), with the same comparisons (float64 `<=`, NaN to the side each node learned)
     and the leaves added in the same order, so its scores are theirs to the bit."""
 
-    def __init__(
-        self,
-        roots: IndexArray,
-        left: IndexArray,
-        right: IndexArray,
-        feature: IndexArray,
-        threshold: FloatArray,
-        missing_left: npt.NDArray[np.bool_],
-        value: FloatArray,
-        paths: "_LeafPaths",
-    ) -> None:
+    def __init__(self, nodes: _Nodes, value: FloatArray, paths: "_LeafPaths") -> None:
+        roots, left, right, feature, threshold, missing_left = nodes
         self.roots: list[int] = roots.tolist()
         # per node: (left, right, feature, threshold, NaN goes left); a leaf's left is -1
         self.nodes: list[tuple[int, int, int, float, bool]] = list(
@@ -595,16 +588,8 @@ class _LevelWalk:
 
     block_rows = 512  # bounds the (rows, trees) temporaries
 
-    def __init__(
-        self,
-        roots: IndexArray,
-        left: IndexArray,
-        right: IndexArray,
-        feature: IndexArray,
-        threshold: FloatArray,
-        missing_left: npt.NDArray[np.bool_],
-        depth: int,
-    ) -> None:
+    def __init__(self, nodes: _Nodes, depth: int) -> None:
+        roots, left, right, feature, threshold, missing_left = nodes
         leaf = left < 0
         itself = np.arange(len(left), dtype=np.intp)
         self.roots = roots
