@@ -352,8 +352,6 @@ class BoostedEvaluator(_Additive):
 
     def _leaves(self, matrix: FloatArray) -> IndexArray:
         """(rows, trees): each row's leaf in each tree, as a position in `leaf_nodes`."""
-        if matrix.shape[0] == 1:
-            return np.array([self._one.leaves(matrix[0].tolist())], dtype=np.intp)
         return self._finder.leaves(matrix)
 
     def _raw(self, leaves: IndexArray) -> FloatArray:
@@ -534,8 +532,7 @@ class _OneRowWalk:
             )
         )
         self.value: list[float] = value.tolist()
-        position = np.cumsum(left < 0) - 1  # of a leaf node among all leaves
-        self.position: list[int] = position.tolist()
+        position = (np.cumsum(left < 0) - 1).tolist()  # of a leaf node among all leaves
         # per leaf node: its path's (feature split on, change of the expected value), root first
         starts, lengths = paths.start.tolist(), paths.length.tolist()
         features, changes = paths.feature.tolist(), paths.change.tolist()
@@ -545,7 +542,7 @@ class _OneRowWalk:
         ]
         self.path: list[list[tuple[int, float]]] = [
             steps[p] if is_leaf else []
-            for p, is_leaf in zip(self.position, (left < 0).tolist(), strict=True)
+            for p, is_leaf in zip(position, (left < 0).tolist(), strict=True)
         ]
 
     def _leaf(self, node: int, row: list[float]) -> int:
@@ -564,11 +561,6 @@ class _OneRowWalk:
         for root in self.roots:
             total += value[leaf(root, row)]
         return total
-
-    def leaves(self, row: list[float]) -> list[int]:
-        """The row's leaf in each tree, as a position among all leaves."""
-        position, leaf = self.position, self._leaf
-        return [position[leaf(root, row)] for root in self.roots]
 
     def parts(self, baseline: float, row: list[float], width: int) -> tuple[float, list[float]]:
         """`raw` and each feature's contribution: the leaves' path changes added tree by tree,

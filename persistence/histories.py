@@ -180,20 +180,14 @@ class CommitLog:
     """SQLite: what was committed to the prediction table, in commit order, by rowid.
 
     Plain SQL straight to the driver (no statement to compile or cache-key): a server looks at
-    it before every request that reads histories, on the event loop. `held(engine)` keeps a
-    connection of the pool for that look alone (a pool checkout and a compiled select cost
-    ~0.5 ms a request, half of a history-reading `predict`); `on(connection)` reads within a
-    connection's own snapshot.
+    it on the event loop, once for the requests that read histories together. `held(engine)`
+    keeps a connection of the pool for that look alone (a pool checkout and a compiled select
+    cost ~0.5 ms a request, half of a history-reading `predict`).
     """
 
     def __init__(self, run: Any, close: Any = None) -> None:
         self._run = run  # (sql, parameters) -> rows
         self._close = close
-
-    @classmethod
-    def on(cls, connection: Connection) -> "CommitLog":
-        """Read through a SQLAlchemy connection (and its transaction)."""
-        return cls(lambda sql, parameters: connection.exec_driver_sql(sql, parameters).all())
 
     @classmethod
     def held(cls, engine: Engine) -> "CommitLog":
@@ -224,7 +218,7 @@ class CommitLog:
         ]
 
     def close(self) -> None:
-        """Give the held connection back (nothing to do for `on`)."""
+        """Give the held connection back."""
         if self._close is not None:
             self._close()
             self._close = None
