@@ -99,9 +99,7 @@ class InputRanges:
         inside. One vectorised comparison decides the common case (nothing outside) for a
         whole batch (a single row: one pass in plain Python)."""
         if matrix.shape[0] == 1:
-            row = matrix[0].tolist()
-            if all(lo <= v <= hi for v, (lo, hi) in zip(row, self._bounds, strict=True)):
-                return None  # (a NaN fails this, and goes on to the comparisons below)
+            return self._one_row(matrix[0].tolist())
         below = matrix < self.low
         above = matrix > self.high
         outside = below | above
@@ -124,6 +122,20 @@ class InputRanges:
             else:
                 notes.append(note)
         return found
+
+    def _one_row(self, row: list[float]) -> list[list[str] | None] | None:
+        """`warnings` of one row, in plain Python: the same notes, in the same order (a NaN is
+        outside no range, as in the vectorised comparisons)."""
+        bounds = self._bounds
+        if all(lo <= v <= hi for v, (lo, hi) in zip(row, bounds, strict=True)):
+            return None
+        notes = []
+        for col, value in enumerate(row):
+            lo, hi = bounds[col]
+            if value < lo or value > hi:
+                ending = self.endings[col][value < lo]
+                notes.append(f"{self.feature_names[col]} = {value:.6g}{ending}")
+        return [notes] if notes else None
 
 
 def ranges(profile: Mapping[str, Any], feature_names: Sequence[str]) -> InputRanges:

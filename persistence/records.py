@@ -42,6 +42,7 @@ _BINARY = pgcopy.BinaryCopy(_PREDICTION)
 _SHARED = frozenset({"created_at", "audit_event_id", "model_version_id", "threshold"})
 _OPTIONAL = {"explanation": "explanations", "warnings": "warnings"}  # column -> block field
 METRIC_COLUMNS = tuple(name for name in _COLUMNS if name.startswith("metric"))
+_METRIC_SET = frozenset(METRIC_COLUMNS)
 # One stored observation of a device: its id, observed_at, counters in METRIC_COLUMNS order.
 DeviceObservation = tuple[str, datetime, tuple[float, ...]]
 
@@ -69,17 +70,14 @@ class PredictionBlock:
     warnings: Sequence[list[str] | None] | None = None
 
     def __post_init__(self) -> None:
-        if set(self.metrics) != set(METRIC_COLUMNS):
+        if self.metrics.keys() != _METRIC_SET:
             raise ValueError(f"metrics must have exactly the columns {METRIC_COLUMNS}")
-        columns: list[Sequence[Any]] = [
-            self.device_ids,
-            self.observed_at,
-            self.failure_probability,
-            self.is_failure,
-        ]
-        columns += [c for c in (self.explanations, self.warnings) if c is not None]
-        if any(len(c) != len(self.ids) for c in [*columns, *self.metrics.values()]):
-            raise ValueError("every column of a prediction block must have one value per id")
+        count = len(self.ids)
+        for column in (self.device_ids, self.observed_at, self.failure_probability,
+                       self.is_failure, self.explanations, self.warnings,
+                       *self.metrics.values()):  # fmt: skip
+            if column is not None and len(column) != count:
+                raise ValueError("every column of a prediction block must have one value per id")
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -32,7 +32,7 @@ from graph.edge.responses import error_headers
 from graph.errors import MISSING_TOKEN, ErrorCode, FailcastError, error_body
 from graph.runtime import Runtime
 from graph.runtime.audit import RequestAudit
-from graph.runtime.logs import log_request
+from graph.runtime.logs import log_request, requests_logged
 from graph.runtime.recorder import Stored
 from persistence import PersistenceError, RequestRecord, new_id
 from persistence.idempotency import KeyInUse
@@ -244,6 +244,8 @@ class AuditMiddleware:
 
 def log_line(audit: RequestAudit, record: RequestRecord, status: int) -> None:
     """The one `failcast.request` log line of an audited request (or WebSocket event)."""
+    if not requests_logged():
+        return
     row = record.audit
     log_request(
         {

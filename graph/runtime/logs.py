@@ -85,6 +85,12 @@ def configure_logging(json_lines: bool, level: str = "info") -> None:
 request_log = logging.getLogger("failcast.request")
 
 
+def requests_logged() -> bool:
+    """Whether the one line per request is written at the configured level (INFO): when it is
+    not, its fields need not be gathered at all."""
+    return request_log.isEnabledFor(logging.INFO)
+
+
 def log_request(fields: dict[str, Any]) -> None:
     """One line per request, with the request fields as structured extras."""
     request_log.info("request", extra=fields)

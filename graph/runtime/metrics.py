@@ -215,23 +215,38 @@ class Metrics:
             "The longest the event loop was blocked over the last 60 to 120 s",
             registry=r,
         )
+        # Labelled children of the request path's metrics, by their labels (none is removed).
+        self._by_request: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._by_version: dict[tuple[str, str], Any] = {}
         r.register(_PoolCollector(engine))
         self.drift = DriftGauges()
         r.register(self.drift)
 
     def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
         """Count one request and its duration."""
-        self.requests.labels(operation, outcome).inc()
-        self.latency.labels(operation, outcome).observe(seconds)
+        key = (operation, outcome)
+        children = self._by_request.get(key)
+        if children is None:  # labels() checks and locks on every call: once per pair here
+            children = (self.requests.labels(*key), self.latency.labels(*key))
+            self._by_request[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_predictions(self, version: str, block: PredictionBlock) -> None:
         """Count stored predictions by label and by the version that made them; probabilities."""
         failures = sum(block.is_failure)
         if failures:
-            self.predictions.labels("FAILURE", version).inc(failures)
+            self._stored("FAILURE", version).inc(failures)
         if len(block) - failures:
-            self.predictions.labels("NON_FAILURE", version).inc(len(block) - failures)
+            self._stored("NON_FAILURE", version).inc(len(block) - failures)
         self.probability.observe_many(block.failure_probability)
+
+    def _stored(self, label: str, version: str) -> Any:
+        key = (label, version)
+        child = self._by_version.get(key)
+        if child is None:
+            child = self._by_version[key] = self.predictions.labels(label, version)
+        return child
 
     def observe_loop_lag(self, lag: float, worst: float) -> None:
         """One lateness of the event loop's timer, and the worst of the current window."""

@@ -192,7 +192,7 @@ async def predict(
         ids=new_ids(len(telemetry)),
         device_ids=list(telemetry.device_ids),
         observed_at=observed,
-        metrics={name: matrix[:, i].tolist() for i, name in enumerate(DEVICE_FEATURES)},
+        metrics=dict(zip(DEVICE_FEATURES, matrix.T.tolist(), strict=True)),
         failure_probability=probabilities.tolist(),
         is_failure=(probabilities >= threshold).tolist(),
         explanations=explanations,

@@ -77,16 +77,16 @@ def test_each_value_outside_the_range_is_named_in_its_row():
 
 
 def test_one_row_is_judged_as_in_a_batch():
-    # a single row is checked in plain Python first: the same bounds, edges included
+    # a single row is checked in plain Python: the same bounds, edges included, the same notes
     limits = InputRanges(NAMES, np.array([1.0, 0.0]), np.array([10.0, 5.0]))
     rows = [[1.0, 5.0], [10.0, 0.0], [np.nextafter(1.0, 0), 2.0], [3.0, np.nextafter(5.0, 6)],
-            [0.5, 7.0], [np.nan, 1.0], [2.0, -0.0]]  # fmt: skip
+            [0.5, 7.0], [np.nan, 1.0], [2.0, -0.0], [np.nan, 7.0], [np.inf, -np.inf], [1.0, 7.0], [10.0, -1.0]]  # fmt: skip
     batch = limits.warnings(np.array(rows))
     assert batch is not None
     for row, expected in zip(rows, batch, strict=True):
         assert limits.warnings(np.array([row])) == (None if expected is None else [expected])
     assert [limits.warnings(np.array([r])) is None for r in rows] == [
-        True, True, False, False, False, True, True]  # fmt: skip
+        True, True, False, False, False, True, True, False, False, False, False]  # fmt: skip
 
 
 def test_an_empty_matrix_has_no_profile():
