@@ -8,7 +8,14 @@ from pathlib import Path
 from bench.contenders import Contender
 from bench.load import LoadResult, run_wrk, write_script
 from bench.pauses import Pauses, between, scrape
-from bench.procs import cpu_seconds, machine_busy_seconds, peak_rss_mb, rss_mb, wait_idle
+from bench.procs import (
+    cpu_seconds,
+    loop_thread_cpu_seconds,
+    machine_busy_seconds,
+    peak_rss_mb,
+    rss_mb,
+    wait_idle,
+)
 from bench.stack import stored_counts
 
 WARMUP, SOAK, TAIL = 0, -1, -2  # round numbers of the runs that are not measured rounds
@@ -41,6 +48,7 @@ class Run:
     worker_cpu_s: tuple[float, ...] = ()  # per worker process, when there are several
     machine_cpu_s: float = 0.0  # every process of the machine (other tenants included)
     pauses: Pauses | None = None  # a single-process failcast server's collections, loop lag
+    loop_cpu_s: float | None = None  # a single-process failcast server's event loop thread
 
     def cores(self) -> tuple[float, float, float, float]:
         """Cores kept busy during the run by the server, its database, wrk, and the rest."""
@@ -53,6 +61,12 @@ class Run:
             self.load.client_cpu_s / seconds,
             rest / seconds,
         )
+
+    def loop_busy(self) -> float | None:
+        """The share of the run the event loop's thread was on a CPU (None: not measured)."""
+        if self.loop_cpu_s is None:
+            return None
+        return self.loop_cpu_s / (self.load.duration_s or float("nan"))
 
     @property
     def units_per_second(self) -> float:
@@ -107,9 +121,14 @@ class Driver:
         watched = contender.stack is not None and contender.plan.workers == 1
         token = contender.stack.token if contender.stack is not None else None
         paused_before = scrape(server.base_url, token or "") if watched else None
+        loop_pid = server.workers()[0] if watched else None
+        loop_before = loop_thread_cpu_seconds(loop_pid) if loop_pid is not None else 0.0
         load = run_wrk(settings.wrk, server.base_url, script, seconds=seconds,
                        connections=connections, threads=settings.threads)  # fmt: skip
         machine = machine_busy_seconds() - machine_before
+        loop_cpu = None
+        if loop_pid is not None:
+            loop_cpu = loop_thread_cpu_seconds(loop_pid) - loop_before
         cpu = server.cpu_seconds() - before
         split = tuple(
             cpu_seconds(pid) - was for pid, was in zip(workers, workers_before, strict=True)
@@ -121,8 +140,9 @@ class Driver:
             pauses = between(paused_before, scrape(server.base_url, token or ""))
         rows = contender.batch_size if batch else contender.rows_per_request
         run = Run(
-            contender.key, round_no, load, cpu, rows, connections, db_cpu, split, machine, pauses
-        )
+            contender.key, round_no, load, cpu, rows, connections, db_cpu, split, machine, pauses,
+            loop_cpu,
+        )  # fmt: skip
         self.runs.append(run)
         wait_idle(server)  # the server finishes what wrk left in flight before anyone goes on
         self.settle()

@@ -54,6 +54,18 @@ def own_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
+def loop_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's first thread (a uvicorn worker's event loop runs
+    there); 0 once it is gone. Its share of a run, against the whole process's, shows how long
+    the loop waited: for the GIL, or for a commit with every request in it."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def machine_busy_seconds() -> float:
     """CPU time all processes of the machine have used (and the hypervisor stole), summed."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]

@@ -92,8 +92,19 @@ def _cores(key: str, results: Results) -> str:
     runs = results.measured(key)
     if not runs:
         return "-"
-    server, db, wrk, rest = (statistics.median(run.cores()[i] for run in runs) for i in range(4))
-    return f"{server:.2f} + {db:.2f} + {wrk:.2f} + {rest:.2f}"
+    medians = tuple(statistics.median(run.cores()[i] for run in runs) for i in range(4))
+    return _cores_text(medians, runs)
+
+
+def _cores_text(cores: tuple[float, ...], runs: Sequence[Run]) -> str:
+    server, db, wrk, rest = cores
+    return f"{server:.2f}{_loop(runs)} + {db:.2f} + {wrk:.2f} + {rest:.2f}"
+
+
+def _loop(runs: Sequence[Run]) -> str:
+    """' (loop 0.80)': the median share of the runs the event loop's thread was on a CPU."""
+    shares = [share for share in (run.loop_busy() for run in runs) if share is not None]
+    return f" (loop {statistics.median(shares):.2f})" if shares else ""
 
 
 def _storage_cell(check: StorageCheck | None) -> str:
@@ -112,7 +123,8 @@ def results_table(results: Results) -> list[str]:
     """The main table: one row per contender."""
     lines = [
         "| # | contender | answered/s, median [min-max] | x reference | p50 ms | p99 ms "
-        "| p99 / p50 | server CPU / request | cores busy: server + DB + wrk + rest of machine "
+        "| p99 / p50 | server CPU / request | cores busy: server (its event loop's thread) + DB "
+        "+ wrk + rest of machine "
         "| peak RSS MB | non-2xx "
         "| stored = answered | pauses over the rounds (collector, event loop) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -201,8 +213,8 @@ def tail_table(results: Results) -> list[str]:
         return ["(no tail run: --tail 0)"]
     lines = [
         "| contender | seconds | answered/s | p50 ms | p99 ms | p99 / p50 | target "
-        "p99 <= 2.5x p50 | pauses (collector, event loop) | cores busy: server + DB + wrk "
-        "+ rest of machine |",
+        "p99 <= 2.5x p50 | pauses (collector, event loop) | cores busy: server (its event "
+        "loop's thread) + DB + wrk + rest of machine |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
@@ -218,7 +230,7 @@ def tail_table(results: Results) -> list[str]:
             "-" if run.pauses is None else run.pauses.show(),
             # The server's own pauses against its neighbours': on 2 cores, another process's
             # work (a database's autovacuum after the batch runs) stretches the tail too.
-            " + ".join(f"{c:.2f}" for c in run.cores()),
+            _cores_text(run.cores(), [run]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -157,7 +157,10 @@ def _method(options: Options, wrk: str, model: str, pg: str | None) -> str:
         "tree, of the PostgreSQL backends connected to the contender's database, and of wrk; "
         "'cores busy' is each of those divided by the run's duration, and 'rest of machine' "
         f"is what every other process used meanwhile (from /proc/stat; the machine has "
-        f"{os.cpu_count()} cores: more than 0 means the measurement shared them)"
+        f"{os.cpu_count()} cores: more than 0 means the measurement shared them); 'loop' is "
+        "the share of the run a single-process failcast server's event loop thread was on a "
+        "CPU (its first thread, from /proc/<pid>/task): what is left of 1.00 it waited, for the "
+        "GIL or for the group commit that every request in flight waits on"
     )
 
 

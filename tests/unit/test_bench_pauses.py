@@ -1,9 +1,16 @@
 """bench.pauses reads what paused a server from the exposition failcast's metrics really write
 (so a renamed metric fails here, not silently as zeros in the bench's table)."""
 
+import os
+import threading
+import time
 from pathlib import Path
 
+from bench.load import LoadResult
+from bench.measure import TAIL, Run
 from bench.pauses import between, parse, total
+from bench.procs import loop_thread_cpu_seconds, own_cpu_seconds
+from bench.report import Results, tail_table
 from graph.runtime.metrics import Metrics
 from persistence import create_db_engine
 
@@ -35,3 +42,36 @@ def test_the_pauses_of_a_run_are_read_from_two_expositions(tmp_path: Path) -> No
 def test_an_exposition_without_the_pause_metrics_reads_as_none() -> None:
     empty = parse("# HELP x y\nx 1\n")
     assert between(empty, empty).full_collections == 0 == between(empty, empty).long_lags
+
+
+def test_the_event_loop_threads_cpu_is_its_own_not_the_whole_process() -> None:
+    def spin() -> None:  # another thread's CPU: the process's, not the first thread's
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+
+    pid = os.getpid()
+    loop_before, process_before = loop_thread_cpu_seconds(pid), own_cpu_seconds(pid)
+    worker = threading.Thread(target=spin)
+    worker.start()
+    worker.join()
+    assert own_cpu_seconds(pid) - process_before >= 0.25
+    assert loop_thread_cpu_seconds(pid) - loop_before < 0.1
+    spin()  # this (first) thread's own
+    assert loop_thread_cpu_seconds(pid) - loop_before >= 0.25
+    assert loop_thread_cpu_seconds(2**22 + 12345) == 0.0  # no such process
+
+
+def test_the_tail_row_shows_the_event_loops_share_beside_the_servers_cores() -> None:
+    load = LoadResult(
+        requests=20_000, sent=20_000, duration_s=10.0, non_2xx=0, socket_errors=0, timeouts=0,
+        p50_ms=14.0, p99_ms=21.0, client_cpu_s=0.4,
+    )  # fmt: skip
+    run = Run("sqlite", TAIL, load, cpu_s=10.5, rows_per_request=1, connections=32,
+              machine_cpu_s=11.0, loop_cpu_s=8.0)  # fmt: skip
+    assert run.loop_busy() == 0.8
+    row = tail_table(Results([], [run], [], [], [], "", []))[2]
+    assert "| 1.05 (loop 0.80) + 0.00 + 0.04 + 0.01 |" in row
+    unmeasured = Run("reference", TAIL, load, cpu_s=10.5, rows_per_request=1, connections=32)
+    assert unmeasured.loop_busy() is None
+    assert "(loop" not in tail_table(Results([], [unmeasured], [], [], [], "", []))[2]
