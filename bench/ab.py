@@ -70,9 +70,9 @@ def _run(tree: Path, database: str, env: dict[str, str], script: Path, args: arg
     port = free_port()
     command = [sys.executable, "-m", "failcast", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1"]  # fmt: skip
-    # The tree's own packages come first: `-m` puts the working directory on the path.
+    # PYTHONPATH puts the tree's packages first; the server runs (and logs) in the work dir.
     served = {**env, "FAILCAST_DATABASE_URL": copy, "PYTHONPATH": str(tree)}
-    server = start_server(f"ab-{port}", command, served, tree, port)
+    server = start_server(f"ab-{port}", command, served, work, port)
     try:
         wait_ready(server, "/readyz", timeout=120, streak=3)
         run_wrk(wrk, server.base_url, script, seconds=args.warmup, connections=args.connections)

@@ -215,37 +215,32 @@ class Metrics:
             "The longest the event loop was blocked over the last 60 to 120 s",
             registry=r,
         )
-        # Labelled children of the request path's metrics, by their labels (none is removed).
-        self._by_request: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._by_version: dict[tuple[str, str], Any] = {}
+        # The request path's labelled children, by metric and labels (none is ever removed):
+        # labels() checks and locks on every call.
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         r.register(_PoolCollector(engine))
         self.drift = DriftGauges()
         r.register(self.drift)
 
     def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
         """Count one request and its duration."""
-        key = (operation, outcome)
-        children = self._by_request.get(key)
-        if children is None:  # labels() checks and locks on every call: once per pair here
-            children = (self.requests.labels(*key), self.latency.labels(*key))
-            self._by_request[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._child(self.requests, operation, outcome).inc()
+        self._child(self.latency, operation, outcome).observe(seconds)
 
     def observe_predictions(self, version: str, block: PredictionBlock) -> None:
         """Count stored predictions by label and by the version that made them; probabilities."""
         failures = sum(block.is_failure)
         if failures:
-            self._stored("FAILURE", version).inc(failures)
+            self._child(self.predictions, "FAILURE", version).inc(failures)
         if len(block) - failures:
-            self._stored("NON_FAILURE", version).inc(len(block) - failures)
+            self._child(self.predictions, "NON_FAILURE", version).inc(len(block) - failures)
         self.probability.observe_many(block.failure_probability)
 
-    def _stored(self, label: str, version: str) -> Any:
-        key = (label, version)
-        child = self._by_version.get(key)
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, labels)
+        child = self._children.get(key)
         if child is None:
-            child = self._by_version[key] = self.predictions.labels(label, version)
+            child = self._children[key] = metric.labels(*labels)
         return child
 
     def observe_loop_lag(self, lag: float, worst: float) -> None:

@@ -190,16 +190,9 @@ def _serialized_column(kind: GraphQLOutputType, leaf: Leaf) -> Column:
     return column
 
 
-_OUTPUT_TYPES: dict[str, frozenset[type]] = {
-    name: frozenset({kind, type(None)})
-    for name, kind in (
-        ("Float", float),
-        ("String", str),
-        ("ID", str),
-        ("Boolean", bool),
-        ("Int", int),
-    )
-}
+# The Python type of each built-in scalar's output form.
+_OUTPUT_TYPE = {"Float": float, "String": str, "ID": str, "Boolean": bool, "Int": int}
+_OUTPUT_TYPES = {name: frozenset({kind, type(None)}) for name, kind in _OUTPUT_TYPE.items()}
 
 
 def _is_list(kind: GraphQLOutputType) -> bool:
@@ -431,9 +424,6 @@ def _object(
     return serialize_keyed if keyed else serialize
 
 
-_PLAIN_OUTPUT = {"String": str, "ID": str, "Float": float, "Boolean": bool}
-
-
 def _plain_rows(
     kind: GraphQLOutputType, selection_set: SelectionSetNode | None
 ) -> Callable[[Sequence[Any]], list[dict[str, Any]] | None] | None:
@@ -451,11 +441,11 @@ def _plain_rows(
         if field is None or _plain_attribute(field) is None:
             return None
         leaf = field.type.of_type if isinstance(field.type, GraphQLNonNull) else None
-        name = getattr(leaf, "name", "")
-        if name not in _PLAIN_OUTPUT or specified_scalar_types.get(name) is not leaf:
+        name = getattr(leaf, "name", "Int")  # (an Int's range is its serializer's to check)
+        if name == "Int" or specified_scalar_types.get(name) is not leaf:
             return None
         pairs.append((key, node.name.value))
-        checks.append((key, _PLAIN_OUTPUT[name]))
+        checks.append((key, _OUTPUT_TYPE[name]))
 
     def rows(values: Sequence[Any]) -> list[dict[str, Any]] | None:
         if not all(type(v) is dict for v in values):
