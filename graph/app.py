@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -24,6 +24,7 @@ from auth import TokenVerifier
 from graph.edge.audit import UNAUDITED_PATHS, AuditMiddleware, request_state
 from graph.edge.connections import RefusalCollector
 from graph.edge.cors import CORSMiddleware
+from graph.edge.direct import DirectRoute
 from graph.edge.export import ExportEndpoint
 from graph.edge.graphiql import GraphiQL
 from graph.edge.graphql import GraphQLEndpoint
@@ -66,7 +67,6 @@ log = logging.getLogger("failcast.app")
 # the survivors again (3% of a `predict` server's time, one every ~10 ms). In-process, 32
 # concurrent `predict`s: 644 -> 591 us CPU per request (median of 5 alternated runs each).
 GC_YOUNG_THRESHOLD = 20_000
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -143,9 +143,9 @@ def create_app(settings: Settings) -> Starlette:
     graphql = GraphQLEndpoint(runtime, executor, idempotency, graphiql)
     health = HealthEndpoints(runtime)
     routes: list[BaseRoute] = [
-        # Every method reaches the endpoint, which takes GET and POST only (Starlette would let
-        # HEAD through as GET, and HEAD must never run a mutation).
-        Route("/graphql", graphql.handle, methods=ANY_METHOD),
+        # HTTP /graphql never reaches the router: `DirectRoute` (in `_middleware`) hands every
+        # method to the endpoint, which takes GET and POST only (Starlette would let HEAD
+        # through as GET, and HEAD must never run a mutation).
         # failureAlerts: the same path, over WebSocket (graphql-transport-ws); audited there.
         WebSocketRoute("/graphql", SubscriptionEndpoint(runtime, executor).handle),
         Route("/predict", PredictEndpoint(runtime, idempotency).handle, methods=["POST"]),
@@ -160,7 +160,7 @@ def create_app(settings: Settings) -> Starlette:
         unaudited |= graphiql.paths
     app = Starlette(
         routes=routes,
-        middleware=_middleware(runtime, unaudited),
+        middleware=_middleware(runtime, unaudited, graphql.handle),
         exception_handlers={HTTPException: _http_exception},
         lifespan=partial(_lifespan, runtime, executor),
     )
@@ -169,11 +169,16 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-def _middleware(runtime: Runtime, unaudited: frozenset[str]) -> list[Middleware]:
-    """Outermost first: CORS (when origins are set) answers preflights before any audit."""
+def _middleware(
+    runtime: Runtime, unaudited: frozenset[str], graphql: Callable[[Request], Awaitable[Response]]
+) -> list[Middleware]:
+    """Outermost first: CORS (when origins are set) answers preflights before any audit; then
+    the audit; innermost, HTTP `/graphql` straight to its endpoint (graph/edge/direct.py)."""
     audit = Middleware(AuditMiddleware, runtime=runtime, unaudited=unaudited)
+    direct = Middleware(DirectRoute, path="/graphql", endpoint=graphql)
     origins = runtime.settings.cors_origins
-    return [Middleware(CORSMiddleware, origins=origins), audit] if origins else [audit]
+    inner = [audit, direct]
+    return [Middleware(CORSMiddleware, origins=origins), *inner] if origins else inner
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
