@@ -65,7 +65,7 @@ sigmoid calibrator's expit(-(a f + b)) or the isotonic regression's linear inter
 interp1d itself delegates to), values in (1, 1 + 1e-5] set to 1.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -545,31 +545,32 @@ class _OneRowWalk:
             for p, is_leaf in zip(position, (left < 0).tolist(), strict=True)
         ]
 
-    def raw(self, baseline: float, row: list[float]) -> float:
-        """The baseline plus each tree's leaf, tree by tree: np.cumsum's sequential order. Each
-        tree's walk is written out here and in `parts` (a call per tree cost an eighth more)."""
-        nodes, value = self.nodes, self.value
-        total = baseline
+    def _leaves(self, row: list[float]) -> Iterator[int]:
+        """The row's leaf node in each tree, tree by tree (a generator: one call per tree cost
+        22.2 us for 60 trees of depth 4, this 20.8)."""
+        nodes = self.nodes
         for node in self.roots:
             low, high, feature, threshold, nan_left = nodes[node]
             while low >= 0:
                 x = row[feature]
                 node = low if x <= threshold or (x != x and nan_left) else high
                 low, high, feature, threshold, nan_left = nodes[node]
+            yield node
+
+    def raw(self, baseline: float, row: list[float]) -> float:
+        """The baseline plus each tree's leaf, tree by tree: np.cumsum's sequential order."""
+        value = self.value
+        total = baseline
+        for node in self._leaves(row):
             total += value[node]
         return total
 
     def parts(self, baseline: float, row: list[float], width: int) -> tuple[float, list[float]]:
         """`raw` and each feature's contribution: the leaves' path changes added tree by tree,
         root to leaf, from 0 (the order of _LeafPaths.contributions' bincount)."""
-        nodes, value, path = self.nodes, self.value, self.path
+        value, path = self.value, self.path
         total, parts = baseline, [0.0] * width
-        for node in self.roots:
-            low, high, feature, threshold, nan_left = nodes[node]
-            while low >= 0:
-                x = row[feature]
-                node = low if x <= threshold or (x != x and nan_left) else high
-                low, high, feature, threshold, nan_left = nodes[node]
+        for node in self._leaves(row):
             total += value[node]
             for feature, change in path[node]:
                 parts[feature] += change
