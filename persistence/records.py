@@ -10,8 +10,7 @@ multi-row INSERT too (see `_insert_sqlite`).
 """
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -23,8 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from persistence import notifications, pgcopy
-from persistence.errors import Conflict, DatabaseUnavailable
-from persistence.session import translate_errors
+from persistence.session import driver_errors, translate_errors
 from persistence.tables import AuditEvent, Prediction
 
 _AUDIT: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
@@ -177,7 +175,7 @@ def _insert_audit(connection: Connection, rows: list[dict[str, Any]]) -> None:
         connection.execute(_AUDIT.insert(), rows)
         return
     values = _audit_values(dialect, rows)
-    with _driver_errors(dialect):
+    with driver_errors(dialect):
         _insert_sqlite(connection.connection.driver_connection, _AUDIT.name, _AUDIT_COLUMNS, values)
 
 
@@ -200,7 +198,7 @@ def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock
         connection.execute(_PREDICTION.insert(), [row for b in blocks for row in b.rows()])
         return
     driver = connection.connection.driver_connection
-    with _driver_errors(dialect):
+    with driver_errors(dialect):
         if dialect.name == "sqlite":
             _insert_sqlite(driver, _PREDICTION.name, _COLUMNS, _bound_tuples(dialect, blocks))
         else:
@@ -209,17 +207,6 @@ def _insert_predictions(connection: Connection, blocks: Sequence[PredictionBlock
                 for block in blocks:
                     copy.write(_BINARY.encode(len(block), block.column))
                 copy.write(pgcopy.TRAILER)
-
-
-@contextmanager
-def _driver_errors(dialect: sa.Dialect) -> Iterator[None]:
-    """The driver's errors of a write made past SQLAlchemy, as persistence errors."""
-    try:
-        yield
-    except dialect.loaded_dbapi.IntegrityError as error:
-        raise Conflict("the write conflicts with stored data") from error
-    except dialect.loaded_dbapi.Error as error:
-        raise DatabaseUnavailable("the database is unavailable") from error
 
 
 _SQLITE_VARIABLES = 9_000  # per statement: well under SQLite's 32,766

@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -21,6 +22,17 @@ def translate_errors() -> Iterator[None]:
         raise DatabaseUnavailable("the database is unavailable") from error
     except exc.TimeoutError as error:  # pool exhausted
         raise DatabaseUnavailable("no database connection available") from error
+
+
+@contextmanager
+def driver_errors(dialect: sa.Dialect) -> Iterator[None]:
+    """The driver's errors of a statement run past SQLAlchemy, as persistence errors."""
+    try:
+        yield
+    except dialect.loaded_dbapi.IntegrityError as error:
+        raise Conflict("the write conflicts with stored data") from error
+    except dialect.loaded_dbapi.Error as error:
+        raise DatabaseUnavailable("the database is unavailable") from error
 
 
 @contextmanager

@@ -126,3 +126,31 @@ def test_failures_are_retried_when_due_then_dead(db_engine, active_model):
     (row,) = _rows(db_engine)
     assert (row.status, row.attempts, row.last_error) == ("dead", 2, "timed out")
     assert webhooks.claim_due(db_engine, retry + timedelta(days=1), 10, LEASE) == []
+
+
+def test_a_transaction_reads_every_webhook_as_stored_once_and_sees_its_own(db_engine):
+    """The outbox's targets are read through the driver: the ids come back as UUIDs, the
+    thresholds and prefixes as stored (None included), once per transaction, and a webhook
+    written earlier in the same transaction is among them."""
+    stored = {
+        _webhook(db_engine, prefix=None, minimum=None): (None, None),
+        _webhook(db_engine, prefix="pump-é", minimum=0.1 + 0.2): (0.1 + 0.2, "pump-é"),
+    }
+    with db_engine.connect() as connection, connection.begin():
+        own = new_id()
+        webhooks.insert(
+            connection,
+            {
+                "id": own, "url": "https://hooks.example.com/y", "min_probability": 0.0,
+                "device_id_prefix": "x", "secret": "whsec_test", "created_at": datetime.now(UTC),
+            },
+        )  # fmt: skip
+        found = webhooks.targets(connection)
+        assert {t.id: (t.min_probability, t.device_id_prefix) for t in found} == {
+            **stored,
+            own: (0.0, "x"),
+        }
+        assert all(type(t.id) is uuid.UUID for t in found)
+        assert webhooks.targets(connection) is found  # read once per transaction
+    with db_engine.connect() as connection, connection.begin():
+        assert webhooks.targets(connection) is not found  # a new transaction reads again
