@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,13 +67,19 @@ def _canonical(value: Any) -> Any:
 
 def row_digest(row: Any) -> str:
     """sha256 of an audit row's columns (later columns only when not null), in a canonical form
-    (`row`: an AuditEvent, or a row of a select of the audit_event table)."""
-    raw = {name: getattr(row, name) for name in _COLUMNS}
-    values = {
-        name: _canonical(value)
-        for name, value in raw.items()
-        if value is not None or name in FIRST_SEALED_COLUMNS
-    }
+    (`row`: an AuditEvent, or anything with the audit columns as attributes)."""
+    return _digest(zip(_COLUMNS, [getattr(row, name) for name in _COLUMNS], strict=True))
+
+
+def _digest(items: Iterable[tuple[str, Any]]) -> str:
+    """`row_digest` of a row given as (column, value) pairs; the sealer passes a select's
+    rows, in `_COLUMNS` order, as they are (a Row's attributes cost more than its digest)."""
+    values = {}
+    for name, value in items:
+        if value is not None:
+            values[name] = _canonical(value)
+        elif name in FIRST_SEALED_COLUMNS:
+            values[name] = None
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
@@ -103,7 +110,7 @@ def _seal_block(session: Session, watermark: uuid.UUID, block_size: int) -> Audi
     rows = list(session.execute(query.order_by(_AUDIT.c.id).limit(block_size)))
     if not rows:
         return None
-    digests = {str(row.id): row_digest(row) for row in rows}
+    digests = {str(row[0]): _digest(zip(_COLUMNS, row, strict=True)) for row in rows}
     prev = last.digest if last else GENESIS
     seal = AuditSeal(
         sequence=(last.sequence + 1) if last else 1,
