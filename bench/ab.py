@@ -22,9 +22,9 @@ from pathlib import Path
 from bench import payloads
 from bench.load import RequestSpec, ensure_wrk, run_wrk, write_script
 from bench.procs import (
+    cpu_seconds,
     free_port,
     loop_thread_cpu_seconds,
-    own_cpu_seconds,
     start_server,
     stop_server,
     wait_ready,
@@ -77,10 +77,10 @@ def _run(tree: Path, database: str, env: dict[str, str], script: Path, args: arg
         wait_ready(server, "/readyz", timeout=120, streak=3)
         run_wrk(wrk, server.base_url, script, seconds=args.warmup, connections=args.connections)
         pid = server.process.pid
-        cpu, loop = own_cpu_seconds(pid), loop_thread_cpu_seconds(pid)
+        cpu, loop = cpu_seconds(pid), loop_thread_cpu_seconds(pid)
         load = run_wrk(wrk, server.base_url, script, seconds=args.seconds,
                        connections=args.connections)  # fmt: skip
-        cpu, loop = own_cpu_seconds(pid) - cpu, loop_thread_cpu_seconds(pid) - loop
+        cpu, loop = cpu_seconds(pid) - cpu, loop_thread_cpu_seconds(pid) - loop
     finally:
         stop_server(server)
     requests = max(load.requests, 1)
@@ -104,8 +104,8 @@ def report(trees: list[Path], samples: list[Sample], args: argparse.Namespace) -
         f"{args.connections} connections, {args.seconds} s runs, {args.rounds} rounds "
         "(the trees alternate), medians [min-max]:",
         "",
-        "| tree | commit | requests/s | x first | server CPU us/request | event loop CPU "
-        "us/request | event loop on a CPU (share of the run) | p50 ms | p99 ms |",
+        "| tree | commit | requests/s | x first | server CPU us/request (its processes) | "
+        "event loop CPU us/request | event loop on a CPU (share of the run) | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for tree in trees:

@@ -44,9 +44,10 @@ from graph.runtime.metrics import Metrics
 from graph.runtime.models import ModelService
 from graph.runtime.monitoring import active_drift
 from graph.runtime.ratelimit import Rate, RateLimiter, keep_share
-from graph.runtime.recorder import Recorder
+from graph.runtime.recorder import AsyncWriter, Recorder, in_thread
 from graph.runtime.tally import RefusalTally
 from graph.runtime.webhooks import Deliveries, DeliverySettings, TargetPolicy, write_outbox
+from graph.runtime.writers import WriterProcesses
 from graph.schema import build_schema
 from graph.schema.execution import GraphQLExecutor
 from graph.settings import Settings
@@ -67,6 +68,9 @@ log = logging.getLogger("failcast.app")
 # the survivors again (3% of a `predict` server's time, one every ~10 ms). In-process, 32
 # concurrent `predict`s: 644 -> 591 us CPU per request (median of 5 alternated runs each).
 GC_YOUNG_THRESHOLD = 20_000
+# The modules whose classes a request's records carry (its effects), imported once by the fork
+# server that writer processes are forked from, rather than by every writer it forks.
+WRITER_PRELOAD = ("graph.runtime.alerts", "graph.runtime.webhooks")
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -90,9 +94,24 @@ def build_runtime(settings: Settings) -> Runtime:
     # every commit reuses (SQLite has one writer), so its page cache keeps the indexes' hot
     # pages. Taking whichever pooled connection was free, a commit mostly found a cache SQLite
     # had emptied, since a connection's cache goes when another one has written after it.
+    # With `writer_processes` (a SQLite file), the commits are written by a process of its own
+    # instead (graph/runtime/writers.py), with that one connection.
     writes = engine
-    if is_sqlite(settings.database_url):
-        writes = create_db_engine(settings.database_url, pool_size=settings.writers)
+    processes = None
+    write: AsyncWriter
+    if settings.writer_processes:
+        processes = WriterProcesses(
+            settings.database_url,
+            engine,
+            settings.writer_processes,
+            preload=WRITER_PRELOAD,
+            statement_timeout_ms=settings.db_statement_timeout_ms or None,
+        )
+        write = processes.write
+    else:
+        if is_sqlite(settings.database_url):
+            writes = create_db_engine(settings.database_url, pool_size=settings.writers)
+        write = in_thread(partial(write_records, writes))
     metrics = Metrics(engine)
     limiter = RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()})
     limiter.on_refusal = lambda scope: metrics.rate_limited.labels(scope).inc()
@@ -117,7 +136,8 @@ def build_runtime(settings: Settings) -> Runtime:
         writes=writes,
         verifier=TokenVerifier(settings.auth_config()),
         models=ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving),
-        recorder=Recorder(partial(write_records, writes), writers=settings.writers),
+        recorder=Recorder(write, writers=settings.writers),
+        writer_processes=processes,
         limiter=limiter,
         anonymous=anonymous,
         tally=RefusalTally(settings.refusal_tally_max_addresses),
@@ -201,6 +221,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 async def _lifespan(
     runtime: Runtime, executor: GraphQLExecutor, app: Starlette
 ) -> AsyncIterator[None]:
+    if runtime.writer_processes is not None:
+        await runtime.writer_processes.start()
     runtime.recorder.start()
     try:
         await runtime.models.refresh()
@@ -226,6 +248,8 @@ async def _lifespan(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await runtime.recorder.stop()
+        if runtime.writer_processes is not None:
+            await runtime.writer_processes.stop()
         await asyncio.to_thread(_flush_tally, runtime)
         executor.close()
         runtime.verifier.close()

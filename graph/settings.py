@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from auth import AuthConfig, check_production_ready, parse_scopes_strict
 from model import DEVICE_FEATURES
-from persistence import is_sqlite
+from persistence import is_sqlite, is_sqlite_file
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=8, ge=1, le=100)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     db_writers: int | None = Field(default=None, ge=1, le=16)  # default: 1 SQLite, 2 PostgreSQL
+    writer_process: bool = True  # SQLite file: group commits written by a process of their own
     compiled_plans: bool = True  # predict documents answered by graph/plans.py, not the executor
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
@@ -204,6 +205,13 @@ class Settings(BaseSettings):
     def metrics_token(self) -> bool:
         """Whether /metrics needs a bearer token with the metrics:read scope."""
         return self.production if self.metrics_require_token is None else self.metrics_require_token
+
+    @property
+    def writer_processes(self) -> int:
+        """How many writer processes write the group commits (0: threads of this process):
+        one on a SQLite database file with `writer_process` on (see graph/runtime/writers.py);
+        an in-memory SQLite database lives in this process only."""
+        return 1 if self.writer_process and is_sqlite_file(self.database_url) else 0
 
     @property
     def writers(self) -> int:

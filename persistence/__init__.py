@@ -1,7 +1,7 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
 from persistence import alerts, idempotency, lifecycle, notifications, predictions, webhooks
-from persistence.engine import checkpoint, create_db_engine, is_sqlite, ping
+from persistence.engine import checkpoint, create_db_engine, is_sqlite, is_sqlite_file, ping
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
 from persistence.instances import heartbeat, leave
@@ -87,6 +87,7 @@ __all__ = [
     "id_time_ms",
     "idempotency",
     "is_sqlite",
+    "is_sqlite_file",
     "leave",
     "lifecycle",
     "metadata",

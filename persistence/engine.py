@@ -28,6 +28,15 @@ def is_sqlite(url: str | sa.URL) -> bool:
     return sa.make_url(url).get_backend_name() == "sqlite"
 
 
+def is_sqlite_file(url: str | sa.URL) -> bool:
+    """Whether a database URL names a SQLite database file (not one in memory), which other
+    processes can open too."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    return parsed.query.get("mode") != "memory"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, cache_kib: int = SQLITE_CACHE_KIB) -> None:
     # WAL lets readers run beside the writer; NORMAL sync is durable across a process crash
     # (the WAL is in the OS cache); foreign keys are off by default in SQLite.

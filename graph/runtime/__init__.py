@@ -17,6 +17,7 @@ from graph.runtime.ratelimit import RateLimiter
 from graph.runtime.recorder import Recorder
 from graph.runtime.tally import RefusalTally
 from graph.runtime.webhooks import Deliveries
+from graph.runtime.writers import WriterProcesses
 from graph.settings import Settings
 
 
@@ -38,3 +39,5 @@ class Runtime:
     alerts: Alerts  # live alerts: this process's subscribers and how predictions reach them
     deliveries: Deliveries  # webhooks: the target policy and this process's delivery worker
     histories: DeviceHistories  # devices' earlier observations, for history features
+    # the processes that write the group commits (a SQLite file), or None: `writes`, in threads
+    writer_processes: WriterProcesses | None = None

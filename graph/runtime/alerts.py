@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 import orjson
 from sqlalchemy.engine import Connection, Engine
@@ -184,6 +185,9 @@ class AnnouncedBlock:
     origin: str  # the process that made it, which publishes it itself after COMMIT
     outbox: Outbox | None = None
     enqueued: int = 0  # webhook deliveries written by the last application
+    # what `apply` sets that `Alerts.announce` reads after COMMIT: carried back from a writer
+    # process (persistence/writer.py)
+    carried: ClassVar[tuple[str, ...]] = ("enqueued",)
 
     @property
     def payload(self) -> str:

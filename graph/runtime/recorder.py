@@ -6,10 +6,13 @@ up and go together in the next one, so a burst of N requests costs about one com
 N. Up to `writers` commits run at once (PostgreSQL runs them in parallel; SQLite has one writer).
 A failed batch is retried record by record, so one bad record never takes its neighbours down.
 
-The loop hands each batch to a worker thread. Writer threads that took batch after batch from
-the queue themselves were tried: on SQLite under 32 connections the writer never waited for the
-loop, but batches shrank from 16 requests to 5, a commit's cost is mostly per statement, and
-`predict` answered about a fifth fewer requests a second.
+The loop hands each batch to the writer: `in_thread(write_records...)` runs it in a worker
+thread (PostgreSQL), `graph.runtime.writers.WriterProcesses` in a process of its own (SQLite: a
+thread's every statement gave the GIL up and waited for a busy loop to get it back). Writer
+threads that took batch after batch from the queue themselves were tried: on SQLite under 32
+connections the writer never waited for the loop, but batches shrank from 16 requests to 5, a
+commit's cost is mostly per statement, and `predict` answered about a fifth fewer requests a
+second.
 
 A request waits at most `timeout` seconds. If its rows have not been claimed for a COMMIT by
 then, it abandons them: the writer writes its `fallback` (the audit row of the 503 it answers,
@@ -25,7 +28,7 @@ failed.
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from enum import StrEnum
 
@@ -36,6 +39,17 @@ log = logging.getLogger("failcast.recorder")
 
 # write(records, confirm) -> committed? `confirm` is asked right before COMMIT.
 Writer = Callable[[Sequence[RequestRecord], Callable[[], bool]], bool]
+# The same, awaited on the event loop (`confirm` is then asked on the loop).
+AsyncWriter = Callable[[Sequence[RequestRecord], Callable[[], bool]], Awaitable[bool]]
+
+
+def in_thread(write: Writer) -> AsyncWriter:
+    """A blocking writer run in a worker thread (its `confirm` asked from that thread)."""
+
+    def awaited(records: Sequence[RequestRecord], confirm: Callable[[], bool]) -> Awaitable[bool]:
+        return asyncio.to_thread(write, records, confirm)
+
+    return awaited
 
 
 class Stored(StrEnum):
@@ -68,7 +82,7 @@ class _Pending:
 class Recorder:
     """Queues request records and commits them in batches, in order of arrival."""
 
-    def __init__(self, write: Writer, max_batch: int = 256, writers: int = 1) -> None:
+    def __init__(self, write: AsyncWriter, max_batch: int = 256, writers: int = 1) -> None:
         if writers < 1:
             raise ValueError("a recorder needs at least one writer")
         self._write = write
@@ -169,7 +183,7 @@ class Recorder:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            await asyncio.to_thread(self._write_confirmed, batch)
+            await self._write_confirmed(batch)
         except PersistenceError as error:
             if len(batch) == 1 or isinstance(error, DatabaseUnavailable):
                 _settle_all(batch, error)
@@ -184,13 +198,13 @@ class Recorder:
             return
         _settle_all(batch, None)
 
-    def _write_confirmed(self, batch: list[_Pending]) -> None:
+    async def _write_confirmed(self, batch: list[_Pending]) -> None:
         """Write the batch; write it again while abandonments arrive before the COMMIT."""
         while True:
             with self._lock:
                 for item in batch:
                     item.attempt = item.fallback if item.fallback is not None else item.record
-            if self._write([item.attempt for item in batch], lambda: self._claim(batch)):
+            if await self._write([item.attempt for item in batch], lambda: self._claim(batch)):
                 return
 
     def _claim(self, batch: list[_Pending]) -> bool:

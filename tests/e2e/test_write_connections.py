@@ -2,7 +2,9 @@
 
 SQLite empties a connection's page cache when another connection has written since its last
 transaction, so a commit that takes whichever pooled connection is free finds the indexes'
-pages gone again; the writer's own connection keeps them (`graph.app.build_runtime`).
+pages gone again; the writer's own connection keeps them (`graph.app.build_runtime`). With
+writer processes (the default on a SQLite file) that connection is the writer's, in its own
+process: the server's connections only read.
 """
 
 import sqlite3
@@ -12,9 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
-from support import ORIGINAL_EXAMPLE, gql
+from support import ORIGINAL_EXAMPLE, count_rows, gql
 
 from graph.app import create_app
+from graph.settings import Settings
 from persistence import is_sqlite
 
 PREDICT = "mutation P($input: PredictInput!) { predict(input: $input) { id } }"
@@ -40,17 +43,36 @@ def statements(db_url: str) -> Iterator[list[tuple[int, str]]]:
         sa.event.remove(sa.pool.Pool, "connect", traced)
 
 
-def test_group_commits_reuse_one_connection_that_reads_never_take(
-    settings, db_engine, active_model, auth_headers, statements
-):
+def _serve(settings: Settings, auth_headers: dict[str, str]) -> None:
     with TestClient(create_app(settings)) as client:
         for _ in range(4):
             body = gql(client, PREDICT, {"input": ORIGINAL_EXAMPLE}, auth_headers)
             assert "errors" not in body, body
             page = gql(client, PAGE, None, auth_headers)
             assert "errors" not in page, page
+
+
+def _connections(statements: list[tuple[int, str]]) -> tuple[set[int], set[int]]:
     writers = {key for key, sql in statements if sql.startswith("INSERT INTO audit_event")}
     readers = {key for key, sql in statements if "FROM prediction" in sql and "LIMIT" in sql}
-    assert len(writers) == 1, statements
     assert readers, "the page of predictions was read through no traced connection"
+    return writers, readers
+
+
+def test_group_commits_in_threads_reuse_one_connection_that_reads_never_take(
+    settings, db_engine, active_model, auth_headers, statements
+):
+    _serve(settings.model_copy(update={"writer_process": False}), auth_headers)
+    writers, readers = _connections(statements)
+    assert len(writers) == 1, statements
     assert not writers & readers
+
+
+def test_with_a_writer_process_the_servers_connections_only_read(
+    settings, db_engine, active_model, auth_headers, statements
+):
+    assert settings.writer_processes == 1
+    _serve(settings, auth_headers)
+    writers, _ = _connections(statements)
+    assert not writers, "the server wrote audit rows itself"
+    assert count_rows(db_engine, "prediction") == 4  # written by its writer process

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from graph.runtime.recorder import Recorder, Stored
+from graph.runtime.recorder import Recorder, Stored, in_thread
 from persistence import Conflict, DatabaseUnavailable, RequestRecord
 
 
@@ -68,7 +68,9 @@ async def _record_all(recorder: Recorder, ids: list[str]) -> list[BaseException 
 def test_at_most_writers_commits_run_at_once(writers):
     writes = _Writes()
     ids = [str(i) for i in range(40)]
-    results = asyncio.run(_record_all(Recorder(writes, max_batch=5, writers=writers), ids))
+    results = asyncio.run(
+        _record_all(Recorder(in_thread(writes), max_batch=5, writers=writers), ids)
+    )
     assert results == [Stored.YES] * 40
     committed = sorted(i for batch in writes.batches for i in batch)
     assert committed == sorted(f"{i}/200" for i in ids)  # each once
@@ -79,7 +81,7 @@ def test_at_most_writers_commits_run_at_once(writers):
 def test_a_bad_record_fails_alone_even_with_parallel_writers():
     writes = _Writes(before=0.01)
     ids = ["a", "bad", "b", "c"]
-    results = asyncio.run(_record_all(Recorder(writes, writers=2), ids))
+    results = asyncio.run(_record_all(Recorder(in_thread(writes), writers=2), ids))
     assert [r if isinstance(r, Stored) else type(r).__name__ for r in results] == [
         Stored.YES, "Conflict", Stored.YES, Stored.YES
     ]  # fmt: skip
@@ -87,11 +89,11 @@ def test_a_bad_record_fails_alone_even_with_parallel_writers():
 
 def test_a_recorder_needs_a_writer():
     with pytest.raises(ValueError, match="at least one writer"):
-        Recorder(_Writes(), writers=0)
+        Recorder(in_thread(_Writes()), writers=0)
 
 
 async def _one(writes: _Writes, timeout: float, linger: float) -> tuple[Stored, Recorder]:
-    recorder = Recorder(writes)
+    recorder = Recorder(in_thread(writes))
     recorder.start()
     try:
         stored = await recorder.record(_record("r1"), timeout, lambda s: _record("r1", 503))
@@ -121,7 +123,7 @@ def test_after_an_unknown_outcome_a_failed_commit_writes_the_answers_row():
     results: list[Stored] = []
 
     async def run() -> None:
-        recorder = Recorder(writes)
+        recorder = Recorder(in_thread(writes))
         recorder.start()
         fallback = lambda s: _record("r1", 503)  # noqa: E731
         results.append(await recorder.record(_record("r1"), 0.05, fallback))
@@ -144,7 +146,7 @@ def test_rows_queued_by_outcomes_during_stop_are_committed_too():
     writes = _Writes(before=0.01)
 
     async def run() -> None:
-        recorder = Recorder(writes)
+        recorder = Recorder(in_thread(writes))
         recorder.start()
         pending = recorder._enqueue(_record("first"))
         # an outcome that queues a row of its own (as an answer's row after a failed commit)
