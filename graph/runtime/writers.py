@@ -72,6 +72,12 @@ class _Zygote:
                 raise DatabaseUnavailable("the writer processes' zygote ended")
             return int(protocol.HEADER.unpack(answer)[0])
 
+    def prestart(self, preload: Sequence[str]) -> None:
+        """Start the zygote now if none runs, without waiting for its imports (about a second
+        of a server's start, overlapped with the rest of it)."""
+        with self._lock:
+            self._running(preload)
+
     def _running(self, preload: Sequence[str]) -> socket.socket:
         if self._process is not None and self._process.poll() is None and self._control:
             return self._control
@@ -178,7 +184,10 @@ def _stored(engine: Engine, records: Sequence[RequestRecord]) -> bool:
 
 
 class WriterProcesses:
-    """`count` writer processes on one database, each taking one group commit at a time."""
+    """`count` writer processes on one database, each taking one group commit at a time.
+
+    Made, it starts this process's zygote if none runs (its imports take about a second, so
+    they overlap the rest of the server's start); `start` forks the writers."""
 
     def __init__(
         self,
@@ -197,14 +206,15 @@ class WriterProcesses:
         self.statement_timeout_ms = statement_timeout_ms
         self._idle: asyncio.Queue[_Writer] | None = None
         self._all: list[_Writer] = []
+        _ZYGOTE.prestart(self.preload)
 
     async def start(self) -> None:
         """Start the writers (the zygote's first start takes about a second)."""
         if self._idle is not None:
             return
         self._idle = asyncio.Queue()
-        for _ in range(self.count):
-            self._idle.put_nowait(await self._spawn())
+        for writer in await asyncio.gather(*(self._spawn() for _ in range(self.count))):
+            self._idle.put_nowait(writer)
 
     async def write(self, records: Sequence[RequestRecord], confirm: Callable[[], bool]) -> bool:
         """Write one group commit's records in an idle writer (the recorder's Writer)."""

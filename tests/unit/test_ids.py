@@ -1,12 +1,14 @@
 """Prediction and request ids (UUIDv7): their random bits come from os.urandom a page at a time,
-never from a pool shared with a forked parent."""
+never from a pool shared with a forked parent; packed into bytes for a writer process."""
 
 import os
+import pickle
+from datetime import UTC, datetime
 
 import pytest
 
-from persistence import ids
-from persistence.ids import new_id, new_ids
+from persistence import METRIC_COLUMNS, PredictionBlock, ids
+from persistence.ids import new_id, new_ids, packed, unpacked
 
 RANDOM_62 = (1 << 62) - 1
 
@@ -54,3 +56,32 @@ def test_a_forked_child_does_not_reuse_its_parents_random_bytes():
     with os.fdopen(read, "rb") as pipe:
         theirs = [int(b) for b in pipe.read().split(b",")]
     assert not set(theirs) & set(_random_bits(new_ids(4)))
+
+
+@pytest.mark.parametrize("count", [0, 1, 31, 32, 1000])
+def test_packed_ids_unpack_to_the_same_ids(count):
+    ids = new_ids(count)
+    data = packed(ids)
+    assert len(data) == 16 * count
+    assert unpacked(data) == ids
+    assert [value.version for value in unpacked(data)] == [7] * count
+
+
+def test_a_prediction_block_pickles_with_its_ids_packed():
+    block = PredictionBlock(
+        audit_event_id=new_id(),
+        model_version_id=3,
+        threshold=0.25,
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+        ids=new_ids(3),
+        device_ids=["a", None, "c"],
+        observed_at=[datetime(2026, 11, 30, tzinfo=UTC)] * 3,
+        metrics={m: [1.0, 2.5, -0.0] for m in METRIC_COLUMNS},
+        failure_probability=[0.1, 0.2, 0.3],
+        is_failure=[False, False, True],
+        explanations=[None, {"base": 0.1}, None],
+        warnings=[["metric1 out of range"], None, None],
+    )
+    data = pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL)
+    assert pickle.loads(data) == block
+    assert b"".join(value.bytes for value in block.ids) in data  # one run, not three UUIDs
