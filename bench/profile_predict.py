@@ -442,7 +442,7 @@ class Profile:
                 cpu, loop, writers = await self._at_once(app, bodies, requests, at_once)
                 head = f"{name}, {at_once} at a time through the app: CPU per request"
                 timings += [
-                    Timing(f"{head} (writer processes included)", cpu + writers),
+                    Timing(head, cpu + writers),  # the writer processes' included
                     Timing(f"{head}, event loop's thread", loop),
                     Timing(f"{head}, the process's other threads", cpu - loop),
                     Timing(f"{head}, the group commits' writer processes", writers),
