@@ -3,11 +3,12 @@
 SQLite empties a connection's page cache when another connection has written since its last
 transaction, so a commit that takes whichever pooled connection is free finds the indexes'
 pages gone again; the writer's own connection keeps them (`graph.app.build_runtime`). With
-writer processes (the default on a SQLite file) that connection is the writer's, in its own
+writer processes (FAILCAST_WRITER_PROCESS=true) that connection is the writer's, in its own
 process: the server's connections only read.
 """
 
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,7 +63,8 @@ def _connections(statements: list[tuple[int, str]]) -> tuple[set[int], set[int]]
 def test_group_commits_in_threads_reuse_one_connection_that_reads_never_take(
     settings, db_engine, active_model, auth_headers, statements
 ):
-    _serve(settings.model_copy(update={"writer_process": False}), auth_headers)
+    assert settings.writer_processes == 0  # the default
+    _serve(settings, auth_headers)
     writers, readers = _connections(statements)
     assert len(writers) == 1, statements
     assert not writers & readers
@@ -71,8 +73,31 @@ def test_group_commits_in_threads_reuse_one_connection_that_reads_never_take(
 def test_with_a_writer_process_the_servers_connections_only_read(
     settings, db_engine, active_model, auth_headers, statements
 ):
-    assert settings.writer_processes == 1
-    _serve(settings, auth_headers)
+    processes = settings.model_copy(update={"writer_process": True})
+    assert processes.writer_processes == 1
+    _serve(processes, auth_headers)
     writers, _ = _connections(statements)
     assert not writers, "the server wrote audit rows itself"
     assert count_rows(db_engine, "prediction") == 4  # written by its writer process
+
+
+def test_an_app_with_writer_processes_stores_what_it_answers(
+    settings, db_engine, active_model, auth_headers
+):
+    """Both databases: requests through the app, committed by its writer processes."""
+    processes = settings.model_copy(update={"writer_process": True})
+    assert processes.writer_processes >= 1
+    with TestClient(create_app(processes)) as client:
+        answers = [
+            gql(client, PREDICT, {"input": ORIGINAL_EXAMPLE}, auth_headers) for _ in range(3)
+        ]
+        writers = client.app.state.runtime.writer_processes.pids()  # type: ignore[attr-defined]
+    assert all("errors" not in body for body in answers), answers
+    assert len(writers) == processes.writer_processes
+    stored = {str(uuid.UUID(str(row))) for row in _prediction_ids(db_engine)}
+    assert stored == {body["data"]["predict"]["id"] for body in answers}
+
+
+def _prediction_ids(engine: sa.Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(sa.text("SELECT id FROM prediction")).scalars())
