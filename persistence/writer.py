@@ -37,7 +37,7 @@ import socket
 import struct
 import traceback
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -89,15 +89,12 @@ def carry(records: Sequence[RequestRecord], values: Carried) -> None:
             object.__setattr__(effect, name, value)
 
 
-def stored(engine: Engine, audit_ids: Iterable[uuid.UUID]) -> bool:
-    """Whether a group commit's audit rows are in the database (a transaction is all or
-    nothing, so one id answers for all): how a server learns the outcome of a COMMIT whose
-    writer process ended before it could answer."""
-    ids = list(audit_ids)
-    if not ids:
-        return False
+def stored(engine: Engine, audit_id: uuid.UUID) -> bool:
+    """Whether a group commit's first audit row is in the database (a transaction is all or
+    nothing, so it answers for the whole group): how a server learns the outcome of a COMMIT
+    whose writer process ended before it could answer."""
     with translate_errors(), engine.connect() as connection:
-        found = connection.execute(sa.select(_AUDIT.c.id).where(_AUDIT.c.id == ids[0]))
+        found = connection.execute(sa.select(_AUDIT.c.id).where(_AUDIT.c.id == audit_id))
         return found.first() is not None
 
 

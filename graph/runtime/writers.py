@@ -178,7 +178,7 @@ class _Writer:
 
 def _stored(engine: Engine, records: Sequence[RequestRecord]) -> bool:
     try:
-        return protocol.stored(engine, (record.audit["id"] for record in records))
+        return bool(records) and protocol.stored(engine, records[0].audit["id"])
     except DatabaseUnavailable:
         return False  # unreadable: reported as not stored, as a failed COMMIT would be
 

@@ -48,14 +48,8 @@ def test_the_concurrent_profile_sends_its_requests_through_the_app_and_stores_th
     cpu = {timing.name: timing.micros for timing in timings}
     head = "predict, 8 at a time through the app: CPU per request"
     assert cpu[head] > 0 and cpu[f"{head}, event loop's thread"] > 0
-    # the whole is its parts: the loop, the process's other threads, the writer processes
-    parts = (
-        "event loop's thread",
-        "the process's other threads",
-        "the group commits' writer processes",
-    )
-    assert cpu[head] == pytest.approx(sum(cpu[f"{head}, {part}"] for part in parts))
-    assert cpu[f"{head}, the group commits' writer processes"] >= 0  # /proc counts 10 ms ticks
+    # the writer processes are a part of their own (their CPU, read from /proc, may be 0 ticks)
+    assert f"{head}, the group commits' writer processes" in cpu
     assert cpu["{ __typename }, 8 at a time through the app: CPU per request"] > 0
     # every predict answered 200 (asgi_call checks) and stored: the warm-up's 16, then 64
     assert count_rows(db_engine, "prediction") == before + 16 + 64
