@@ -44,6 +44,7 @@ from graphql import parse, validate
 
 from auth import TokenVerifier
 from bench import payloads
+from bench.payloads import EXPLAINED_PREDICT_DOCUMENT as EXPLAINED
 from bench.procs import own_cpu_seconds
 from bench.stack import DEFAULT_PG_ADMIN, UNREACHABLE_RATE, PostgresAdmin, prepare_stack
 from graph.app import build_runtime, create_app
@@ -433,6 +434,10 @@ class Profile:
         kinds = [
             ("{ __typename }", [typename]),
             ("predict", [b.encode() for b in payloads.predict_bodies(64)]),
+            (
+                "predict + explanation",
+                [b.encode() for b in payloads.predict_bodies(64, EXPLAINED)],
+            ),
         ]
         app = create_app(self.services.settings)
         timings = []

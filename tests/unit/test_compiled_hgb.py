@@ -7,7 +7,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from support import HISTORY_FEATURES, history_features, needs_real_data, real_history
 
-from model import ArtifactMetadata, Predictor, dump_artifact, load_artifact, sha256_hex
+from model import ArtifactMetadata, Predictor, compiled, dump_artifact, load_artifact, sha256_hex
 from model.compiled import compile_spec
 from model.golden import build_golden_set, check_golden_set, pick_golden_rows
 from training import generate_synthetic
@@ -296,3 +296,40 @@ def test_explanations_are_json_keyed_like_the_graphql_types(fleet_case: Case) ->
     assert set(explanation) < set(types["Explanation"].fields)
     steps = explanation["contributions"]
     assert steps and all(set(step) == set(types["Contribution"].fields) for step in steps)
+
+
+def test_a_tree_deeper_than_the_generated_codes_nesting_is_walked_from_there(
+    fleet_case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One row goes through Python code generated from the trees; below `_NESTING` levels of
+    # `if` a subtree is walked node by node instead. Either way: the batch's bits.
+    X = fleet_case.X.copy()
+    rng = np.random.default_rng(8)
+    X[rng.random(X.shape) < 0.05] = np.nan  # NaN in training: nodes that send NaN left
+    fit, check = np.arange(0, len(X), 2), np.arange(1, len(X), 2)
+    estimator = boosting(max_iter=6, max_leaf_nodes=40, min_samples_leaf=2).fit(
+        X[fit], fleet_case.y[fit]
+    )
+    assert max(tree.get_max_depth() for (tree,) in estimator._predictors) > 4
+    rows = X[check][:60]
+    for nesting in (2, compiled._NESTING):
+        monkeypatch.setattr(compiled, "_NESTING", nesting)
+        predictor = served(estimator)
+        batch, explanations = predictor.explain(rows)
+        assert np.abs(batch - estimator.predict_proba(rows)[:, 1]).max() <= TOLERANCE
+        for i in range(len(rows)):
+            one, (alone,) = predictor.explain(rows[i : i + 1])
+            assert predictor.predict_proba(rows[i : i + 1])[0] == one[0] == batch[i]
+            assert repr(alone) == repr(explanations[i])  # (NaN values: equal as text)
+
+
+@pytest.mark.parametrize(
+    "value", [0.1, -2.5e-308, 5e-324, 1e300, -0.0, 0.0, 3.0, np.inf, -np.inf, 1 / 3]
+)
+def test_the_generated_codes_constants_read_back_as_the_same_float(value: float) -> None:
+    names = {"INF": np.inf}
+    read = eval(compiled._literal(value), names)
+    assert read == value and np.signbit(read) == np.signbit(value)
+    assert eval(compiled._literal(np.nan), {"NAN": np.nan}) != eval(
+        compiled._literal(np.nan), {"NAN": np.nan}
+    )
