@@ -232,10 +232,28 @@ class _Additive(_Linked):
     """A linked evaluator whose score is `base_value` plus per-feature contributions."""
 
     base_value: float
+    every_feature = False  # an explanation lists features that contributed exactly 0 too
 
     def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The scores and the (rows, features) contributions that add up to them."""
         raise NotImplementedError
+
+    def scored_parts_one(self, matrix: FloatArray) -> tuple[float, list[float]]:
+        """`scored_parts` of a one-row matrix, in floats (the same bits)."""
+        scores, parts = self.scored_parts(matrix)
+        return float(scores[0]), parts[0].tolist()
+
+    def scored_explanations(
+        self, matrix: FloatArray, names: Sequence[str]
+    ) -> tuple[FloatArray, list[Explanation]]:
+        """The scores and each row's contributions to its score (see the module docstring)."""
+        if matrix.shape[0] == 1:
+            score, parts = self.scored_parts_one(matrix)
+            scores, contributions = np.array([score]), np.array([parts])
+        else:
+            scores, contributions = self.scored_parts(matrix)
+        every = self.every_feature
+        return scores, _contributions(scores, self.base_value, matrix, contributions, names, every)
 
 
 def _contributions(
@@ -271,6 +289,8 @@ class LinearEvaluator(_Additive):
     """Input transforms (log1p or signed log1p, standard scaling), then a binary logistic
     regression."""
 
+    every_feature = True  # a linear model's explanation lists every feature
+
     def __init__(self, spec: Spec) -> None:
         self.steps: list[Callable[[FloatArray], FloatArray]] = [_step(s) for s in spec["steps"]]
         self.coef = np.asarray(spec["coef"], dtype=np.float64)
@@ -296,13 +316,6 @@ class LinearEvaluator(_Additive):
         """The log-odds and each feature's contribution to them (every feature)."""
         transformed = self._transformed(matrix)
         return self._margin(transformed), transformed * self.coef
-
-    def scored_explanations(
-        self, matrix: FloatArray, names: Sequence[str]
-    ) -> tuple[FloatArray, list[Explanation]]:
-        """The log-odds and each feature's contribution to each row's log-odds."""
-        margin, parts = self.scored_parts(matrix)
-        return margin, _contributions(margin, self.base_value, matrix, parts, names, True)
 
 
 class BoostedEvaluator(_Additive):
@@ -369,20 +382,16 @@ class BoostedEvaluator(_Additive):
     def score_one(self, matrix: FloatArray) -> float:
         return self._one.raw(self.baseline, matrix[0].tolist())
 
+    def scored_parts_one(self, matrix: FloatArray) -> tuple[float, list[float]]:
+        return self._one.parts(self.baseline, matrix[0].tolist(), matrix.shape[1])
+
     def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The raw log-odds and each feature's contribution to them (0: no split on it)."""
         if matrix.shape[0] == 1:
-            raw, parts = self._one.parts(self.baseline, matrix[0].tolist(), matrix.shape[1])
+            raw, parts = self.scored_parts_one(matrix)
             return np.array([raw]), np.array([parts])
         leaves = self._leaves(matrix)
         return self._raw(leaves), self._paths.contributions(leaves, matrix.shape[1])
-
-    def scored_explanations(
-        self, matrix: FloatArray, names: Sequence[str]
-    ) -> tuple[FloatArray, list[Explanation]]:
-        """The raw log-odds and each row's contributions (see the module docstring)."""
-        raw, parts = self.scored_parts(matrix)
-        return raw, _contributions(raw, self.base_value, matrix, parts, names, False)
 
 
 class BlendEvaluator(_Additive):
@@ -419,6 +428,16 @@ class BlendEvaluator(_Additive):
             total = total + weight * member.score_one(matrix)
         return total
 
+    def scored_parts_one(self, matrix: FloatArray) -> tuple[float, list[float]]:
+        # as `scored_parts`, in floats: the same products and sums, each rounded as numpy does
+        score, parts = self.members[0].scored_parts_one(matrix)
+        total, summed = self.weights[0] * score, [self.weights[0] * p for p in parts]
+        for weight, member in zip(self.weights[1:], self.members[1:], strict=True):
+            score, parts = member.scored_parts_one(matrix)
+            total = total + weight * score
+            summed = [s + weight * p for s, p in zip(summed, parts, strict=True)]
+        return total, summed
+
     def scored_parts(self, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The blended score and each feature's weighted contributions to the members'."""
         scores, parts = self.members[0].scored_parts(matrix)
@@ -427,13 +446,6 @@ class BlendEvaluator(_Additive):
             scores, parts = member.scored_parts(matrix)
             total, summed = total + weight * scores, summed + weight * parts
         return np.asarray(total, dtype=np.float64), summed
-
-    def scored_explanations(
-        self, matrix: FloatArray, names: Sequence[str]
-    ) -> tuple[FloatArray, list[Explanation]]:
-        """The blended score and each row's contributions to it."""
-        score, parts = self.scored_parts(matrix)
-        return score, _contributions(score, self.base_value, matrix, parts, names, False)
 
 
 class _Nodes(NamedTuple):
@@ -719,6 +731,8 @@ class CalibratedEvaluator:
     ) -> tuple[FloatArray, list[Explanation]]:
         """The calibrated probabilities and the inner model's explanations, as they are."""
         scores, explanations = self.inner.scored_explanations(matrix, names)
+        if matrix.shape[0] == 1:
+            return np.array([self.calibrate_one(float(scores[0]))]), explanations
         return self.calibrate(scores), explanations
 
 

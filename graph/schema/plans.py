@@ -34,6 +34,7 @@ both ways.
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from graphql import (
@@ -447,14 +448,20 @@ def _plain_rows(
         pairs.append((key, node.name.value))
         checks.append((key, _OUTPUT_TYPE[name]))
 
+    # the answer's keys, when the selection asks for the JSON's own keys (no alias)
+    shape = tuple(key for key, _ in pairs) if all(k == n for k, n in pairs) else None
+
     def rows(values: Sequence[Any]) -> list[dict[str, Any]] | None:
-        if not all(type(v) is dict for v in values):
-            return None
-        out = [{key: value.get(name) for key, name in pairs} for value in values]
+        if set(map(type, values)) != {dict}:
+            return None  # (an empty list too: the serializer's answer is the same)
+        if set(map(tuple, values)) == {shape}:  # each already is its answer: served as it is
+            out = values if isinstance(values, list) else list(values)
+        else:
+            out = [{key: value.get(name) for key, name in pairs} for value in values]
         for key, output in checks:
-            column = [row[key] for row in out]
+            column = list(map(itemgetter(key), out))
             if set(map(type, column)) != {output}:
-                return None  # (an empty list too: the serializer's answer is the same)
+                return None
             # a sum of finite floats is finite or overflows: NaN and infinities never pass
             total = sum(column) if output is float else 0.0
             if total - total != 0.0:

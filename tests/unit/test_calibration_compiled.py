@@ -324,6 +324,15 @@ def test_a_blend_scores_and_explains_as_its_weighted_members(fleet: Rows) -> Non
         assert all(abs(parts.get(name, 0.0) - value) <= 1e-12 for name, value in expected.items())
         magnitudes = [abs(c["contribution"]) for c in got["contributions"]]
         assert magnitudes == sorted(magnitudes, reverse=True)
+    # One row is explained in floats, not arrays: as in its batch, calibrated or not (the
+    # logistic member's matrix product may round a batch's sums in another order: 1e-15)
+    for predictor in (served(blend), served(model)):
+        probabilities, batch = predictor.explain(matrix[:40])
+        for row in range(40):
+            one, (alone,) = predictor.explain(matrix[row : row + 1])
+            assert one[0] == pytest.approx(probabilities[row], abs=1e-15)
+            assert alone["score"] == pytest.approx(batch[row]["score"], abs=1e-12)
+            assert alone["contributions"] == batch[row]["contributions"]
 
 
 def test_a_blend_of_an_uncompiled_member_is_not_compiled(fleet: Rows) -> None:

@@ -43,6 +43,8 @@ BAD = [
         ("path", "{ feature threshold value goesLeft }", STEP),
         ("path", "{ goesLeft step: feature }", STEP),
         ("contributions", "{ feature value contribution }", CONTRIBUTION),
+        ("contributions", "{ feature contribution }", CONTRIBUTION),
+        ("contributions", "{ contribution feature value }", CONTRIBUTION),
     ],
 )
 def test_one_pass_answers_as_item_by_item(field: str, selection: str, item: dict) -> None:
@@ -61,6 +63,9 @@ def test_one_pass_answers_as_item_by_item(field: str, selection: str, item: dict
         if key in item:
             cases += [[dict(item, **{key: bad})], [item, dict(item, **{key: bad}), item]]
     cases.append([item, None])  # an item that is not an object
+    # items whose keys are not the selection's, in its order: answered with the selection's
+    reordered, extra = dict(reversed(item.items())), dict(item, extra="x")
+    cases += [[reordered], [item, extra], [{k: v for k, v in item.items() if k != "value"}]]
     for values in cases:
         assert _answer(served, values) == _answer(slow, values), values
     assert rows([item] * 3) == slow([item] * 3)  # the one pass did answer these
