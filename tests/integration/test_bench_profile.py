@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from support import count_rows
 
 from auth import Scope, mint_token
@@ -51,5 +52,10 @@ def test_the_concurrent_profile_sends_its_requests_through_the_app_and_stores_th
     # the writer processes are a part of their own (their CPU, read from /proc, may be 0 ticks)
     assert f"{head}, the group commits' writer processes" in cpu
     assert cpu["{ __typename }, 8 at a time through the app: CPU per request"] > 0
-    # every predict answered 200 (asgi_call checks) and stored: the warm-up's 16, then 64
-    assert count_rows(db_engine, "prediction") == before + 16 + 64
+    assert cpu["predict + explanation, 8 at a time through the app: CPU per request"] > 0
+    # every predict answered 200 (asgi_call checks) and stored: the warm-up's 16, then 64,
+    # with and without explanation
+    assert count_rows(db_engine, "prediction") == before + 2 * (16 + 64)
+    with db_engine.connect() as connection:
+        explained = "SELECT count(*) FROM prediction WHERE explanation IS NOT NULL"
+        assert connection.execute(sa.text(explained)).scalar_one() >= 16 + 64
