@@ -1,11 +1,13 @@
 """What paused a failcast server during a load run, from its own /metrics before and after.
 
-Two of failcast's metrics say where a tail comes from: `failcast_gc_pause_seconds{generation}`
-(each garbage collection stops every thread) and `failcast_event_loop_lag_seconds` (how late a
-timer due every 50 ms ran: whatever blocked the loop, the collector included). The bench reads
-both around each run of a single-process server and reports the full collections (generation
-2) with their mean pause and the loop's pauses of 25 ms and more: a p99 that grows again shows
-here with its cause.
+Three of failcast's metrics say where a tail comes from: `failcast_gc_pause_seconds{generation}`
+(each garbage collection stops every thread), `failcast_event_loop_lag_seconds` (how late a
+timer due every 50 ms ran: whatever blocked the loop, the collector included) and
+`failcast_group_commit_seconds` (how long each group commit took: every request of the group
+waits on it, while the loop goes on). The bench reads them around each run of a
+single-process server and reports the full collections (generation 2) with their mean pause,
+the loop's pauses of 25 ms and more, and the group commits of 50 ms and more: a p99 that grows
+again shows here with its cause, the server's own work or its storage.
 """
 
 from dataclasses import dataclass
@@ -15,7 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 LAG = "failcast_event_loop_lag_seconds"
 GC = "failcast_gc_pause_seconds"
+COMMIT = "failcast_group_commit_seconds"
 LONG_LAG = "0.025"  # the bucket bound: pauses of 25 ms and more are counted as long
+LONG_COMMIT = "0.05"  # group commits of 50 ms and more are counted as long
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class Snapshot:
     lags: float
     short_lags: float  # at most LONG_LAG seconds
     worst_lag_seconds: float  # failcast_event_loop_lag_max_seconds (its last 60 to 120 s)
+    commits: float = 0.0
+    short_commits: float = 0.0  # at most LONG_COMMIT seconds
 
 
 @dataclass(frozen=True)
@@ -40,13 +46,16 @@ class Pauses:
     young_collection_ms: float  # the total pause of generations 0 and 1
     long_lags: int  # loop pauses over LONG_LAG
     worst_lag_ms: float
+    long_commits: int = 0  # group commits over LONG_COMMIT
 
     def show(self) -> str:
-        """A table cell: full collections with their mean, loop pauses >= 25 ms, the worst."""
+        """A table cell: full collections with their mean, loop pauses >= 25 ms, the worst,
+        group commits >= 50 ms."""
         mean = self.full_collection_ms / self.full_collections if self.full_collections else 0.0
         return (
             f"gc2 {self.full_collections} x {mean:.1f} ms, gc0/1 {self.young_collection_ms:.0f}"
-            f" ms; lag >= 25 ms: {self.long_lags}, max {self.worst_lag_ms:.0f} ms"
+            f" ms; lag >= 25 ms: {self.long_lags}, max {self.worst_lag_ms:.0f} ms;"
+            f" commits >= 50 ms: {self.long_commits}"
         )
 
 
@@ -75,6 +84,8 @@ def parse(text: str) -> Snapshot:
         lags=get(f"{LAG}_count"),
         short_lags=get(f"{LAG}_bucket", le=LONG_LAG),
         worst_lag_seconds=get("failcast_event_loop_lag_max_seconds"),
+        commits=get(f"{COMMIT}_count"),
+        short_commits=get(f"{COMMIT}_bucket", le=LONG_COMMIT),
     )
 
 
@@ -96,6 +107,7 @@ def total(runs: "list[Pauses]") -> Pauses | None:
         young_collection_ms=sum(r.young_collection_ms for r in runs),
         long_lags=sum(r.long_lags for r in runs),
         worst_lag_ms=max(r.worst_lag_ms for r in runs),
+        long_commits=sum(r.long_commits for r in runs),
     )
 
 
@@ -109,4 +121,7 @@ def between(before: Snapshot, after: Snapshot) -> Pauses:
         * 1e3,
         long_lags=round((after.lags - after.short_lags) - long_before),
         worst_lag_ms=after.worst_lag_seconds * 1e3,
+        long_commits=round(
+            (after.commits - after.short_commits) - (before.commits - before.short_commits)
+        ),
     )

@@ -126,7 +126,7 @@ def results_table(results: Results) -> list[str]:
         "| p99 / p50 | server CPU / request | cores busy: server (its event loop's thread) + DB "
         "+ wrk + rest of machine "
         "| peak RSS MB | non-2xx "
-        "| stored = answered | pauses over the rounds (collector, event loop) |",
+        "| stored = answered | pauses over the rounds (collector, event loop, group commits) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     storage = {check.key: check for check in results.storage}
@@ -213,8 +213,8 @@ def tail_table(results: Results) -> list[str]:
         return ["(no tail run: --tail 0)"]
     lines = [
         "| contender | seconds | answered/s | p50 ms | p99 ms | p99 / p50 | target "
-        "p99 <= 2.5x p50 | pauses (collector, event loop) | cores busy: server (its event "
-        "loop's thread) + DB + wrk + rest of machine |",
+        "p99 <= 2.5x p50 | pauses (collector, event loop, group commits) | cores busy: server "
+        "(its event loop's thread) + DB + wrk + rest of machine |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:

@@ -137,7 +137,7 @@ def build_runtime(settings: Settings) -> Runtime:
         writes=writes,
         verifier=TokenVerifier(settings.auth_config()),
         models=ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving),
-        recorder=Recorder(write, writers=settings.writers),
+        recorder=Recorder(write, writers=settings.writers, timed=metrics.observe_group_commit),
         writer_processes=processes,
         limiter=limiter,
         anonymous=anonymous,

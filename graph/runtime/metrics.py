@@ -210,6 +210,14 @@ class Metrics:
             buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
             registry=r,
         )
+        self.group_commit = Histogram(
+            "failcast_group_commit_seconds",
+            "How long each group commit took, from its records handed to a writer to its "
+            "outcome: every request of the group waits this long (a stall of the database or "
+            "its file system shows here, not in the event loop's lag)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         self.loop_lag_max = Gauge(
             "failcast_event_loop_lag_max_seconds",
             "The longest the event loop was blocked over the last 60 to 120 s",
@@ -247,6 +255,10 @@ class Metrics:
         """One lateness of the event loop's timer, and the worst of the current window."""
         self.loop_lag.observe(lag)
         self.loop_lag_max.set(worst)
+
+    def observe_group_commit(self, seconds: float) -> None:
+        """One group commit's duration."""
+        self.group_commit.observe(seconds)
 
     def observe_gc_pause(self, generation: int, seconds: float) -> None:
         """One garbage collection of `generation` that paused the process for `seconds`."""

@@ -29,6 +29,7 @@ failed.
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from enum import StrEnum
@@ -83,10 +84,18 @@ class _Pending:
 class Recorder:
     """Queues request records and commits them in batches, in order of arrival."""
 
-    def __init__(self, write: AsyncWriter, max_batch: int = 256, writers: int = 1) -> None:
+    def __init__(
+        self,
+        write: AsyncWriter,
+        max_batch: int = 256,
+        writers: int = 1,
+        timed: Callable[[float], None] | None = None,
+    ) -> None:
+        """`timed`, when given, is told each group commit's duration in seconds."""
         if writers < 1:
             raise ValueError("a recorder needs at least one writer")
         self._write = write
+        self._timed = timed
         self._max_batch = max_batch
         self._writers = writers
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -175,9 +184,12 @@ class Recorder:
             commit.add_done_callback(self._commits.discard)
 
     async def _commit_batch(self, batch: list[_Pending], free: asyncio.Semaphore) -> None:
+        started = time.perf_counter()
         try:
             await self._commit(batch)
         finally:
+            if self._timed is not None:
+                self._timed(time.perf_counter() - started)
             free.release()
             for _ in batch:
                 self._queue.task_done()

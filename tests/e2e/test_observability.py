@@ -139,6 +139,16 @@ def test_the_event_loop_lag_is_a_metric(client, auth_headers):
     assert "failcast_event_loop_lag_max_seconds" in text
 
 
+def test_each_group_commit_is_timed(client, auth_headers, active_model):
+    before = _metric(client.get("/metrics").text, "failcast_group_commit_seconds_count")
+    for _ in range(3):  # one after the other: a commit each
+        gql(client, PREDICT, {"i": ORIGINAL_EXAMPLE}, auth_headers)
+    text = client.get("/metrics").text  # (its own audit row commits after it answers)
+    assert _metric(text, "failcast_group_commit_seconds_count") >= before + 3
+    assert _metric(text, "failcast_group_commit_seconds_sum") > 0
+    assert 'failcast_group_commit_seconds_bucket{le="0.05"}' in text
+
+
 def test_garbage_collection_pauses_are_a_metric(client, auth_headers):
     import gc
 

@@ -155,3 +155,12 @@ def test_rows_queued_by_outcomes_during_stop_are_committed_too():
 
     asyncio.run(run())
     assert [i for batch in writes.batches for i in batch] == ["first/200", "after/200"]
+
+
+def test_each_group_commit_is_timed():
+    writes, timed = _Writes(before=0.03, commit=0.02), []
+    recorder = Recorder(in_thread(writes), timed=timed.append)
+    results = asyncio.run(_record_all(recorder, [str(i) for i in range(12)]))
+    assert results == [Stored.YES] * 12
+    assert len(timed) == len(writes.batches) >= 1
+    assert all(seconds >= 0.05 for seconds in timed)  # its INSERTs and its COMMIT
