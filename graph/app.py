@@ -53,7 +53,7 @@ from graph.schema.execution import GraphQLExecutor
 from graph.settings import Settings
 from persistence import (
     PersistenceError,
-    checkpoint,
+    WalCheckpoints,
     create_db_engine,
     idempotency,
     is_sqlite,
@@ -278,7 +278,7 @@ def _background(runtime: Runtime) -> list["asyncio.Task[None]"]:
         _keep_drift_gauges(runtime),
     ]
     if is_sqlite(settings.database_url):  # keeps SQLite's WAL short off the request path
-        work.append(_every(2.0, "WAL checkpoint", partial(checkpoint, engine)))
+        work.append(_every(2.0, "WAL checkpoint", WalCheckpoints(engine)))
     return [asyncio.create_task(coroutine) for coroutine in work]
 
 

@@ -1,7 +1,13 @@
 """Persistence: tables, engines, the unit of work and repositories (all SQL lives here)."""
 
 from persistence import alerts, idempotency, lifecycle, notifications, predictions, webhooks
-from persistence.engine import checkpoint, create_db_engine, is_sqlite, is_sqlite_file, ping
+from persistence.engine import (
+    WalCheckpoints,
+    create_db_engine,
+    is_sqlite,
+    is_sqlite_file,
+    ping,
+)
 from persistence.errors import Conflict, DatabaseUnavailable, NotFound, PersistenceError
 from persistence.ids import id_floor, id_time_ms, new_id, new_ids
 from persistence.instances import heartbeat, leave
@@ -77,10 +83,10 @@ __all__ = [
     "RequestRecord",
     "SealReport",
     "ServerInstance",
+    "WalCheckpoints",
     "Webhook",
     "WebhookDelivery",
     "alerts",
-    "checkpoint",
     "create_db_engine",
     "heartbeat",
     "id_floor",

@@ -25,13 +25,15 @@ SQLITE_WAL_KEEP_BYTES = 64 * 1024 * 1024  # a WAL file past this is truncated on
 # PASSIVE checkpoint runs. So it grew to the backstop (256 MiB, in 17 s at 1,300 requests/s),
 # where the committing writer ran the checkpoint itself (frames copied, WAL and database synced:
 # 92-156 ms), then truncated the WAL back to 64 MiB (71-79 ms; both seen with strace), and every
-# request of those commits waited. Now the background checkpoint, once the WAL holds
-# SQLITE_WAL_RESTART_BYTES, runs a RESTART checkpoint right after its PASSIVE one: it holds off
-# writers while it copies the few frames left and waits for the readers (at most
-# SQLITE_WAL_RESTART_WAIT_MS, else it tries again next time), and the next commit starts the WAL
-# over (7-34 ms, measured; the WAL then stays under the 64 MiB it keeps).
+# request of those commits waited. Now the background checkpoint (`WalCheckpoints`), once the
+# WAL holds SQLITE_WAL_RESTART_BYTES, runs a RESTART checkpoint right after its PASSIVE one: it
+# holds off writers while it copies the few frames left and waits for the readers in flight,
+# and the next commit starts the WAL over (7-34 ms, measured; the WAL then stays under the
+# 64 MiB it keeps). The wait is bounded (SQLITE_WAL_RESTART_WAIT_MS: the commits wait that long
+# at most), and a reader that outlasts it (an export, a long history query) is not waited for
+# again and again: the next try waits until the WAL has grown by SQLITE_WAL_RESTART_BYTES more.
 SQLITE_WAL_RESTART_BYTES = 32 * 1024 * 1024
-SQLITE_WAL_RESTART_WAIT_MS = 100
+SQLITE_WAL_RESTART_WAIT_MS = 25
 SQLITE_CACHE_KIB = 4 * 1024
 
 
@@ -101,24 +103,33 @@ def create_db_engine(
     )
 
 
-def checkpoint(engine: Engine, restart_bytes: int = SQLITE_WAL_RESTART_BYTES) -> bool:
-    """Copy committed WAL frames into a SQLite database file without blocking writers; once the
-    WAL holds `restart_bytes`, have the next commit start it over (see above). Whether the WAL
-    was restarted."""
-    if engine.dialect.name != "sqlite":
-        return False
-    from persistence.session import translate_errors
+class WalCheckpoints:
+    """A server's background checkpoints of one SQLite database (see above); call it every
+    few seconds, off the event loop."""
 
-    with translate_errors(), engine.connect() as connection:
-        _, frames, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
-        page_size = connection.exec_driver_sql("PRAGMA page_size").scalar_one()
-        if frames * page_size < restart_bytes:  # (-1 frames: not in WAL mode)
+    def __init__(self, engine: Engine, restart_bytes: int = SQLITE_WAL_RESTART_BYTES) -> None:
+        self.engine = engine
+        self.restart_bytes = restart_bytes
+        self._restart_at = restart_bytes  # the WAL's size that calls for a RESTART
+
+    def __call__(self) -> bool:
+        """Copy committed WAL frames into the database file without blocking writers; once
+        the WAL is long, have the next commit start it over. Whether it will."""
+        if self.engine.dialect.name != "sqlite":
             return False
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_WAL_RESTART_WAIT_MS}")
-        try:
-            busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()
-        finally:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        from persistence.session import translate_errors
+
+        with translate_errors(), self.engine.connect() as connection:
+            _, frames, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+            size = frames * connection.exec_driver_sql("PRAGMA page_size").scalar_one()
+            if size < self._restart_at:  # (-1 frames: not in WAL mode)
+                return False
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_WAL_RESTART_WAIT_MS}")
+            try:
+                busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()
+            finally:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        self._restart_at = size + self.restart_bytes if busy else self.restart_bytes
         return not busy
 
 

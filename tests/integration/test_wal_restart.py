@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from persistence import create_db_engine
-from persistence.engine import checkpoint
+from persistence.engine import SQLITE_WAL_RESTART_WAIT_MS, WalCheckpoints
 
 RESTART_BYTES = 256 * 1024
 
@@ -46,11 +46,12 @@ def _busy_database(tmp_path: Path, seconds: float, restart_bytes: int) -> tuple[
     for thread in threads:
         thread.start()
     largest, restarts = 0, 0
+    checkpoint = WalCheckpoints(engine, restart_bytes)
     end = time.monotonic() + seconds
     try:
         while time.monotonic() < end:
             time.sleep(0.02)
-            restarts += checkpoint(engine, restart_bytes)
+            restarts += checkpoint()
             with engine.connect() as connection:
                 frames = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()[1]
             largest = max(largest, frames)
@@ -70,13 +71,46 @@ def test_a_busy_wal_is_restarted_and_stays_short(tmp_path: Path) -> None:
     assert largest < 4096
 
 
-def test_a_short_wal_is_only_checkpointed(tmp_path: Path) -> None:
-    path = tmp_path / "quiet.db"
-    engine = create_db_engine(f"sqlite:///{path}")
+def _insert(engine: sa.Engine, rows: int) -> None:
     with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        connection.exec_driver_sql("INSERT INTO t DEFAULT VALUES")
+        for _ in range(rows):
+            connection.exec_driver_sql("INSERT INTO t (body) VALUES (randomblob(3000))")
+
+
+def _timed(checkpoint: WalCheckpoints) -> tuple[bool, float]:
+    started = time.monotonic()
+    restarted = checkpoint()
+    return restarted, time.monotonic() - started
+
+
+def test_a_short_wal_is_only_checkpointed_and_a_long_reader_is_not_waited_for_again(
+    tmp_path: Path,
+) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'reader.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    checkpoint = WalCheckpoints(engine, RESTART_BYTES)
+    wait = SQLITE_WAL_RESTART_WAIT_MS / 1000
     try:
-        assert checkpoint(engine, RESTART_BYTES) is False  # a few frames: PASSIVE only
+        _insert(engine, 1)
+        assert _timed(checkpoint)[0] is False  # a few frames: PASSIVE only
+        with engine.connect() as reader:  # a long read (an export) holds its snapshot
+            reader.exec_driver_sql("BEGIN")
+            reader.exec_driver_sql("SELECT count(*) FROM t").scalar_one()
+            _insert(engine, 200)  # about 600 KB: past RESTART_BYTES
+            restarted, took = _timed(checkpoint)
+            assert restarted is False and took >= 0.8 * wait  # waited for the reader, gave up
+            restarted, took = _timed(checkpoint)
+            assert restarted is False and took < 0.5 * wait  # not again for the same WAL
+            _insert(engine, 200)  # grown by RESTART_BYTES more: tried again
+            restarted, took = _timed(checkpoint)
+            assert restarted is False and took >= 0.8 * wait
+            reader.exec_driver_sql("COMMIT")
+        _insert(engine, 200)
+        assert checkpoint() is True  # the reader gone: restarted
+        _insert(engine, 1)  # the next commit started the WAL over
+        with engine.connect() as connection:
+            frames = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()[1]
+        assert 0 < frames < 16
     finally:
         engine.dispose()
