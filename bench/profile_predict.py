@@ -13,8 +13,9 @@ times over; `--only columns` times the same 1,000 rows sent as `predictColumns` 
 on `--data FILE` (history features included) and on PostgreSQL with `--postgres`; `--only
 concurrent` sends 32 requests at a time through the whole app, group commits as a server makes
 them, and gives the CPU per request of the event loop's thread, of the process's other threads
-and of the writer processes, for `predict` and for `{ __typename }` (the edge, the token, the
-audit row and its commit, no prediction), on `--data FILE` too.
+and of the writer processes, for `predict`, for `predict` with `explanation` selected and for
+`{ __typename }` (the edge, the token, the audit row and its commit, no prediction), on `--data
+FILE` too.
 """
 
 import argparse
@@ -44,7 +45,6 @@ from graphql import parse, validate
 
 from auth import TokenVerifier
 from bench import payloads
-from bench.payloads import EXPLAINED_PREDICT_DOCUMENT as EXPLAINED
 from bench.procs import own_cpu_seconds
 from bench.stack import DEFAULT_PG_ADMIN, UNREACHABLE_RATE, PostgresAdmin, prepare_stack
 from graph.app import build_runtime, create_app
@@ -436,7 +436,10 @@ class Profile:
             ("predict", [b.encode() for b in payloads.predict_bodies(64)]),
             (
                 "predict + explanation",
-                [b.encode() for b in payloads.predict_bodies(64, EXPLAINED)],
+                [
+                    b.encode()
+                    for b in payloads.predict_bodies(64, payloads.EXPLAINED_PREDICT_DOCUMENT)
+                ],
             ),
         ]
         app = create_app(self.services.settings)

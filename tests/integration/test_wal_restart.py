@@ -14,11 +14,6 @@ from persistence.engine import SQLITE_WAL_RESTART_WAIT_MS, WalCheckpoints
 RESTART_BYTES = 256 * 1024
 
 
-def _wal_bytes(path: Path) -> int:
-    wal = Path(f"{path}-wal")
-    return wal.stat().st_size if wal.exists() else 0
-
-
 def _busy_database(tmp_path: Path, seconds: float, restart_bytes: int) -> tuple[int, int, int]:
     """(largest WAL frame count seen, restarts, commits) of `seconds` of commits and reads,
     with `checkpoint` every 20 ms as a server runs it."""
