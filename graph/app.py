@@ -94,7 +94,7 @@ def build_runtime(settings: Settings) -> Runtime:
     # every commit reuses (SQLite has one writer), so its page cache keeps the indexes' hot
     # pages. Taking whichever pooled connection was free, a commit mostly found a cache SQLite
     # had emptied, since a connection's cache goes when another one has written after it.
-    # With `writer_processes` (the default), the commits are written by
+    # With `writer_processes` (FAILCAST_WRITER_PROCESS=true), the commits are written by
     # processes of their own instead (graph/runtime/writers.py), each with one connection: a
     # thread of this process has to win the GIL back from the busy loop after each statement.
     writes = engine

@@ -83,8 +83,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=8, ge=1, le=100)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     db_writers: int | None = Field(default=None, ge=1, le=16)  # default: 1 SQLite, 2 PostgreSQL
-    # group commits written by processes of their own (false: threads of the server)
-    writer_process: bool = True
+    writer_process: bool = False  # group commits written by processes of their own (opt-in)
     compiled_plans: bool = True  # predict documents answered by graph/plans.py, not the executor
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)

@@ -6,10 +6,10 @@ up and go together in the next one, so a burst of N requests costs about one com
 N. Up to `writers` commits run at once (PostgreSQL runs them in parallel; SQLite has one writer).
 A failed batch is retried record by record, so one bad record never takes its neighbours down.
 
-The loop hands each batch to the writer: `graph.runtime.writers.WriterProcesses` (the default)
-writes it in a process of its own, `in_thread(write_records...)` in a worker thread
-(FAILCAST_WRITER_PROCESS=false; a thread's every statement gives the GIL up and waits for the
-busy loop to give it back). Writer
+The loop hands each batch to the writer: `in_thread(write_records...)` writes it in a worker
+thread, `graph.runtime.writers.WriterProcesses` (FAILCAST_WRITER_PROCESS=true) in a process of
+its own (a thread's every statement gives the GIL up and waits for the busy loop to give it
+back). Writer
 threads that took batch after batch from the queue themselves were tried: on SQLite under 32
 connections the writer never waited for the loop, but batches shrank from 16 requests to 5, a
 commit's cost is mostly per statement, and `predict` answered about a fifth fewer requests a

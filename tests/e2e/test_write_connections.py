@@ -3,8 +3,8 @@
 SQLite empties a connection's page cache when another connection has written since its last
 transaction, so a commit that takes whichever pooled connection is free finds the indexes'
 pages gone again; the writer's own connection keeps them (`graph.app.build_runtime`). With
-writer processes (the default; FAILCAST_WRITER_PROCESS=false for threads) that connection is
-the writer's, in its own process: the server's connections only read.
+writer processes (FAILCAST_WRITER_PROCESS=true) that connection is the writer's, in its own
+process: the server's connections only read.
 """
 
 import sqlite3
@@ -63,10 +63,8 @@ def _connections(statements: list[tuple[int, str]]) -> tuple[set[int], set[int]]
 def test_group_commits_in_threads_reuse_one_connection_that_reads_never_take(
     settings, db_engine, active_model, auth_headers, statements
 ):
-    threads = settings.model_copy(update={"writer_process": False})
-    assert threads.writer_processes == 0
-    assert settings.writer_processes >= 1  # the default: writer processes
-    _serve(threads, auth_headers)
+    assert settings.writer_processes == 0  # the default
+    _serve(settings, auth_headers)
     writers, readers = _connections(statements)
     assert len(writers) == 1, statements
     assert not writers & readers
