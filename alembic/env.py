@@ -7,6 +7,7 @@ from sqlalchemy.engine import Connection
 
 from alembic import context
 from persistence import metadata
+from persistence.tables import in_schema_of
 
 config = context.config
 
@@ -24,6 +25,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
         compare_type=True,
+        include_object=in_schema_of(connection.dialect.name),
     )
 
 

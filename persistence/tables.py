@@ -1,6 +1,7 @@
 """The SQL tables. Constraints are declared here once; Alembic migrations mirror them."""
 
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -26,6 +27,27 @@ CREATION_ORDER_INDEX = "ix_prediction_created_at_covering"
 # index, which cost SQLite half its batch throughput when every row was in it; the rows analysts
 # page through highest first are these, and the rest of an ordering is read from the table.
 HIGH_RISK = 0.5
+# On PostgreSQL, `prediction`'s two references are not foreign keys but triggers that check
+# (and lock) each distinct key once per statement, not once per row: about a third of a
+# 1,000-row COPY was the row-by-row checks. Same guarantees, same SQLSTATE (alembic 0012).
+# SQLite keeps them as foreign keys. The models declare them as foreign keys for both.
+CHECKED_PER_STATEMENT_ON_POSTGRESQL = frozenset(
+    {"fk_prediction_audit_event_id_audit_event", "fk_prediction_model_version_id_model_version"}
+)
+
+
+def in_schema_of(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for a database of `dialect`: what of the models its schema
+    holds as such (compared by autogenerate and the migration tests)."""
+
+    def include(_object: Any, name: str | None, type_: str, _reflected: bool, _other: Any) -> bool:
+        return not (
+            dialect == "postgresql"
+            and type_ == "foreign_key_constraint"
+            and name in CHECKED_PER_STATEMENT_ON_POSTGRESQL
+        )
+
+    return include
 
 
 class ModelVersion(SQLModel, table=True):

@@ -14,6 +14,7 @@ from alembic import command
 from failcast.migrations import alembic_config, upgrade
 from persistence import AuditEvent, AuditSeal, create_db_engine, metadata, verify_seals
 from persistence.sealing import GENESIS, block_digest
+from persistence.tables import in_schema_of
 
 SCRATCH_SCHEMA = "fc_migration_scratch"
 ADDED_BY_0005 = {"client_request_id", "auth_failure"}
@@ -66,7 +67,8 @@ def scratch_engine(scratch_url: str) -> Iterator[sa.Engine]:
 
 def _schema_diff(engine: sa.Engine) -> list:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": in_schema_of(connection.dialect.name)}
+        context = MigrationContext.configure(connection, opts=opts)
         return compare_metadata(context, metadata)
 
 
