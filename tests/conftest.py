@@ -147,3 +147,37 @@ def _train_real(directory: Path) -> RealTraining:
         session.expunge(row)
     engine.dispose()
     return RealTraining(outcome, row, seconds)
+
+
+_SCRATCH_SCHEMA = "fc_migration_scratch"
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP)),
+    ]
+)
+def scratch_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """An empty database for one test: a new SQLite file, or a schema of the PostgreSQL one."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {_SCRATCH_SCHEMA} CASCADE"))
+        connection.execute(sa.text(f"CREATE SCHEMA {_SCRATCH_SCHEMA}"))
+    # Everything the migrations make, and the version table, lands in the scratch schema.
+    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={_SCRATCH_SCHEMA}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {_SCRATCH_SCHEMA} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def scratch_engine(scratch_url: str) -> Iterator[sa.Engine]:
+    """An engine on the scratch database."""
+    engine = create_db_engine(scratch_url)
+    yield engine
+    engine.dispose()

@@ -1,22 +1,18 @@
 """Alembic is the only schema source: the models and the migrations must agree."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from support import PG_SKIP, PG_URL
 from test_seal_digests import PINNED_DIGEST, PINNED_ROW
 
 from alembic import command
 from failcast.migrations import alembic_config, upgrade
-from persistence import AuditEvent, AuditSeal, create_db_engine, metadata, verify_seals
+from persistence import AuditEvent, AuditSeal, metadata, verify_seals
 from persistence.sealing import GENESIS, block_digest
 from persistence.tables import in_schema_of
 
-SCRATCH_SCHEMA = "fc_migration_scratch"
 ADDED_BY_0005 = {"client_request_id", "auth_failure"}
 
 
@@ -32,37 +28,6 @@ def test_database_is_at_head(session_engine):
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with session_engine.connect() as connection:
         assert current_revision(connection) == head
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP)),
-    ]
-)
-def scratch_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """An empty database for one test: a new SQLite file, or a schema of the PostgreSQL one."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'scratch.db'}"
-        return
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCRATCH_SCHEMA} CASCADE"))
-        connection.execute(sa.text(f"CREATE SCHEMA {SCRATCH_SCHEMA}"))
-    # Everything the migrations make, and the version table, lands in the scratch schema.
-    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={SCRATCH_SCHEMA}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {SCRATCH_SCHEMA} CASCADE"))
-    admin.dispose()
-
-
-@pytest.fixture
-def scratch_engine(scratch_url: str) -> Iterator[sa.Engine]:
-    """An engine on the scratch database."""
-    engine = create_db_engine(scratch_url)
-    yield engine
-    engine.dispose()
 
 
 def _schema_diff(engine: sa.Engine) -> list:
