@@ -3,6 +3,7 @@ SQLite as foreign keys; on PostgreSQL as triggers that check and lock each disti
 per statement (alembic 0012), with the foreign keys' guarantees, locks and SQLSTATEs."""
 
 import dataclasses
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -104,11 +105,16 @@ def _lock_timeout(connection: sa.Connection) -> None:
     connection.execute(sa.text("SET LOCAL lock_timeout = '300ms'"))
 
 
+def _audit_row_and_a_prediction_of_it(engine: sa.Engine, artifact: bytes) -> tuple[Any, dict]:
+    """A committed audit row no prediction names yet (PostgreSQL), and a prediction row of it."""
+    _postgres(engine)
+    version = register_version(engine, artifact)
+    event_id = _stored(engine, version.id, predictions=0)
+    return event_id, _block(event_id, version.id, 1).rows()[0]
+
+
 def test_a_delete_waits_for_a_prediction_being_stored_then_is_refused(db_engine, demo_artifact):
-    _postgres(db_engine)
-    version = register_version(db_engine, demo_artifact)
-    event_id = _stored(db_engine, version.id, predictions=0)
-    row = _block(event_id, version.id, 1).rows()[0]
+    event_id, row = _audit_row_and_a_prediction_of_it(db_engine, demo_artifact)
     with db_engine.connect() as storing, db_engine.connect() as deleting:
         storing.execute(sa.insert(_PREDICTION), [row])  # not committed: it holds a KEY SHARE lock
         _lock_timeout(deleting)
@@ -122,10 +128,7 @@ def test_a_delete_waits_for_a_prediction_being_stored_then_is_refused(db_engine,
 
 
 def test_a_prediction_waits_for_a_delete_of_its_audit_row_then_is_refused(db_engine, demo_artifact):
-    _postgres(db_engine)
-    version = register_version(db_engine, demo_artifact)
-    event_id = _stored(db_engine, version.id, predictions=0)
-    row = _block(event_id, version.id, 1).rows()[0]
+    event_id, row = _audit_row_and_a_prediction_of_it(db_engine, demo_artifact)
     with db_engine.connect() as deleting, db_engine.connect() as storing:
         deleting.execute(sa.text("DELETE FROM audit_event WHERE id = :e"), {"e": event_id})
         _lock_timeout(storing)
