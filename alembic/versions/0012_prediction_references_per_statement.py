@@ -29,15 +29,14 @@ down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# (foreign key's name, prediction's column, referenced table)
+# (foreign key's name, prediction's column, referenced table, the type of its id)
 REFERENCES = (
-    ("fk_prediction_audit_event_id_audit_event", "audit_event_id", "audit_event"),
-    ("fk_prediction_model_version_id_model_version", "model_version_id", "model_version"),
+    ("fk_prediction_audit_event_id_audit_event", "audit_event_id", "audit_event", "uuid"),
+    ("fk_prediction_model_version_id_model_version", "model_version_id", "model_version", "integer"),
 )
-_TYPES = {"audit_event": "uuid", "model_version": "integer"}  # the referenced ids' types
 
 
-def _missing_check(name: str, column: str, table: str) -> str:
+def _missing_check(name: str, column: str, table: str, id_type: str) -> str:
     """PL/pgSQL: for each distinct key of the statement's new predictions, lock its row (as a
     foreign key does, FOR KEY SHARE) or refuse the statement if there is none.
 
@@ -46,7 +45,7 @@ def _missing_check(name: str, column: str, table: str) -> str:
     while the table was young is kept by the session), which cost ~2 ms per statement."""
     return f"""
   FOR key IN SELECT DISTINCT {column}::text FROM new_rows LOOP
-    PERFORM 1 FROM {table} r WHERE r.id = key::{_TYPES[table]} FOR KEY SHARE OF r;
+    PERFORM 1 FROM {table} r WHERE r.id = key::{id_type} FOR KEY SHARE OF r;
     IF NOT FOUND THEN
       RAISE foreign_key_violation USING
         MESSAGE = 'insert or update on table "prediction" violates foreign key constraint '
@@ -57,7 +56,7 @@ def _missing_check(name: str, column: str, table: str) -> str:
   END LOOP;"""
 
 
-def _referenced_function(name: str, column: str, table: str) -> str:
+def _referenced_function(name: str, column: str, table: str, id_type: str) -> str:
     """PL/pgSQL: refuse a DELETE, an id change or a TRUNCATE of `table` rows that predictions
     still name (one index lookup per key gone, as a foreign key's own check)."""
     gone = {
@@ -91,7 +90,7 @@ BEGIN
   LOOP
     FETCH keys INTO key;
     EXIT WHEN NOT FOUND;
-    PERFORM 1 FROM prediction p WHERE p.{column} = key::{_TYPES[table]} LIMIT 1;
+    PERFORM 1 FROM prediction p WHERE p.{column} = key::{id_type} LIMIT 1;
     IF FOUND THEN
       RAISE foreign_key_violation USING
         MESSAGE = {message},
@@ -122,9 +121,9 @@ END $$""")
             " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"
             " EXECUTE FUNCTION prediction_references_exist()"
         )
-    for name, column, table in REFERENCES:
+    for name, column, table, id_type in REFERENCES:
         op.drop_constraint(name, "prediction", type_="foreignkey")
-        op.execute(_referenced_function(name, column, table))
+        op.execute(_referenced_function(name, column, table, id_type))
         function = f"{table}_kept_while_predictions_name_it()"
         op.execute(
             f"CREATE TRIGGER {table}_referenced_on_delete AFTER DELETE ON {table}"
@@ -144,7 +143,7 @@ END $$""")
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    for name, column, table in REFERENCES:
+    for name, column, table, _ in REFERENCES:
         for event in ("delete", "update", "truncate"):
             op.execute(f"DROP TRIGGER {table}_referenced_on_{event} ON {table}")
         op.execute(f"DROP FUNCTION {table}_kept_while_predictions_name_it()")

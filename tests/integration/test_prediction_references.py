@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import register_version
+from support import count_rows, register_version
 from test_records import _audit, _block
 
 from failcast.migrations import upgrade
@@ -25,11 +25,6 @@ from persistence import (
 _PREDICTION = Prediction.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEvent.__table__  # type: ignore[attr-defined]
 _VERSION = ModelVersion.__table__  # type: ignore[attr-defined]
-
-
-def _count(engine: sa.Engine, table: str) -> int:
-    with engine.connect() as connection:
-        return int(connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def _stored(engine: sa.Engine, version_id: int, predictions: int = 3):
@@ -53,8 +48,8 @@ def test_predictions_naming_a_row_that_does_not_exist_are_refused_with_their_req
     with pytest.raises(Conflict):
         write_records(db_engine, [record])
     # all or nothing: neither block nor the audit row stayed
-    assert _count(db_engine, "prediction") == 0
-    assert _count(db_engine, "audit_event") == 0
+    assert count_rows(db_engine, "prediction") == 0
+    assert count_rows(db_engine, "audit_event") == 0
 
 
 def test_an_audit_row_or_a_version_that_predictions_name_is_kept(db_engine, demo_artifact):
@@ -71,13 +66,13 @@ def test_an_audit_row_or_a_version_that_predictions_name_is_kept(db_engine, demo
     for statement in refused:
         with pytest.raises(sa.exc.IntegrityError), db_engine.begin() as connection:
             connection.execute(statement)
-    assert _count(db_engine, "prediction") == 3 and _count(db_engine, "audit_event") == 1
+    assert count_rows(db_engine, "prediction") == 3 and count_rows(db_engine, "audit_event") == 1
     # rows no prediction names go as before
     with db_engine.begin() as connection:
         connection.execute(sa.text("UPDATE audit_event SET duration_ms = 2.0"))
         connection.execute(sa.text("DELETE FROM prediction"))
         connection.execute(sa.delete(audit).where(audit.c.id == event_id))
-    assert _count(db_engine, "audit_event") == 0
+    assert count_rows(db_engine, "audit_event") == 0
 
 
 def _postgres(engine: sa.Engine) -> None:
@@ -94,7 +89,7 @@ def test_truncating_what_predictions_name_needs_the_predictions_truncated_too(
     for table in ("audit_event", "model_version"):
         with pytest.raises(sa.exc.NotSupportedError), db_engine.begin() as connection:
             connection.execute(sa.text(f"TRUNCATE {table} CASCADE"))
-    assert _count(db_engine, "prediction") == 3
+    assert count_rows(db_engine, "prediction") == 3
     with db_engine.connect() as connection:  # together they go (rolled back: other tables)
         connection.execute(sa.text("TRUNCATE prediction, audit_event, model_version CASCADE"))
         assert connection.execute(sa.text("SELECT count(*) FROM audit_event")).scalar() == 0
@@ -124,7 +119,7 @@ def test_a_delete_waits_for_a_prediction_being_stored_then_is_refused(db_engine,
         storing.commit()
         with pytest.raises(sa.exc.IntegrityError):
             deleting.execute(sa.text("DELETE FROM audit_event WHERE id = :e"), {"e": event_id})
-    assert _count(db_engine, "prediction") == 1
+    assert count_rows(db_engine, "prediction") == 1
 
 
 def test_a_prediction_waits_for_a_delete_of_its_audit_row_then_is_refused(db_engine, demo_artifact):
@@ -138,7 +133,7 @@ def test_a_prediction_waits_for_a_delete_of_its_audit_row_then_is_refused(db_eng
         deleting.commit()
         with pytest.raises(sa.exc.IntegrityError, match="is not present in table"):
             storing.execute(sa.insert(_PREDICTION), [row])
-    assert _count(db_engine, "prediction") == 0 and _count(db_engine, "audit_event") == 0
+    assert count_rows(db_engine, "prediction") == 0 and count_rows(db_engine, "audit_event") == 0
 
 
 def test_the_check_looks_each_key_up_by_index_not_the_whole_table(scratch_url, demo_artifact):
