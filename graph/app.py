@@ -130,13 +130,15 @@ def build_runtime(settings: Settings) -> Runtime:
         counted=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
     )
     histories = DeviceHistories(engine, settings.history_cache_devices)
+    models = ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving)
+    metrics.count_model_calls(models.scoring.counts)
     return Runtime(
         settings=settings,
         engine=engine,
         exports=exports,
         writes=writes,
         verifier=TokenVerifier(settings.auth_config()),
-        models=ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving),
+        models=models,
         recorder=Recorder(write, writers=settings.writers, timed=metrics.observe_group_commit),
         writer_processes=processes,
         limiter=limiter,

@@ -3,12 +3,12 @@
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy.engine import Engine
@@ -40,6 +40,28 @@ class _PoolCollector(Collector):
             if callable(reader):
                 family.add_metric([state], float(reader()))
         yield family
+
+
+class _ModelCalls(Collector):
+    """The grouped model calls (graph.runtime.scoring), read when scraped: the request path
+    only adds to two ints."""
+
+    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        calls, requests = self.read()
+        yield CounterMetricFamily(
+            "failcast_model_calls",
+            "Model calls made for the few-row requests that reached the model in one turn of "
+            "the event loop (each call scores a group of them)",
+            value=calls,
+        )
+        yield CounterMetricFamily(
+            "failcast_model_call_requests",
+            "Requests those calls answered: over failcast_model_calls_total, the mean group",
+            value=requests,
+        )
 
 
 class BulkHistogram(Collector):
@@ -250,6 +272,10 @@ class Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def count_model_calls(self, read: Callable[[], tuple[int, int]]) -> None:
+        """Export the grouped model calls and the requests they answered, as `read` gives."""
+        self.registry.register(_ModelCalls(read))
 
     def observe_loop_lag(self, lag: float, worst: float) -> None:
         """One lateness of the event loop's timer, and the worst of the current window."""

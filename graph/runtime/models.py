@@ -13,6 +13,7 @@ from collections.abc import Callable
 from sqlalchemy.engine import Engine
 
 from graph.runtime import listening
+from graph.runtime.scoring import Scoring
 from model import (
     ArtifactFormatError,
     LoadedModel,
@@ -54,6 +55,7 @@ class ModelService:
         self._refreshing = asyncio.Lock()
         self._others: OrderedDict[int, Predictor] = OrderedDict()
         self._others_lock = threading.Lock()
+        self.scoring = Scoring()  # the model calls of concurrent requests, grouped
 
     @property
     def current(self) -> LoadedModel | None:

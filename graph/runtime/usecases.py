@@ -173,11 +173,7 @@ async def predict(
         inputs = features.compute(windows, counts)
     else:
         inputs = features.plain(matrix)
-    explanations = None
-    if explain:
-        probabilities, explanations = predictor.explain(inputs)
-    else:
-        probabilities = predictor.predict_proba(inputs)
+    probabilities, explanations = await models.scoring.score(predictor, inputs, explain)
     warnings = None
     if loaded.ranges is not None:  # one comparison per batch when every value is inside
         warnings = loaded.ranges.warnings(inputs)

@@ -33,6 +33,9 @@ def test_metrics_count_requests_predictions_and_the_serving_model(
     assert _metric(text, f'failcast_active_model_info{{version="{active_model.version}"}}') == 1
     assert 'failcast_db_pool_connections{state="checkedout"}' in text
     assert "failcast_request_duration_seconds_bucket" in text
+    # the one prediction's model call (the invalid request never reached the model)
+    assert _metric(text, "failcast_model_calls_total") == 1
+    assert _metric(text, "failcast_model_call_requests_total") == 1
 
 
 def test_rate_limit_refusals_are_counted(settings, active_model, db_engine, make_token):
