@@ -8,18 +8,24 @@ row of the blended model cost 48 us cold (13 us in a loop), its explanation 80 u
 a group of 16 they cost 7 and 16 us a row, cold.
 
 So a request of few rows does not call the model itself: it leaves its rows here and waits.
+The group does all of the model's work on them: the features (from the rows' history windows,
+or the counters as they are), the probabilities and explanations, and the warnings of values
+outside the training range.
+
 The first of a turn schedules the group's scoring with `call_soon`, which runs it after every
 callback already due in this turn, so a group takes in every request that gets this far in the
 same turn and none waits for a later one: no timer, no added latency beyond the turn. The rows
-of each (predictor, explain) are stacked into one matrix, scored by the model's batch path, and
-each request gets its own rows' probabilities and explanations back. A request of more than
-`COALESCED_ROWS` rows is scored on its own at once: it gains nothing from company.
+of each (model, explain) are stacked into one array, the model's batch path does the work, and
+each request gets its own rows' probabilities, explanations and warnings back. A request of
+more than `COALESCED_ROWS` rows is scored on its own at once: it gains nothing from company.
 
-What a row is answered does not depend on its company: the batch path gives a tree's and a
-boosted model's scores to the bit of the one-row path, a logistic regression's (and a blend's)
-to the rounding of a matrix product (1e-12), explanations' paths and contributions exactly
-(`tests/unit/test_explain.py`, `tests/unit/test_calibration_compiled.py`). A group whose model
-call raises is scored again request by request, so that each gets its own answer or error.
+What a row is answered does not depend on its company: history features and warnings are the
+one-row path's to the bit (`tests/unit/test_history_features.py`, `tests/unit/test_profile.py`);
+the batch path gives a tree's and a boosted model's scores to the bit of the one-row path, a
+logistic regression's (and a blend's) to the rounding of a matrix product (1e-12), and
+explanations' paths and contributions exactly (`tests/unit/test_explain.py`,
+`tests/unit/test_calibration_compiled.py`). A group whose work raises is done again request by
+request, so that each gets its own answer or error.
 """
 
 import asyncio
@@ -28,58 +34,82 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from model import Predictor
+from model import LoadedModel
 from model.compiled import Explanation
 
 FloatArray = npt.NDArray[np.float64]
-Scores = tuple[FloatArray, list[Explanation] | None]
 COALESCED_ROWS = 64  # a request of more rows is scored on its own
 
 
-def scored(predictor: Predictor, inputs: FloatArray, explain: bool) -> Scores:
-    """P(failure) of each row and, with `explain`, its explanation (None: the model has none)."""
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """A request's rows, scored: P(failure), explanations (None: not asked for, or the model
+    has none) and each row's warnings (None: no row has any)."""
+
+    probabilities: FloatArray
+    explanations: list[Explanation] | None
+    warnings: list[list[str] | None] | None
+
+
+def scored(
+    model: LoadedModel, rows: FloatArray, counts: FloatArray | None, explain: bool
+) -> Scores:
+    """The model's work on a request's rows: `rows` are the history windows, (n, depth + 1,
+    counters), of a model whose features read them (with `counts`, each row's count of earlier
+    observations, when they count them), else the counters, (n, counters)."""
+    predictor = model.predictor
+    features = predictor.features
+    inputs = features.compute(rows, counts) if features.uses_history else features.plain(rows)
     if explain:
-        return predictor.explain(inputs)
-    return predictor.predict_proba(inputs), None
+        probabilities, explanations = predictor.explain(inputs)
+    else:
+        probabilities, explanations = predictor.predict_proba(inputs), None
+    warnings = None if model.ranges is None else model.ranges.warnings(inputs)
+    return Scores(probabilities, explanations, warnings)
 
 
 @dataclass(slots=True)
 class _Group:
-    """The requests of one turn that one predictor scores, with or without explanations."""
+    """The requests of one turn that one model scores, with or without explanations."""
 
-    predictor: Predictor
+    model: LoadedModel
     explain: bool
-    inputs: list[FloatArray] = field(default_factory=list)
+    rows: list[FloatArray] = field(default_factory=list)
+    counts: list[FloatArray | None] = field(default_factory=list)
     waiting: list[asyncio.Future[Scores]] = field(default_factory=list)
 
 
 class Scoring:
-    """Groups the model calls of the requests that reach them in the same turn of the loop."""
+    """Groups the model's work on the requests that reach it in the same turn of the loop."""
 
     def __init__(self) -> None:
         self._groups: dict[tuple[int, bool], _Group] = {}
         self.groups = 0  # model calls made for groups, and the requests they answered
         self.requests = 0
+        self.retried = 0  # requests scored again alone, their group's work having raised
 
     def counts(self) -> tuple[int, int]:
         """The model calls made for groups so far, and the requests they answered."""
         return self.groups, self.requests
 
-    async def score(self, predictor: Predictor, inputs: FloatArray, explain: bool) -> Scores:
-        """`scored(predictor, inputs, explain)`, in a group with this turn's other requests."""
-        if len(inputs) > COALESCED_ROWS:
-            return scored(predictor, inputs, explain)
+    async def score(
+        self, model: LoadedModel, rows: FloatArray, counts: FloatArray | None, explain: bool
+    ) -> Scores:
+        """`scored(model, rows, counts, explain)`, in a group with this turn's other requests."""
+        if len(rows) > COALESCED_ROWS:
+            return scored(model, rows, counts, explain)
         loop = asyncio.get_running_loop()
         if not self._groups:
             loop.call_soon(self._score_groups)
-        # keyed by identity: a predictor is held by its group until scored, so no other
-        # predictor can take its id meanwhile
-        key = (id(predictor), explain)
+        # keyed by identity: a model is held by its group until scored, so no other model can
+        # take its id meanwhile
+        key = (id(model), explain)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(predictor, explain)
+            group = self._groups[key] = _Group(model, explain)
         waiting: asyncio.Future[Scores] = loop.create_future()
-        group.inputs.append(inputs)
+        group.rows.append(rows)
+        group.counts.append(counts)
         group.waiting.append(waiting)
         return await waiting
 
@@ -92,20 +122,33 @@ class Scoring:
                 _answer_alone(group, 0)
                 continue
             try:
-                probabilities, explanations = scored(
-                    group.predictor, np.concatenate(group.inputs), group.explain
-                )
+                given = [c for c in group.counts if c is not None]  # all or none: one model
+                counts = np.concatenate(given) if given else None
+                found = scored(group.model, np.concatenate(group.rows), counts, group.explain)
             except Exception:  # each request is scored alone, for its own answer or error
+                self.retried += len(group.waiting)
                 for i in range(len(group.waiting)):
                     _answer_alone(group, i)
                 continue
-            start = 0
-            for inputs, waiting in zip(group.inputs, group.waiting, strict=True):
-                end = start + len(inputs)
-                if not waiting.done():  # (a request cancelled meanwhile: its deadline passed)
-                    mine = None if explanations is None else explanations[start:end]
-                    waiting.set_result((probabilities[start:end], mine))
-                start = end
+            _share(group, found)
+
+
+def _share(group: _Group, found: Scores) -> None:
+    """Each waiting request's rows of a group's scores."""
+    probabilities, explanations, warnings = found.probabilities, found.explanations, found.warnings
+    start = 0
+    for rows, waiting in zip(group.rows, group.waiting, strict=True):
+        end = start + len(rows)
+        if not waiting.done():  # (a request cancelled meanwhile: its deadline passed)
+            mine = None if warnings is None else warnings[start:end]
+            waiting.set_result(
+                Scores(
+                    probabilities[start:end],
+                    None if explanations is None else explanations[start:end],
+                    None if mine is None or not any(mine) else mine,
+                )
+            )
+        start = end
 
 
 def _answer_alone(group: _Group, i: int) -> None:
@@ -113,6 +156,6 @@ def _answer_alone(group: _Group, i: int) -> None:
     if waiting.done():
         return
     try:
-        waiting.set_result(scored(group.predictor, group.inputs[i], group.explain))
+        waiting.set_result(scored(group.model, group.rows[i], group.counts[i], group.explain))
     except Exception as error:  # raised where the request waits
         waiting.set_exception(error)

@@ -166,17 +166,17 @@ async def predict(
     observed = _observed_or(telemetry.observed_at, now, len(telemetry))
     features = predictor.features
     missing: list[list[str] | None] | None = None
+    rows, counts = matrix, None
     if features.uses_history:
-        windows, counts, missing = await histories.windows(
+        rows, counts, missing = await histories.windows(
             features, matrix, telemetry.device_ids, observed, audit.id
         )
-        inputs = features.compute(windows, counts)
-    else:
-        inputs = features.plain(matrix)
-    probabilities, explanations = await models.scoring.score(predictor, inputs, explain)
-    warnings = None
-    if loaded.ranges is not None:  # one comparison per batch when every value is inside
-        warnings = loaded.ranges.warnings(inputs)
+    scores = await models.scoring.score(loaded, rows, counts, explain)
+    probabilities, explanations, warnings = (
+        scores.probabilities,
+        scores.explanations,
+        scores.warnings,
+    )
     if missing is not None and any(missing):
         warnings = _joined(warnings, missing)
     threshold = predictor.threshold
