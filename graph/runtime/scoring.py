@@ -83,7 +83,9 @@ class Scoring:
     """Groups the model's work on the requests that reach it in the same turn of the loop."""
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[int, bool], _Group] = {}
+        # per event loop (a server has one; tests start and stop several), the groups of its
+        # current turn: a loop that stops before its turn ends takes only its own requests
+        self._turns: dict[asyncio.AbstractEventLoop, dict[tuple[int, bool], _Group]] = {}
         self.groups = 0  # model calls made for groups, and the requests they answered
         self.requests = 0
         self.retried = 0  # requests scored again alone, their group's work having raised
@@ -99,23 +101,24 @@ class Scoring:
         if len(rows) > COALESCED_ROWS:
             return scored(model, rows, counts, explain)
         loop = asyncio.get_running_loop()
-        if not self._groups:
-            loop.call_soon(self._score_groups)
+        groups = self._turns.get(loop)
+        if groups is None:  # the first request of this turn
+            groups = self._turns[loop] = {}
+            loop.call_soon(self._score_groups, loop)
         # keyed by identity: a model is held by its group until scored, so no other model can
         # take its id meanwhile
         key = (id(model), explain)
-        group = self._groups.get(key)
+        group = groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(model, explain)
+            group = groups[key] = _Group(model, explain)
         waiting: asyncio.Future[Scores] = loop.create_future()
         group.rows.append(rows)
         group.counts.append(counts)
         group.waiting.append(waiting)
         return await waiting
 
-    def _score_groups(self) -> None:
-        groups, self._groups = self._groups, {}
-        for group in groups.values():
+    def _score_groups(self, loop: asyncio.AbstractEventLoop) -> None:
+        for group in self._turns.pop(loop).values():
             self.groups += 1
             self.requests += len(group.waiting)
             if len(group.waiting) == 1:

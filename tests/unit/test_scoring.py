@@ -207,3 +207,22 @@ def test_a_cancelled_request_leaves_its_group_answered(model, fleet):
     assert scoring.counts() == (1, 4)
     for i in (0, 2, 3):
         _same_as_alone(model, fleet[i : i + 1], answers[i], False)
+
+
+def test_a_loop_that_stops_mid_turn_leaves_the_next_loop_scoring(model, fleet):
+    # Tests (and a server's restarts in one process) run several event loops in turn: requests
+    # left waiting by a loop that stopped before its turn ended must not hold up the next one.
+    scoring = Scoring()
+    stopped = asyncio.new_event_loop()
+    try:
+        left = stopped.create_task(scoring.score(model, fleet[0:1], None, False))
+        stopped.call_soon(stopped.stop)  # after the task's first step: before the group's turn
+        stopped.run_forever()
+        assert not left.done()
+        left.cancel()
+    finally:
+        stopped.close()
+
+    got = _run(scoring.score(model, fleet[1:2], None, False))
+    _same_as_alone(model, fleet[1:2], got, False)
+    assert scoring.counts() == (1, 1)
