@@ -43,10 +43,12 @@ COALESCED_ROWS = 64  # a request of more rows is scored on its own
 
 @dataclass(frozen=True, slots=True)
 class Scores:
-    """A request's rows, scored: P(failure), explanations (None: not asked for, or the model
+    """A request's rows, scored: P(failure) and whether it reaches the model's threshold (as
+    lists: a group converts its arrays once), explanations (None: not asked for, or the model
     has none) and each row's warnings (None: no row has any)."""
 
-    probabilities: FloatArray
+    probabilities: list[float]
+    is_failure: list[bool]
     explanations: list[Explanation] | None
     warnings: list[list[str] | None] | None
 
@@ -65,7 +67,8 @@ def scored(
     else:
         probabilities, explanations = predictor.predict_proba(inputs), None
     warnings = None if model.ranges is None else model.ranges.warnings(inputs)
-    return Scores(probabilities, explanations, warnings)
+    is_failure = (probabilities >= predictor.threshold).tolist()
+    return Scores(probabilities.tolist(), is_failure, explanations, warnings)
 
 
 @dataclass(slots=True)
@@ -138,7 +141,8 @@ class Scoring:
 
 def _share(group: _Group, found: Scores) -> None:
     """Each waiting request's rows of a group's scores."""
-    probabilities, explanations, warnings = found.probabilities, found.explanations, found.warnings
+    probabilities, is_failure = found.probabilities, found.is_failure
+    explanations, warnings = found.explanations, found.warnings
     start = 0
     for rows, waiting in zip(group.rows, group.waiting, strict=True):
         end = start + len(rows)
@@ -147,6 +151,7 @@ def _share(group: _Group, found: Scores) -> None:
             waiting.set_result(
                 Scores(
                     probabilities[start:end],
+                    is_failure[start:end],
                     None if explanations is None else explanations[start:end],
                     None if mine is None or not any(mine) else mine,
                 )

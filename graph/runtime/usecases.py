@@ -189,8 +189,8 @@ async def predict(
         device_ids=list(telemetry.device_ids),
         observed_at=observed,
         metrics=dict(zip(DEVICE_FEATURES, matrix.T.tolist(), strict=True)),
-        failure_probability=probabilities.tolist(),
-        is_failure=(probabilities >= threshold).tolist(),
+        failure_probability=probabilities,
+        is_failure=scores.is_failure,
         explanations=explanations,
         warnings=warnings,
     )

@@ -77,8 +77,10 @@ def _same_as_alone(
     contributions, and warnings, exactly."""
     alone = scored(model, rows, counts, explain)
     tolerance = 0.0 if model.predictor.algorithm == "decision_tree" else 1e-12
-    assert got.probabilities.shape == (len(rows),)
-    assert np.abs(got.probabilities - alone.probabilities).max() <= tolerance
+    assert len(got.probabilities) == len(rows) and len(got.is_failure) == len(rows)
+    difference = np.asarray(got.probabilities) - np.asarray(alone.probabilities)
+    assert np.abs(difference).max() <= tolerance
+    assert got.is_failure == [p >= model.predictor.threshold for p in got.probabilities]
     assert got.warnings == alone.warnings
     if not explain:
         assert got.explanations is None
