@@ -131,7 +131,7 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     histories = DeviceHistories(engine, settings.history_cache_devices)
     models = ModelService(engine, settings.model_refresh_seconds, on_swap=metrics.serving)
-    metrics.count_model_calls(models.scoring.counts)
+    metrics.count_model_calls(models.scoring.calls)
     return Runtime(
         settings=settings,
         engine=engine,

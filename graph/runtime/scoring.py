@@ -93,7 +93,7 @@ class Scoring:
         self.requests = 0
         self.retried = 0  # requests scored again alone, their group's work having raised
 
-    def counts(self) -> tuple[int, int]:
+    def calls(self) -> tuple[int, int]:
         """The model calls made for groups so far, and the requests they answered."""
         return self.groups, self.requests
 

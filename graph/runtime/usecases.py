@@ -172,11 +172,7 @@ async def predict(
             features, matrix, telemetry.device_ids, observed, audit.id
         )
     scores = await models.scoring.score(loaded, rows, counts, explain)
-    probabilities, explanations, warnings = (
-        scores.probabilities,
-        scores.explanations,
-        scores.warnings,
-    )
+    warnings = scores.warnings
     if missing is not None and any(missing):
         warnings = _joined(warnings, missing)
     threshold = predictor.threshold
@@ -189,9 +185,9 @@ async def predict(
         device_ids=list(telemetry.device_ids),
         observed_at=observed,
         metrics=dict(zip(DEVICE_FEATURES, matrix.T.tolist(), strict=True)),
-        failure_probability=probabilities,
+        failure_probability=scores.probabilities,
         is_failure=scores.is_failure,
-        explanations=explanations,
+        explanations=scores.explanations,
         warnings=warnings,
     )
     audit.add_predictions(block, loaded.version)

@@ -101,7 +101,7 @@ def test_requests_of_one_turn_are_scored_in_one_call(model, fleet, explain):
         return await asyncio.gather(*(scoring.score(model, r, None, explain) for r in requests))
 
     answers = _run(all_at_once())
-    assert scoring.counts() == (1, len(requests)) and scoring.retried == 0
+    assert scoring.calls() == (1, len(requests)) and scoring.retried == 0
     for rows, got in zip(requests, answers, strict=True):
         _same_as_alone(model, rows, got, explain)
 
@@ -126,7 +126,7 @@ def test_rows_read_from_history_windows_are_grouped_with_their_warnings(history_
         )
 
     answers = _run(all_at_once())
-    assert scoring.counts() == (1, len(requests)) and scoring.retried == 0
+    assert scoring.calls() == (1, len(requests)) and scoring.retried == 0
     for (w, c), got in zip(requests, answers, strict=True):
         _same_as_alone(history_model, w, got, explain, counts=c)
     assert answers[7].warnings is not None and "metric1 = " in answers[7].warnings[0][0]
@@ -142,14 +142,14 @@ def test_turns_make_groups_of_their_own_and_explained_requests_group_apart(model
             scoring.score(model, fleet[1:2], None, True),
             scoring.score(model, fleet[2:3], None, False),
         )
-        assert scoring.counts() == (2, 3)  # one group without explanations, one with
+        assert scoring.calls() == (2, 3)  # one group without explanations, one with
         second = await asyncio.gather(
             *(scoring.score(model, fleet[i : i + 1], None, False) for i in range(3, 7))
         )
         return first, second
 
     first, second = _run(two_turns())
-    assert scoring.counts() == (3, 7)
+    assert scoring.calls() == (3, 7)
     _same_as_alone(model, fleet[0:1], first[0], False)
     _same_as_alone(model, fleet[1:2], first[1], True)
     _same_as_alone(model, fleet[2:3], first[2], False)
@@ -167,7 +167,7 @@ def test_a_request_of_many_rows_is_scored_on_its_own_at_once(model, fleet):
         )
 
     big, small = _run(big_and_small())
-    assert scoring.counts() == (1, 1)  # the small one's group; the big one called the model itself
+    assert scoring.calls() == (1, 1)  # the small one's group; the big one called the model itself
     _same_as_alone(model, rows, big, True)
     _same_as_alone(model, fleet[0:1], small, True)
 
@@ -186,7 +186,7 @@ def test_a_request_the_model_refuses_fails_alone(model, fleet):
         )
 
     first, bad, third = _run(one_bad())
-    assert scoring.counts() == (1, 3) and scoring.retried == 3
+    assert scoring.calls() == (1, 3) and scoring.retried == 3
     assert isinstance(bad, IndexError) and "index 7 is out of bounds" in str(bad)
     _same_as_alone(model, fleet[0:1], first, False)
     _same_as_alone(model, fleet[2:3], third, False)
@@ -206,7 +206,7 @@ def test_a_cancelled_request_leaves_its_group_answered(model, fleet):
 
     answers = _run(one_cancelled())
     assert isinstance(answers[1], asyncio.CancelledError)
-    assert scoring.counts() == (1, 4)
+    assert scoring.calls() == (1, 4)
     for i in (0, 2, 3):
         _same_as_alone(model, fleet[i : i + 1], answers[i], False)
 
@@ -227,4 +227,4 @@ def test_a_loop_that_stops_mid_turn_leaves_the_next_loop_scoring(model, fleet):
 
     got = _run(scoring.score(model, fleet[1:2], None, False))
     _same_as_alone(model, fleet[1:2], got, False)
-    assert scoring.counts() == (1, 1)
+    assert scoring.calls() == (1, 1)
