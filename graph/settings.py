@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from auth import AuthConfig, check_production_ready, parse_scopes_strict
@@ -143,6 +143,7 @@ class Settings(BaseSettings):
     drift_min_sample: int = Field(default=500, ge=1)  # fewer predictions: INSUFFICIENT_DATA
     drift_sample: int = Field(default=5000, ge=100, le=100_000)  # rows of a window KS reads
     drift_refresh_seconds: float = Field(default=300.0, gt=0)  # the drift gauges of /metrics
+    drift_gauge_rows: int = Field(default=100_000, ge=1)  # the gauges read the latest ones
     outcome_horizon_days: int = Field(default=1, ge=1, le=365)  # what an outcome labels
     performance_tolerance: float = Field(default=0.1, ge=0, le=1)  # absolute, below training
     performance_min_failures: int = Field(default=10, ge=1)  # labeled failures before `degraded`
@@ -178,6 +179,17 @@ class Settings(BaseSettings):
     @classmethod
     def _check_hosts(cls, value: list[str]) -> list[str]:
         return [allowed_host(item) for item in value]
+
+    @model_validator(mode="after")
+    def _check_drift_gauge_rows(self) -> "Settings":
+        if self.drift_gauge_rows < self.drift_min_sample:
+            message = (
+                f"FAILCAST_DRIFT_GAUGE_ROWS ({self.drift_gauge_rows}) is below "
+                f"FAILCAST_DRIFT_MIN_SAMPLE ({self.drift_min_sample}): the drift gauges would "
+                "never read enough predictions for a status"
+            )
+            raise ValueError(message)
+        return self
 
     @property
     def limits(self) -> Limits:

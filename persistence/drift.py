@@ -15,7 +15,11 @@ bin. Nothing of the window is loaded into Python but one row of counts.
 time (ties by id): with n rows, row k (1-based, in that order) is kept when
 floor(k * limit / n) > floor((k - 1) * limit / n), which keeps exactly `limit` rows, about one
 in n / limit, deterministically (the same window gives the same sample). The database numbers
-the rows (ROW_NUMBER over the index order) and returns only the kept ones.
+the rows (ROW_NUMBER over the time index alone) and reads only the kept ones from the table.
+
+`latest_start` bounds a window to its latest rows: the observation time of its `rows`-th latest
+prediction, read backwards along the time index (`rows` index entries, whatever the window's
+size). The drift gauges measure the window from there, so their cost does not grow with traffic.
 """
 
 from collections.abc import Mapping, Sequence
@@ -40,6 +44,24 @@ def in_window(version_id: int, start: datetime | None, end: datetime) -> list[An
     if start is not None:
         where.append(p.observed_at >= sa.literal(start, UTCDateTime()))
     return where
+
+
+def latest_start(
+    session: Session, version_id: int, start: datetime | None, end: datetime, rows: int
+) -> datetime | None:
+    """The observation time of a version's `rows`-th latest prediction in [start, end), or None
+    when the window holds fewer: [that time, end) holds its latest `rows` predictions (and any
+    that share the `rows`-th one's observation time)."""
+    p = _PREDICTION.c
+    query = (
+        sa.select(p.observed_at)
+        .where(*in_window(version_id, start, end))
+        .order_by(p.observed_at.desc())
+        .offset(rows - 1)
+        .limit(1)
+    )
+    found: datetime | None = session.execute(query).scalar()
+    return found
 
 
 def window_bins(
@@ -86,10 +108,14 @@ def window_sample(
     if total <= limit:
         query = sa.select(*columns).where(*where)
     else:
+        # Rows are numbered from the time index alone (no table row is read for that), and
+        # only the kept ones are read from the table, by primary key.
         rank = sa.func.row_number().over(order_by=(p.observed_at, p.id))
-        numbered = sa.select(*columns, rank.label("k")).where(*where).subquery("numbered")
+        numbered = sa.select(p.id, rank.label("k")).where(*where).subquery("numbered")
         k = numbered.c.k
-        kept = (k * limit) // total - ((k - 1) * limit) // total == 1
-        query = sa.select(*(numbered.c[name] for name in features)).where(kept)
+        kept = sa.select(numbered.c.id).where(
+            (k * limit) // total - ((k - 1) * limit) // total == 1
+        )
+        query = sa.select(*columns).where(p.id.in_(kept.scalar_subquery()))
     rows = session.execute(query).all()
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(features))

@@ -151,13 +151,21 @@ async def drift(
 
 
 def active_drift(engine: Engine, settings: Settings) -> DriftReport | None:
-    """The active version's drift over the trailing window (for the gauges); None: no version
-    is active, or it has no profile. Blocking: run it off the event loop."""
+    """The active version's drift over the trailing window, from its latest
+    `drift_gauge_rows` predictions when it holds more (for the gauges: their cost stays bounded
+    however busy the server is); None: no version is active, or it has no profile. Blocking:
+    run it off the event loop."""
     span = window(None, None, timedelta(hours=settings.drift_window_hours))
     with session_scope(engine) as session:
         version = ModelVersionRepository(session).active()
         if version is None or not version.input_profile:
             return None
+        assert version.id is not None
+        latest = drift_sql.latest_start(
+            session, version.id, span.start, span.end, settings.drift_gauge_rows
+        )
+        if latest is not None:
+            span = Window(latest, span.end)
         return _drift(session, version, span, settings.drift_min_sample, settings.drift_sample)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from scipy import stats
 from starlette.testclient import TestClient
 from support import demo_fleet, gql, register_version
@@ -232,3 +233,36 @@ def test_the_active_versions_drift_is_a_prometheus_gauge(
         code = {"OK": 0.0, "WARN": 1.0, "ALERT": 2.0}[feature["status"]]
         assert g[f"failcast_drift_feature_status{labels}"] == code
     assert g["failcast_drift_refreshed_timestamp_seconds"] > time.time() - 60
+
+
+def test_the_gauges_read_only_the_latest_drift_gauge_rows_predictions(
+    settings, db_engine, active_model, auth_headers
+):
+    """However busy the server, the gauges' refresh reads a bounded number of predictions: the
+    latest FAILCAST_DRIFT_GAUGE_ROWS of the window, i.e. the window from the N-th latest one's
+    observation time (the analysts' `drift` over that window gives the same figures)."""
+    quick = settings.model_copy(update={"drift_refresh_seconds": 0.2, "drift_gauge_rows": 500})
+    start = datetime.now(UTC) - timedelta(hours=6)
+    matrix = np.vstack([fleet_rows(100, seed=3) * 9.0, fleet_rows(500, seed=4)])
+    size = 'failcast_drift_sample_size{model_version="test-1"}'
+    with TestClient(create_app(quick)) as client:
+        send(client, auth_headers, matrix, start)
+        latest = drift(client, auth_headers, **{"from": (start + 100 * STEP).isoformat()})
+        whole = drift(client, auth_headers, **{"from": start.isoformat()})
+        deadline = time.monotonic() + 10
+        while (g := _gauges(client)).get(size) != 500:
+            assert time.monotonic() < deadline, g
+            time.sleep(0.1)
+    assert latest["sampleSize"] == 500 and whole["sampleSize"] == 600
+    for feature in latest["features"]:
+        labels = f'{{feature="{feature["feature"]}",model_version="test-1"}}'
+        assert g[f"failcast_drift_psi{labels}"] == pytest.approx(feature["psi"], rel=1e-9)
+        assert g[f"failcast_drift_ks_statistic{labels}"] == pytest.approx(feature["ks"], rel=1e-9)
+    # The 100 oldest rows, far out of range, weigh on the whole window's figures, not the gauges'.
+    assert [f["psi"] for f in latest["features"]] != [f["psi"] for f in whole["features"]]
+
+
+def test_the_gauges_need_at_least_the_minimum_sample():
+    with pytest.raises(ValidationError, match="FAILCAST_DRIFT_GAUGE_ROWS"):
+        Settings(drift_gauge_rows=499, drift_min_sample=500)
+    assert Settings(drift_gauge_rows=500, drift_min_sample=500).drift_gauge_rows == 500
