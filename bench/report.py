@@ -229,7 +229,8 @@ def tail_table(results: Results) -> list[str]:
             _verdict(ratio <= 2.5),
             "-" if run.pauses is None else run.pauses.show(),
             # The server's own pauses against its neighbours': on 2 cores, another process's
-            # work (a database's autovacuum after the batch runs) stretches the tail too.
+            # work (a database's autovacuum after the batch runs) stretches the tail too (the
+            # other servers are stopped meanwhile: what is left is the databases' and others').
             _cores_text(run.cores(), [run]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -370,6 +371,11 @@ def render(results: Results) -> str:
         *results_table(results),
         "",
         "## Tail: one long run of single-row `predict` at the same connections",
+        "",
+        "Each tail run has the machine to itself: the other contenders' servers are stopped "
+        "(SIGSTOP to their process groups, SIGCONT after), so their background work (each "
+        "refreshes its drift gauges 300 s after it starts, all at once) is not measured as "
+        "this server's tail. The server's own background work runs as usual.",
         "",
         *tail_table(results),
         "",

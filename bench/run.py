@@ -23,7 +23,7 @@ from bench.measure import (
     check_storage,
     memory_of,
 )
-from bench.procs import stop_server
+from bench.procs import paused, stop_server
 from bench.report import Results, render
 from bench.stack import PostgresAdmin, active_model, copy_sqlite, new_stack
 
@@ -224,7 +224,9 @@ def _measure(
     if options.tail_seconds:
         for contender in contenders:
             if contender.tail_measured:
-                run = driver.run(contender, TAIL, options.tail_seconds)
+                others = [c.server for c in contenders if c is not contender and c.server]
+                with paused(others):  # the tail of this server alone on the machine
+                    run = driver.run(contender, TAIL, options.tail_seconds)
                 log(f"  tail {contender.key}: {run.load.per_second:,.0f}/s, p50 "
                     f"{run.load.p50_ms:.1f} ms, p99 {run.load.p99_ms:.1f} ms")  # fmt: skip
     memory = _memory(driver, contenders, options.soak_predictions, log)
