@@ -8,7 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,7 +218,7 @@ def stop_server(server: Server, timeout: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def paused(servers: Iterable[Server]) -> Iterator[None]:
+def paused(servers: Sequence[Server]) -> Iterator[None]:
     """Stop the servers' whole process groups (SIGSTOP) for the block, and continue them after.
 
     A measurement of one server alone: the others' background work (drift refresh, sealing,
@@ -236,3 +236,6 @@ def paused(servers: Iterable[Server]) -> Iterator[None]:
         for group in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGCONT)
+        for server in servers:  # what their timers owe is done before anything is measured
+            if server.process.pid in stopped:
+                wait_idle(server)

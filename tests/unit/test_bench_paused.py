@@ -6,7 +6,8 @@ from pathlib import Path
 
 from bench.procs import Server, paused, start_server, stop_server
 
-SPIN = "import time\nwhile True:\n    sum(range(10_000))\n"
+# Busy for 1 s of CPU (time it cannot take while stopped), then idle: `paused` waits for that.
+SPIN = "import time\nwhile time.process_time() < 1.0:\n    pass\ntime.sleep(600)\n"
 
 
 def _state(pid: int) -> str:
@@ -31,10 +32,10 @@ def test_paused_servers_stop_for_the_block_and_go_on_after(tmp_path):
             before = [server.cpu_seconds() for server in servers]
             time.sleep(0.3)
             assert [server.cpu_seconds() for server in servers] == before
+        # continued, and waited for until idle: each spent its second of CPU
+        assert all(s.cpu_seconds() >= 0.99 > b for s, b in zip(servers, before, strict=True))
         for server in servers:
-            assert _wait_state(server.process.pid, {"R", "S"}) in {"R", "S"}
-        time.sleep(0.3)
-        assert all(s.cpu_seconds() > b for s, b in zip(servers, before, strict=True))
+            assert _wait_state(server.process.pid, {"S"}) == "S"
     finally:
         for server in servers:
             stop_server(server)

@@ -1,6 +1,7 @@
 """bench.pauses reads what paused a server from the exposition failcast's metrics really write
 (so a renamed metric fails here, not silently as zeros in the bench's table)."""
 
+import math
 import os
 import threading
 import time
@@ -19,7 +20,7 @@ def test_the_pauses_of_a_run_are_read_from_two_expositions(tmp_path: Path) -> No
     engine = create_db_engine(f"sqlite:///{tmp_path / 'metrics.db'}")
     metrics = Metrics(engine)
     metrics.observe_gc_pause(2, 0.004)
-    metrics.observe_loop_lag(0.001, 0.001)
+    metrics.observe_loop_lag(61.0, 61.0)  # before the run (a server stopped meanwhile)
     metrics.observe_group_commit(0.2)  # before the run: not counted
     before = parse(metrics.exposition().decode())
     for seconds in (0.010, 0.030):  # two full collections
@@ -35,15 +36,32 @@ def test_the_pauses_of_a_run_are_read_from_two_expositions(tmp_path: Path) -> No
     assert pauses.full_collections == 2
     assert abs(pauses.full_collection_ms - 40.0) < 1e-6
     assert abs(pauses.young_collection_ms - 2.0) < 1e-6
-    assert pauses.long_lags == 2 and abs(pauses.worst_lag_ms - 120.0) < 1e-6
+    # the run's worst, 120 ms, in the (100, 250] ms bucket: not the gauge's 61 s from before
+    assert pauses.long_lags == 2 and pauses.worst_lag_ms == 250.0
     assert pauses.long_commits == 2
     assert pauses.show() == (
-        "gc2 2 x 20.0 ms, gc0/1 2 ms; lag >= 25 ms: 2, max 120 ms; commits >= 50 ms: 2"
+        "gc2 2 x 20.0 ms, gc0/1 2 ms; lag >= 25 ms: 2, max <= 250 ms; commits >= 50 ms: 2"
     )
     both = total([pauses, pauses])
     assert both is not None and both.full_collections == 4 and both.long_lags == 4
     assert both.long_commits == 4
     assert total([]) is None
+
+
+def test_the_worst_lag_of_a_run_is_its_own_bucket(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'metrics.db'}")
+    metrics = Metrics(engine)
+    metrics.observe_loop_lag(0.3, 0.3)
+    before = parse(metrics.exposition().decode())
+    quiet = between(before, parse(metrics.exposition().decode()))
+    metrics.observe_loop_lag(0.004, 0.3)
+    small = between(before, parse(metrics.exposition().decode()))
+    metrics.observe_loop_lag(2.5, 2.5)
+    beyond = between(before, parse(metrics.exposition().decode()))
+    engine.dispose()
+    assert (quiet.worst_lag_ms, small.worst_lag_ms, beyond.worst_lag_ms) == (0.0, 5.0, math.inf)
+    assert "max 0 ms;" in quiet.show() and "max <= 5 ms;" in small.show()
+    assert "lag >= 25 ms: 1, max > 1 s;" in beyond.show()
 
 
 def test_an_exposition_without_the_pause_metrics_reads_as_none() -> None:
