@@ -175,11 +175,10 @@ async def predict(
     warnings = scores.warnings
     if missing is not None and any(missing):
         warnings = _joined(warnings, missing)
-    threshold = predictor.threshold
     block = PredictionBlock(
         audit_event_id=audit.id,
         model_version_id=loaded.version_id,
-        threshold=threshold,
+        threshold=predictor.threshold,
         created_at=now,
         ids=new_ids(len(telemetry)),
         device_ids=list(telemetry.device_ids),
