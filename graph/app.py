@@ -107,11 +107,16 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.writer_processes,
             preload=WRITER_PRELOAD,
             statement_timeout_ms=settings.db_statement_timeout_ms or None,
+            sqlite_cache_kib=settings.sqlite_writer_cache_mib * 1024,
         )
         write = processes.write
     else:
         if is_sqlite(settings.database_url):
-            writes = create_db_engine(settings.database_url, pool_size=settings.writers)
+            writes = create_db_engine(
+                settings.database_url,
+                pool_size=settings.writers,
+                sqlite_cache_kib=settings.sqlite_writer_cache_mib * 1024,
+            )
         write = in_thread(partial(write_records, writes))
     metrics = Metrics(engine)
     limiter = RateLimiter({s: Rate(*r) for s, r in settings.rate_limits.items()})

@@ -2,6 +2,7 @@
 
 from persistence import alerts, idempotency, lifecycle, notifications, predictions, webhooks
 from persistence.engine import (
+    SQLITE_CACHE_KIB,
     WalCheckpoints,
     create_db_engine,
     is_sqlite,
@@ -55,6 +56,7 @@ metadata = AuditEvent.metadata
 __all__ = [
     "METRIC_COLUMNS",
     "OUTCOMES",
+    "SQLITE_CACHE_KIB",
     "AuditEvent",
     "AuditFilter",
     "AuditRepository",

@@ -104,14 +104,15 @@ def zygote(control: socket.socket, preload: Sequence[str]) -> None:
     It runs in a process of its own, started once per server process (with the server's
     sys.path) and single-threaded, so a fork of it is safe and starts with `preload` imported:
     a writer is ready in milliseconds. A request is one datagram, the JSON `[database_url,
-    statement_timeout_ms]` with the writer's end of its socket attached; the answer is the
-    writer's pid (HEADER). Writers that end are reaped here; a database's engine is made and
-    connected here once (`_warm_engine`), and every writer of that database is forked with it."""
+    statement_timeout_ms, sqlite_cache_kib]` with the writer's end of its socket attached; the
+    answer is the writer's pid (HEADER). Writers that end are reaped here; a database's engine
+    is made and connected here once (`_warm_engine`), and every writer of that database is
+    forked with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, _reap)
     for name in preload:
         importlib.import_module(name)
-    engines: dict[tuple[str, int | None], Engine] = {}
+    engines: dict[tuple[str, int | None, int], Engine] = {}
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 4096, 1)
@@ -119,10 +120,10 @@ def zygote(control: socket.socket, preload: Sequence[str]) -> None:
             continue
         if not message:
             return
-        database_url, statement_timeout_ms = json.loads(message)
-        key = (database_url, statement_timeout_ms)
+        database_url, statement_timeout_ms, cache_kib = json.loads(message)
+        key = (database_url, statement_timeout_ms, cache_kib)
         if key not in engines:
-            engines[key] = _warm_engine(database_url, statement_timeout_ms)
+            engines[key] = _warm_engine(database_url, statement_timeout_ms, cache_kib)
         pid = os.fork()
         if pid == 0:  # the writer
             control.close()
@@ -145,12 +146,17 @@ def _reap(*_: Any) -> None:
             pass
 
 
-def _warm_engine(database_url: str, statement_timeout_ms: int | None) -> Engine:
+def _warm_engine(database_url: str, statement_timeout_ms: int | None, cache_kib: int) -> Engine:
     """The engine writers of this database are forked with: made (its dialect and driver
     imported) and connected once (the dialect reads what it needs of the server, several round
     trips on PostgreSQL) here, so that a writer's first commit pays for neither; then its pool
     emptied, so no connection is shared with a writer."""
-    engine = create_db_engine(database_url, pool_size=1, statement_timeout_ms=statement_timeout_ms)
+    engine = create_db_engine(
+        database_url,
+        pool_size=1,
+        statement_timeout_ms=statement_timeout_ms,
+        sqlite_cache_kib=cache_kib,
+    )
     with contextlib.suppress(Exception):  # unreachable now: each writer connects when it can
         engine.connect().close()
     engine.dispose()

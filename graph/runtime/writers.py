@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from persistence import DatabaseUnavailable, RequestRecord
+from persistence import SQLITE_CACHE_KIB, DatabaseUnavailable, RequestRecord
 from persistence import writer as protocol
 
 log = logging.getLogger("failcast.writers")
@@ -56,12 +56,12 @@ class _Zygote:
         self._control: socket.socket | None = None
 
     def fork(self, preload: Sequence[str], database_url: str, timeout_ms: int | None,
-             channel: socket.socket) -> int:  # fmt: skip
+             cache_kib: int, channel: socket.socket) -> int:  # fmt: skip
         """A new writer on `channel` (the writer's end); its pid. Blocking."""
         with self._lock:
             try:
                 control = self._running(preload)
-                request = json.dumps([database_url, timeout_ms]).encode()
+                request = json.dumps([database_url, timeout_ms, cache_kib]).encode()
                 socket.send_fds(control, [request], [channel.fileno()])
                 answer = control.recv(protocol.HEADER.size)
             except OSError as error:
@@ -196,6 +196,7 @@ class WriterProcesses:
         count: int = 1,
         preload: Sequence[str] = (),
         statement_timeout_ms: int | None = None,
+        sqlite_cache_kib: int = SQLITE_CACHE_KIB,
     ) -> None:
         if count < 1:
             raise ValueError("at least one writer process is needed")
@@ -204,6 +205,7 @@ class WriterProcesses:
         self.count = count
         self.preload = ["persistence.writer", *preload]
         self.statement_timeout_ms = statement_timeout_ms
+        self.sqlite_cache_kib = sqlite_cache_kib  # each writer's page cache, on a SQLite file
         self._idle: asyncio.Queue[_Writer] | None = None
         self._all: list[_Writer] = []
         _ZYGOTE.prestart(self.preload)
@@ -252,7 +254,12 @@ class WriterProcesses:
         ours, theirs = socket.socketpair()
         try:
             pid = await asyncio.to_thread(
-                _ZYGOTE.fork, self.preload, self.database_url, self.statement_timeout_ms, theirs
+                _ZYGOTE.fork,
+                self.preload,
+                self.database_url,
+                self.statement_timeout_ms,
+                self.sqlite_cache_kib,
+                theirs,
             )
         except BaseException:
             ours.close()

@@ -19,7 +19,7 @@ from support import ORIGINAL_EXAMPLE, count_rows, gql
 
 from graph.app import create_app
 from graph.settings import Settings
-from persistence import is_sqlite
+from persistence import SQLITE_CACHE_KIB, is_sqlite, writer
 
 PREDICT = "mutation P($input: PredictInput!) { predict(input: $input) { id } }"
 PAGE = "{ predictions(first: 5) { nodes { id } } }"
@@ -101,3 +101,38 @@ def test_an_app_with_writer_processes_stores_what_it_answers(
 def _prediction_ids(engine: sa.Engine) -> list[Any]:
     with engine.connect() as connection:
         return list(connection.execute(sa.text("SELECT id FROM prediction")).scalars())
+
+
+def _cache_kib(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        value = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    return -int(value)  # negative: KiB; positive would be pages
+
+
+def test_the_writers_connection_has_the_page_cache_the_setting_gives(
+    settings, db_engine, active_model, auth_headers, statements
+):
+    """A 1,000-row batch for a fleet dirties a page of the device index per device: in the
+    default 4 MiB cache of the other connections, SQLite spilled and read pages again."""
+    assert Settings().sqlite_writer_cache_mib == 32
+    given = settings.model_copy(update={"sqlite_writer_cache_mib": 48})
+    with TestClient(create_app(given)) as client:
+        body = gql(client, PREDICT, {"input": ORIGINAL_EXAMPLE}, auth_headers)
+        assert "errors" not in body, body
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        assert _cache_kib(runtime.writes) == 48 * 1024
+        assert _cache_kib(runtime.engine) == SQLITE_CACHE_KIB  # the readers keep theirs
+    processes = given.model_copy(update={"writer_process": True})
+    with TestClient(create_app(processes)) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        assert runtime.writer_processes.sqlite_cache_kib == 48 * 1024
+
+
+def test_a_writer_process_connects_with_the_cache_it_is_asked_for(db_url):
+    if not is_sqlite(db_url):
+        pytest.skip("a page cache per connection is SQLite's")
+    engine = writer._warm_engine(db_url, None, 12_345)  # what the zygote forks writers with
+    try:
+        assert _cache_kib(engine) == 12_345
+    finally:
+        engine.dispose()
