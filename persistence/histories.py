@@ -9,7 +9,8 @@ latest stored, by id). Every read goes through `ix_prediction_device_id_observed
   transaction);
 - `observations_before`: a device's newest observations before a time (a row that arrives out
   of order);
-- `CommitLog.rows_since` (SQLite): the predictions committed after a rowid. SQLite has one
+- `CommitLog.requests_since` and `devices_between` (SQLite): the requests whose predictions
+  were committed after a rowid, and the devices of those another process made. SQLite has one
   writer at a time and gives each new row the next rowid, so rowid order is commit order: a
   server reads what other processes stored since it last looked, exactly;
 - `block_observations` (PostgreSQL): the observations of a block another process announced
@@ -170,10 +171,26 @@ def observations_between(
 
 
 _LAST_ROWID = "SELECT max(rowid) FROM prediction"
-_ROWS_SINCE = (
-    "SELECT rowid, device_id, audit_event_id FROM prediction WHERE rowid > ? ORDER BY rowid LIMIT ?"
+# Each request's predictions among the first N committed after a rowid: grouped in SQLite, so a
+# server reads one row per request, not one per prediction (a 1,000-row batch: 1 row, not 1,000).
+_REQUESTS_SINCE = (
+    "SELECT max(rowid), audit_event_id, count(*) FROM (SELECT rowid, audit_event_id "
+    "FROM prediction WHERE rowid > ? ORDER BY rowid LIMIT ?) GROUP BY audit_event_id"
 )
-Since = list[tuple[int, str | None, uuid.UUID]]
+_DEVICES_BETWEEN = (
+    "SELECT DISTINCT device_id FROM prediction WHERE rowid > ? AND rowid <= ? "
+    "AND device_id IS NOT NULL AND audit_event_id IN ({})"
+)
+_IN_LIST = 500  # request ids per statement: well under SQLite's 32,766 variables
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The predictions one request committed after a rowid: its last rowid, and how many."""
+
+    last_rowid: int
+    request_id: uuid.UUID
+    count: int
 
 
 class CommitLog:
@@ -209,13 +226,22 @@ class CommitLog:
         ((value,),) = self._run(_LAST_ROWID, ())
         return int(value or 0)
 
-    def rows_since(self, rowid: int, limit: int) -> Since:
-        """(rowid, device id, request id) of the first `limit` predictions committed after
-        `rowid`, in commit order."""
+    def requests_since(self, rowid: int, limit: int) -> list[Committed]:
+        """The requests whose predictions are among the first `limit` committed after `rowid`,
+        one entry per request (in no particular order)."""
         return [
-            (int(r), device, event if isinstance(event, uuid.UUID) else uuid.UUID(event))
-            for r, device, event in self._run(_ROWS_SINCE, (rowid, limit))
+            Committed(int(last), event if isinstance(event, uuid.UUID) else uuid.UUID(event), n)
+            for last, event, n in self._run(_REQUESTS_SINCE, (rowid, limit))
         ]
+
+    def devices_between(self, after: int, upto: int, requests: Sequence[uuid.UUID]) -> set[str]:
+        """The device ids of the predictions of `requests` with a rowid in (after, upto]."""
+        found: set[str] = set()
+        for start in range(0, len(requests), _IN_LIST):
+            part = [r.hex for r in requests[start : start + _IN_LIST]]
+            sql = _DEVICES_BETWEEN.format(", ".join("?" * len(part)))
+            found.update(device for (device,) in self._run(sql, (after, upto, *part)))
+        return found
 
     def close(self) -> None:
         """Give the held connection back."""

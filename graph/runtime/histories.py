@@ -321,14 +321,16 @@ class DeviceHistories:
             if self._rowid is None:  # the first look: nothing cached yet
                 self._rowid = self._commits.last_rowid()
             else:
-                others = self._commits.rows_since(self._rowid, CATCH_UP_LIMIT + 1)
-                if len(others) > CATCH_UP_LIMIT:
-                    self._tails.clear()
-                for _, device, request in others:
-                    if device is not None and request not in self._own:
-                        self._forget(device)
-                if others:
-                    self._rowid = others[-1][0]
+                committed = self._commits.requests_since(self._rowid, CATCH_UP_LIMIT + 1)
+                if committed:
+                    last = max(c.last_rowid for c in committed)
+                    if sum(c.count for c in committed) > CATCH_UP_LIMIT:
+                        self._tails.clear()
+                    else:
+                        others = [c.request_id for c in committed if c.request_id not in self._own]
+                        for device in self._commits.devices_between(self._rowid, last, others):
+                            self._forget(device)
+                    self._rowid = last
         except Exception as error:  # every request waiting fails with it
             waiting.set_exception(error)
             return
