@@ -78,3 +78,14 @@ def test_a_selection_with_other_fields_is_served_item_by_item() -> None:
     assert _plain_rows(item, _selection("{ feature }")) is not None
     assert _plain_rows(item, _selection("{ feature __typename }")) is None
     assert _plain_rows(item.of_type, _selection("{ feature }")) is None  # items that may be null
+
+
+def test_ids_are_written_as_str_writes_a_uuid() -> None:
+    import uuid
+
+    from graph.schema.plans import _uuid_texts
+    from persistence import new_ids
+
+    edges = [uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1), uuid.UUID(int=0xABC << 64)]
+    values = [*new_ids(1000), *edges, uuid.uuid4()]
+    assert _uuid_texts(values) == [str(v) for v in values]
