@@ -248,27 +248,27 @@ class Seeded:
     subject: str | None
 
 
-def seed_predictions(
-    engine: Engine,
+def request_record(
     version_id: int,
-    rows: list[tuple[str | None, datetime, float]],
+    rows: Sequence[tuple[str | None, datetime, float]],
     subject: str | None = "seeder",
     created_at: datetime | None = None,
     threshold: float = 0.5,
     metrics: dict[str, list[float]] | None = None,
-) -> list[Seeded]:
-    """Store predictions (device, observed at, probability) as one request would, in bulk.
+    effects: Sequence[Any] = (),
+) -> RequestRecord:
+    """One successful request's audit row and its predictions (device, observed at,
+    probability), as the server hands them to `write_records`.
 
     Their telemetry is `metrics` (a list of values per metric column), else small made-up values.
     """
     event_id, now = new_id(), created_at or datetime.now(UTC)
-    ids = new_ids(len(rows))
     block = PredictionBlock(
         audit_event_id=event_id,
         model_version_id=version_id,
         threshold=threshold,
         created_at=now,
-        ids=ids,
+        ids=new_ids(len(rows)),
         device_ids=[r[0] for r in rows],
         observed_at=[r[1] for r in rows],
         metrics=metrics or {m: [float(i % 7) for i in range(len(rows))] for m in METRIC_COLUMNS},
@@ -280,10 +280,26 @@ def seed_predictions(
         "subject": subject, "http_method": "POST", "http_path": "/graphql", "http_status": 200,
         "outcome": "ok", "error_codes": [], "predictions_created": len(rows),
     }  # fmt: skip
-    write_records(engine, [RequestRecord(audit=audit, predictions=[block])])
+    return RequestRecord(audit=audit, predictions=[block], effects=list(effects))
+
+
+def seed_predictions(
+    engine: Engine,
+    version_id: int,
+    rows: list[tuple[str | None, datetime, float]],
+    subject: str | None = "seeder",
+    created_at: datetime | None = None,
+    threshold: float = 0.5,
+    metrics: dict[str, list[float]] | None = None,
+) -> list[Seeded]:
+    """Store predictions (device, observed at, probability) as one request would, in bulk
+    (`request_record`)."""
+    record = request_record(version_id, rows, subject, created_at, threshold, metrics)
+    write_records(engine, [record])
+    [block] = record.predictions
     return [
-        Seeded(i, r[0], r[1], now, r[2], r[2] >= threshold, subject)
-        for i, r in zip(ids, rows, strict=True)
+        Seeded(i, r[0], r[1], block.created_at, r[2], r[2] >= threshold, subject)
+        for i, r in zip(block.ids, rows, strict=True)
     ]
 
 

@@ -6,14 +6,10 @@ One row per request, not one per prediction, and the devices only of the request
 from datetime import UTC, datetime
 
 import pytest
-from support import register_version
+from support import register_version, request_record
 
 from persistence import (
-    METRIC_COLUMNS,
-    PredictionBlock,
     RequestRecord,
-    new_id,
-    new_ids,
     write_records,
 )
 from persistence.histories import CommitLog
@@ -29,25 +25,8 @@ def log(db_engine):
 
 
 def _request(version_id: int, devices: list[str | None]) -> RequestRecord:
-    event_id, count, now = new_id(), len(devices), datetime.now(UTC)
-    audit = {
-        "id": event_id, "received_at": now, "finished_at": now, "duration_ms": 1.0,
-        "http_method": "POST", "http_path": "/graphql", "http_status": 200, "outcome": "ok",
-        "error_codes": [], "predictions_created": count,
-    }  # fmt: skip
-    block = PredictionBlock(
-        audit_event_id=event_id,
-        model_version_id=version_id,
-        threshold=0.5,
-        created_at=now,
-        ids=new_ids(count),
-        device_ids=devices,
-        observed_at=[now] * count,
-        metrics={m: [1.0] * count for m in METRIC_COLUMNS},
-        failure_probability=[0.1] * count,
-        is_failure=[False] * count,
-    )
-    return RequestRecord(audit=audit, predictions=[block])
+    now = datetime.now(UTC)
+    return request_record(version_id, [(device, now, 0.1) for device in devices])
 
 
 def test_each_request_is_one_entry_with_its_count_and_last_rowid(db_engine, demo_artifact, log):

@@ -13,17 +13,14 @@ from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
-from support import count_rows, register_version
+from support import count_rows, register_version, request_record
 
 from graph.runtime.writers import WriterProcesses
 from persistence import (
     METRIC_COLUMNS,
     Conflict,
     DatabaseUnavailable,
-    PredictionBlock,
     RequestRecord,
-    new_id,
-    new_ids,
 )
 
 
@@ -57,25 +54,10 @@ def _die(*_: Any) -> None:
 
 
 def _record(version_id: int, *effects: Any, rows: int = 2) -> RequestRecord:
-    event_id, now = new_id(), datetime.now(UTC)
-    block = PredictionBlock(
-        audit_event_id=event_id,
-        model_version_id=version_id,
-        threshold=0.5,
-        created_at=now,
-        ids=new_ids(rows),
-        device_ids=[f"dev-{i}" for i in range(rows)],
-        observed_at=[now] * rows,
-        metrics={m: [float(i) for i in range(rows)] for m in METRIC_COLUMNS},
-        failure_probability=[0.25] * rows,
-        is_failure=[False] * rows,
-    )
-    audit = {
-        "id": event_id, "received_at": now, "finished_at": now, "duration_ms": 1.0,
-        "http_method": "POST", "http_path": "/graphql", "http_status": 200, "outcome": "ok",
-        "error_codes": [], "predictions_created": rows,
-    }  # fmt: skip
-    return RequestRecord(audit=audit, predictions=[block], effects=list(effects))
+    now = datetime.now(UTC)
+    made = [(f"dev-{i}", now, 0.25) for i in range(rows)]
+    metrics = {m: [float(i) for i in range(rows)] for m in METRIC_COLUMNS}
+    return request_record(version_id, made, subject=None, metrics=metrics, effects=effects)
 
 
 @pytest.fixture
