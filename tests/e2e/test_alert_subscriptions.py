@@ -133,7 +133,7 @@ async def _refused_operation(base: str, subscribe: dict) -> tuple[list[dict], in
     """Subscribe until the operation is refused, then ping: the connection stays usable."""
     received = []
     async with websockets.connect(ws_url(base), subprotocols=["graphql-transport-ws"]) as ws:
-        await ws.send(json.dumps(INIT))
+        await ws.send(json.dumps(_init()))
         received.append(json.loads(await ws.recv()))
         await ws.send(json.dumps(subscribe))
         received.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
@@ -143,7 +143,12 @@ async def _refused_operation(base: str, subscribe: dict) -> tuple[list[dict], in
 
 
 BYE = "bye"  # not a protocol message: the server closes with 4400 (the test need not wait)
-INIT = {"type": "connection_init", "payload": bearer(make_token("raw"))}
+
+
+def _init() -> dict:
+    """A connection_init with a token minted now: one minted at import expired in a test
+    session that ran for more than its 10 minutes before this module's tests."""
+    return {"type": "connection_init", "payload": bearer(make_token("raw"))}
 
 
 def _subscribe(ident: str, query: str = ALERTS, variables: dict | None = None) -> dict:
@@ -174,23 +179,23 @@ def test_refusals_close_with_the_protocols_codes_and_are_audited(
         started = time.monotonic()
         got["silent"] = await _raw(base, [])
         got["silent after"] = time.monotonic() - started
-        got["no subprotocol"] = await _raw(base, [INIT], subprotocols=())
-        got["legacy subprotocol"] = await _raw(base, [INIT], subprotocols=("graphql-ws",))
+        got["no subprotocol"] = await _raw(base, [_init()], subprotocols=())
+        got["legacy subprotocol"] = await _raw(base, [_init()], subprotocols=("graphql-ws",))
         got["subscribe first"] = await _raw(base, [_subscribe("1")])
-        got["init twice"] = await _raw(base, [INIT, INIT])
+        got["init twice"] = await _raw(base, [_init(), _init()])
         got["not json"] = await _raw(base, ["nope"])
-        got["same id twice"] = await _raw(base, [INIT, _subscribe("1"), _subscribe("1")])
+        got["same id twice"] = await _raw(base, [_init(), _subscribe("1"), _subscribe("1")])
         got["query over ws"] = await _refused_operation(base, _subscribe("q", "{ me { subject } }"))
         got["bad argument"] = await _refused_operation(
             base, _subscribe("b", variables={"min": 2.0})
         )
         with pytest.raises(websockets.InvalidStatus) as refused:
-            await _raw(base, [INIT], origin="https://evil.example.com")
+            await _raw(base, [_init()], origin="https://evil.example.com")
         got["foreign origin"] = refused.value.response.status_code
         async with websockets.connect(
             ws_url(base), subprotocols=["graphql-transport-ws"], origin="https://app.example.com"
         ) as ws:
-            await ws.send(json.dumps(INIT))
+            await ws.send(json.dumps(_init()))
             got["listed origin"] = json.loads(await ws.recv())["type"]
         # the subject's cap: two connections are open, the third is closed
         mine = bearer(token(Scope.PREDICTIONS_READ, subject="capped"))
@@ -301,7 +306,7 @@ def test_a_server_shutdown_ends_its_subscriptions_and_records_their_end(
         async with websockets.connect(
             ws_url(server.base), subprotocols=["graphql-transport-ws"]
         ) as ws:
-            await ws.send(json.dumps(INIT))
+            await ws.send(json.dumps(_init()))
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             await ws.send(json.dumps(_subscribe("s")))
             # What is measured is the shutdown; the start only has to happen (CI, loaded, once
