@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     db_writers: int | None = Field(default=None, ge=1, le=16)  # default: 1 SQLite, 2 PostgreSQL
     writer_process: bool = False  # group commits written by processes of their own (opt-in)
     # The page cache of the connection that writes the group commits to a SQLite file
-    sqlite_writer_cache_mib: int = Field(default=32, ge=1, le=1024)
+    sqlite_writer_cache_mib: int = Field(default=16, ge=1, le=1024)
     compiled_plans: bool = True  # predict documents answered by graph/plans.py, not the executor
     max_batch_size: int = Field(default=1000, ge=1, le=10000)
     max_page_size: int = Field(default=500, ge=1, le=10000)

@@ -114,7 +114,7 @@ def test_the_writers_connection_has_the_page_cache_the_setting_gives(
 ):
     """A 1,000-row batch for a fleet dirties a page of the device index per device: in the
     default 4 MiB cache of the other connections, SQLite spilled and read pages again."""
-    assert Settings().sqlite_writer_cache_mib == 32
+    assert Settings().sqlite_writer_cache_mib == 16
     given = settings.model_copy(update={"sqlite_writer_cache_mib": 48})
     with TestClient(create_app(given)) as client:
         body = gql(client, PREDICT, {"input": ORIGINAL_EXAMPLE}, auth_headers)
