@@ -82,6 +82,25 @@ DECISION_PATH = "DECISION_PATH"
 CONTRIBUTIONS = "CONTRIBUTIONS"
 
 
+class CheckedRows(list[dict[str, Any]]):
+    """JSON objects that all have the keys of `columns`, in its order, each key's values of its
+    type (floats finite): checked when they were made, for the whole call at once, so that a
+    reader that would check the same (the compiled plans, graph.schema.plans) serves them as
+    they are. Not to be changed once made: the check would no longer hold."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, rows: list[dict[str, Any]], columns: tuple[tuple[str, type], ...]) -> None:
+        super().__init__(rows)
+        self.columns = columns
+
+
+# an explanation's contributions, as CheckedRows: feature (String), value and contribution (Float)
+CONTRIBUTION_COLUMNS: tuple[tuple[str, type], ...] = (
+    ("feature", str), ("value", float), ("contribution", float),
+)  # fmt: skip
+
+
 class Evaluator(Protocol):
     """P(failure) of each row of an (n, features) array, optionally with explanations."""
 
@@ -268,18 +287,20 @@ def _contributions(
     without `every_feature`, features that contributed exactly 0 are left out."""
     values, contributions = matrix.tolist(), parts.tolist()
     orders = np.argsort(-np.abs(parts), axis=1, kind="stable").tolist()  # all rows at once
+    # every row's values are floats (tolist of float64); checked finite here, once for all rows
+    checked = bool(np.isfinite(matrix).all() and np.isfinite(parts).all())
+    checked = checked and all(type(name) is str for name in names)
     explanations = []
     rows = zip(scores.tolist(), values, contributions, orders, strict=True)
     for score, row, part, ranked in rows:
         order = ranked if every_feature else [j for j in ranked if part[j] != 0.0]
+        made = [{"feature": names[j], "value": row[j], "contribution": part[j]} for j in order]
         explanations.append(
             {
                 "kind": CONTRIBUTIONS,
                 "score": score,
                 "baseValue": base_value,
-                "contributions": [
-                    {"feature": names[j], "value": row[j], "contribution": part[j]} for j in order
-                ],
+                "contributions": CheckedRows(made, CONTRIBUTION_COLUMNS) if checked else made,
             }
         )
     return explanations

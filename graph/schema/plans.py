@@ -73,6 +73,7 @@ from graph.schema.context import GraphContext
 from graph.schema.permissions import FIELD_SCOPES
 from graph.schema.types import FailureClassEnum, ModelVersionType
 from model import DEVICE_FEATURES
+from model.compiled import CheckedRows
 from persistence import ModelVersion, PredictionBlock
 
 _LABELS = {True: FailureClassEnum.FAILURE, False: FailureClassEnum.NON_FAILURE}
@@ -462,8 +463,12 @@ def _plain_rows(
 
     # the answer's keys, when the selection asks for the JSON's own keys (no alias)
     shape = tuple(key for key, _ in pairs) if all(k == n for k, n in pairs) else None
+    # rows checked when made, for exactly these keys and types, are their own answer
+    checked = tuple(checks) if shape is not None else None
 
     def rows(values: Sequence[Any]) -> list[dict[str, Any]] | None:
+        if type(values) is CheckedRows and values.columns == checked:
+            return values
         if set(map(type, values)) != {dict}:
             return None  # (an empty list too: the serializer's answer is the same)
         if set(map(tuple, values)) == {shape}:  # each already is its answer: served as it is

@@ -2,14 +2,18 @@
 decision_function, on real rows of the public dataset and on the synthetic fleet."""
 
 import json
+import math
+import pickle
 
 import numpy as np
+import orjson
 import pytest
 from support import needs_real_data, real_dataset
 
 from graph.schema import build_schema
 from model import DEVICE_FEATURES, ArtifactMetadata, Predictor, dump_artifact, load_artifact
 from model import sha256_hex as digest
+from model.compiled import CONTRIBUTION_COLUMNS, CheckedRows
 from training import generate_synthetic
 from training.estimators import build_estimator
 
@@ -174,3 +178,40 @@ def test_a_model_scikit_learn_answers_has_no_explanations(fleet):
     probabilities, explanations = predictor.explain(X[:5])
     assert not predictor.compiled and explanations is None
     assert np.array_equal(probabilities, forest.predict_proba(X[:5])[:, 1])
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "params"),
+    [("logistic_regression", {}), ("blend", {"max_iter": 15, "max_depth": 3})],
+)
+def test_contributions_are_checked_once_when_made(fleet, algorithm, params):
+    """The compiled plans serve an explanation's contributions as they are when they were
+    checked when made: every value a finite float, every feature a str, the keys in order."""
+    X, y = fleet
+    estimator = build_estimator(algorithm, 0, params or None)
+    estimator.fit(X, y)
+    data = dump_artifact(estimator, ArtifactMetadata(algorithm, DEVICE_FEATURES, 0.5))
+    predictor = load_artifact(data, digest(data))
+    for rows in (X[:1], X[:40]):  # the one-row path and the batch path
+        _, explanations = predictor.explain(rows)
+        assert explanations is not None
+        for explanation in explanations:
+            parts = explanation["contributions"]
+            assert type(parts) is CheckedRows and parts.columns == CONTRIBUTION_COLUMNS
+            for part in parts:
+                assert tuple(part) == ("feature", "value", "contribution")
+                assert type(part["feature"]) is str
+                assert all(
+                    type(part[k]) is float and math.isfinite(part[k])
+                    for k in ("value", "contribution")
+                )
+            copied = pickle.loads(pickle.dumps(parts))  # to a writer process and back
+            assert type(copied) is CheckedRows and copied.columns == parts.columns
+            assert copied == parts and orjson.dumps(parts) == orjson.dumps(list(parts))
+    # one value that is not finite, and the call's contributions are all left unchecked: the
+    # plans check them item by item (and refuse what is not a finite float)
+    rows = np.array(X[:3], dtype=np.float64)
+    rows[1, 0] = np.inf
+    _, explanations = predictor.explain(rows)
+    assert explanations is not None
+    assert all(type(e["contributions"]) is list for e in explanations)

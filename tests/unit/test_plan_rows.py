@@ -11,6 +11,7 @@ from graphql import GraphQLError, parse
 
 from graph.schema import build_schema
 from graph.schema.plans import _plain_rows, _value
+from model.compiled import CONTRIBUTION_COLUMNS, CheckedRows
 
 SCHEMA = build_schema()._schema
 EXPLANATION = SCHEMA.type_map["Explanation"]
@@ -89,3 +90,25 @@ def test_ids_are_written_as_str_writes_a_uuid() -> None:
     edges = [uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1), uuid.UUID(int=0xABC << 64)]
     values = [*new_ids(1000), *edges, uuid.uuid4()]
     assert _uuid_texts(values) == [str(v) for v in values]
+
+
+def test_contributions_checked_when_made_are_their_own_answer() -> None:
+    """The model's contributions, checked when made (model.compiled.CheckedRows), are served
+    as they are for the selection of exactly their keys and types; any other selection, or rows
+    checked for other types, are answered (and checked) as every other list."""
+    kind = EXPLANATION.fields["contributions"].type
+    made = CheckedRows([CONTRIBUTION, dict(CONTRIBUTION, feature="metric2")], CONTRIBUTION_COLUMNS)
+    exact = _value(kind, _selection("{ feature value contribution }"), keyed=True)
+    assert exact(made) is made
+    for other in (
+        "{ feature contribution }",
+        "{ contribution feature value }",
+        "{ feature v: value contribution }",
+    ):
+        served = _value(kind, _selection(other), keyed=True)
+        assert served(made) is not made
+        assert _answer(served, made) == _answer(served, list(made))
+    # rows that say they were checked for other types are checked here: NaN is refused
+    wrong = CheckedRows([dict(CONTRIBUTION, value=math.nan)], (("feature", str),))
+    assert _answer(exact, wrong)[0] == "error"
+    assert _answer(exact, wrong) == _answer(exact, list(wrong))
