@@ -60,7 +60,7 @@ def test_train_registers_and_activates_a_version(db_engine, tmp_path):
 
 
 def test_registered_artifact_predicts_like_the_trained_estimator(db_engine, tmp_path):
-    opts = options(tmp_path)
+    opts = options(tmp_path, algorithm="logistic_regression")  # refitted, as every selection is
     outcome = train(opts, db_engine, quiet)
     row = stored(db_engine, outcome.version)
     predictor = load_artifact(row.artifact, row.artifact_sha256)
@@ -133,22 +133,23 @@ def test_report_directory_holds_json_model_and_plots(db_engine, tmp_path):
 
 
 def test_inactive_training_leaves_the_active_version_alone(db_engine, tmp_path):
-    first = train(options(tmp_path, activate=True), db_engine, quiet)
-    second = train(options(tmp_path, seed=4), db_engine, quiet)
+    quick = {"algorithm": "decision_tree", "cv_folds": 0}  # activation is the point, not selection
+    first = train(options(tmp_path, activate=True, **quick), db_engine, quiet)
+    second = train(options(tmp_path, seed=4, **quick), db_engine, quiet)
     assert second.version != first.version and not second.activated
     assert active_version(db_engine) == first.version
 
 
 def test_registration_failure_leaves_no_report(tmp_path):
     unmigrated = create_db_engine(f"sqlite:///{tmp_path / 'empty.db'}")
-    opts = options(tmp_path)
+    opts = options(tmp_path, algorithm="decision_tree", cv_folds=0)
     with pytest.raises(PersistenceError):
         train(opts, unmigrated, quiet)
     assert list(opts.report_dir.iterdir()) == []
 
 
 def test_evaluate_version_scores_a_registered_version(db_engine, tmp_path):
-    outcome = train(options(tmp_path), db_engine, quiet)
+    outcome = train(options(tmp_path, algorithm="decision_tree", cv_folds=0), db_engine, quiet)
     result = evaluate_version(db_engine, outcome.version)
     assert result["version"] == outcome.version and result["threshold"] == outcome.threshold
     assert result["data"]["synthetic"] and not result["same_data_as_training"]
@@ -163,7 +164,8 @@ def test_evaluate_unknown_version_is_a_training_error(db_engine):
 def test_a_trained_version_carries_its_training_profile_and_a_golden_set(db_engine, tmp_path):
     from model.golden import check_golden_set
 
-    outcome = train(options(tmp_path), db_engine, quiet)
+    # any algorithm has a profile and a golden set: one, refitted (cross-validated) as by default
+    outcome = train(options(tmp_path, algorithm="logistic_regression"), db_engine, quiet)
     row = stored(db_engine, outcome.version)
     assert set(row.input_profile["features"]) == set(row.feature_names)
     assert row.input_profile["rows"] == row.data_rows  # the rows of every device: refitted
