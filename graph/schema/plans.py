@@ -445,7 +445,9 @@ def _plain_rows(
     Float or Boolean (an explanation's path and contributions): the list's answer in one pass,
     its values checked column by column, or None (falsy: the item-by-item serializer answers,
     and refuses what it refuses) when a value is not already in its output form (a string, a
-    bool, a finite float). None here: the selection has other fields."""
+    bool, a finite float). None here: the selection has other fields. Rows the model checked
+    when it made them (model.compiled.CheckedRows) for exactly the selection's keys and types are
+    the answer as they are, unchecked here."""
     if not isinstance(kind, GraphQLNonNull) or not isinstance(kind.of_type, GraphQLObjectType):
         return None
     pairs: list[tuple[str, str]] = []
