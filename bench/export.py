@@ -28,19 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from bench.procs import cpu_seconds, free_port, rss_mb, start_server, stop_server, wait_ready
-from bench.seeding import analyze, stored_request
+from bench.seeding import analyze, placeholder_version, stored_request
 from bench.stack import DEFAULT_PG_ADMIN, PostgresAdmin, new_stack
 from failcast.migrations import upgrade
 from persistence import (
     METRIC_COLUMNS,
-    ModelVersion,
-    ModelVersionRepository,
     RequestRecord,
     create_db_engine,
-    session_scope,
     write_records,
 )
 
@@ -48,27 +43,6 @@ BLOCK = 10_000
 WARM_UP_ROWS = 10_000
 READ_BYTES = 1 << 20
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _version(engine: sa.Engine) -> int:
-    """A registered (inactive: never loaded) model version the predictions point at."""
-    row = ModelVersion(
-        version="bench-export-1",
-        algorithm="decision_tree",
-        feature_names=[],
-        threshold=0.5,
-        data_sha256="bench",
-        data_rows=0,
-        data_failures=0,
-        data_source="bench.export",
-        artifact_sha256="0" * 64,
-        artifact=b"",
-        created_at=datetime.now(UTC),
-    )
-    with session_scope(engine) as session:
-        ModelVersionRepository(session).add(row)
-    assert row.id is not None
-    return row.id
 
 
 def _blocks(rows: int, version_id: int, rng: random.Random) -> Iterator[RequestRecord]:
@@ -96,7 +70,7 @@ def seed(url: str, rows: int) -> float:
     upgrade(url)
     engine = create_db_engine(url)
     try:
-        version_id = _version(engine)
+        version_id = placeholder_version(engine, "bench-export-1", "bench.export")
         for record in _blocks(rows, version_id, random.Random(7)):
             write_records(engine, [record])
         analyze(engine)

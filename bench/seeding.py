@@ -6,11 +6,33 @@ takes, so a seeded database holds exactly what serving would have stored.
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from persistence import PredictionBlock, RequestRecord, new_id, new_ids
+from persistence import (
+    ModelVersion,
+    ModelVersionRepository,
+    PredictionBlock,
+    RequestRecord,
+    new_id,
+    new_ids,
+    session_scope,
+)
+
+
+def placeholder_version(engine: sa.Engine, version: str, source: str) -> int:
+    """The id of a registered, inactive model version with no artifact (never loaded): what
+    seeded predictions point at when no model serves them."""
+    row = ModelVersion(
+        version=version, algorithm="decision_tree", feature_names=[], threshold=0.5,
+        data_sha256="bench", data_rows=0, data_failures=0, data_source=source,
+        artifact_sha256="0" * 64, artifact=b"", created_at=datetime.now(UTC),
+    )  # fmt: skip
+    with session_scope(engine) as session:
+        ModelVersionRepository(session).add(row)
+    assert row.id is not None
+    return row.id
 
 
 def stored_request(

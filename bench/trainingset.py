@@ -26,15 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.seeding import analyze, stored_request
+from bench.seeding import analyze, placeholder_version, stored_request
 from bench.stack import DEFAULT_PG_ADMIN, PostgresAdmin
 from failcast.migrations import upgrade
 from persistence import (
     METRIC_COLUMNS,
-    ModelVersion,
-    ModelVersionRepository,
     create_db_engine,
-    session_scope,
     write_records,
 )
 from persistence.outcomes import OutcomeRecord, upsert_outcomes
@@ -57,18 +54,6 @@ print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSA
 """
 
 
-def _version(engine: object) -> int:
-    row = ModelVersion(
-        version="bench-train-1", algorithm="decision_tree", feature_names=[], threshold=0.5,
-        data_sha256="bench", data_rows=0, data_failures=0, data_source="bench.trainingset",
-        artifact_sha256="0" * 64, artifact=b"", created_at=datetime.now(UTC),
-    )  # fmt: skip
-    with session_scope(engine) as session:  # type: ignore[arg-type]
-        ModelVersionRepository(session).add(row)
-    assert row.id is not None
-    return row.id
-
-
 def seed(url: str, rows: int, devices: int) -> float:
     """Migrate a fresh database and store the predictions and outcomes; seconds it took."""
     started = time.perf_counter()
@@ -82,7 +67,7 @@ def seed(url: str, rows: int, devices: int) -> float:
     day = np.concatenate([day, day[again]])[:rows]
     seconds = rng.integers(0, 43_200, rows) + np.where(np.arange(rows) >= devices * days, 43_200, 0)
     try:
-        version = _version(engine)
+        version = placeholder_version(engine, "bench-train-1", "bench.trainingset")
         for start in range(0, rows, BLOCK):
             part = slice(start, min(start + BLOCK, rows))
             size = part.stop - start
