@@ -5,16 +5,18 @@ server's own write path): its audit row and 1,000 predictions. Every prediction 
 table and each of its indexes, and on PostgreSQL the statement-level trigger that stands in
 for the foreign keys checks the block's references. This bench weighs those parts one by one.
 
-A fresh database (a SQLite file in a temp dir, or `failcast_bench_<pid>_indexes` on the
-loopback PostgreSQL server of `--postgres`, dropped afterwards) is migrated and seeded with
-`--seed-blocks` blocks of a fleet of `--devices` devices (one block per day, every device
-once: the nightly scoring job's shape), then every index is rebuilt so that each starts as
-compact as one rebuilt during the run. Then, round by round, the same kind of blocks is
-written under each variant in turn:
+A database (a SQLite file in a temp dir, or `failcast_bench_<pid>_indexes` on the loopback
+PostgreSQL server of `--postgres`) is migrated and seeded with `--seed-blocks` blocks of a
+fleet of `--devices` devices (one block per day, every device once: the nightly scoring
+job's shape), through the same write path. Then, round by round, each variant gets a fresh
+copy of that database (a file copy; `CREATE DATABASE ... TEMPLATE` and a CHECKPOINT), has its
+change made, and the same `--blocks` blocks (the next days) are written into it:
 - the table as migrated (every index: the baseline of the round);
-- without one index (dropped, the blocks written, the index built again), for each index;
+- without one index, for each index;
 - without any index but the primary key;
-- on PostgreSQL, without the references' trigger (disabled, then enabled again).
+- on PostgreSQL, without the references' trigger.
+A copy is dropped after its writes, so every variant starts from the same pages: indexes as
+a server's inserts left them, none rebuilt.
 
 Per stored prediction it gives the CPU of the database's work and the wall time, each as a
 ratio to the baseline of the same round (median and min-max over rounds). On SQLite the
@@ -32,6 +34,7 @@ Which query needs which index is written beside each index in persistence/tables
 """
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,6 +52,7 @@ from bench.procs import own_cpu_seconds
 from bench.seeding import placeholder_version, stored_request
 from bench.stack import DEFAULT_PG_ADMIN, PostgresAdmin
 from failcast.migrations import upgrade
+from graph.settings import Settings
 from persistence import METRIC_COLUMNS, Prediction, RequestRecord, create_db_engine, is_sqlite
 from persistence.records import write_records
 
@@ -104,8 +108,10 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        # one pooled connection: on PostgreSQL every transaction runs in the same backend
-        self.engine = create_db_engine(url, pool_size=1)
+        # one pooled connection: on PostgreSQL every transaction runs in the same backend; on
+        # SQLite it has the page cache of a server's writer (FAILCAST_SQLITE_WRITER_CACHE_MIB)
+        cache_kib = Settings.model_fields["sqlite_writer_cache_mib"].default * 1024
+        self.engine = create_db_engine(url, pool_size=1, sqlite_cache_kib=cache_kib)
         self._backend = None if self.sqlite else self._backend_pid()
 
     def _backend_pid(self) -> int:
@@ -120,32 +126,13 @@ class Database:
             raise RuntimeError("the pooled connection changed backend: CPU not comparable")
         return own_cpu_seconds(self._backend)
 
-    def run(self, statement: str) -> None:
-        """A DDL statement, committed."""
-        with self.engine.begin() as connection:
-            connection.execute(sa.text(statement))
-
-    def rebuild(self) -> None:
-        """Every index of the table rebuilt, and fresh planner statistics."""
-        self.run("REINDEX prediction" if self.sqlite else "REINDEX TABLE prediction")
-        self.run("ANALYZE")
-
-    @contextmanager
-    def without(self, indexes: list[sa.Index], trigger: bool = False) -> Iterator[None]:
-        """The table without these indexes (and the trigger), then as it was."""
+    def change(self, indexes: list[sa.Index], trigger: bool) -> None:
+        """Drop these indexes (and disable the references' trigger): a variant's change."""
         with self.engine.begin() as connection:
             for index in indexes:
                 index.drop(connection)
             if trigger:
                 connection.execute(sa.text(f"ALTER TABLE prediction DISABLE TRIGGER {TRIGGER}"))
-        try:
-            yield
-        finally:
-            with self.engine.begin() as connection:
-                for index in indexes:
-                    index.create(connection)
-                if trigger:
-                    connection.execute(sa.text(f"ALTER TABLE prediction ENABLE TRIGGER {TRIGGER}"))
 
     def write(self, records: list[RequestRecord]) -> tuple[float, float, float]:
         """Write each record in a transaction of its own: (database CPU, process CPU, wall)."""
@@ -168,15 +155,71 @@ def variants(sqlite: bool) -> list[tuple[str, list[sa.Index], bool]]:
     return found
 
 
-def measure(database: Database, fleet: Fleet, blocks: int, rounds: int) -> list[Cost]:
-    """Every variant's cost, `rounds` times, in turn."""
+class Template:
+    """The seeded database, and a fresh copy of it for each variant and round."""
+
+    def __init__(self, admin: PostgresAdmin | None, directory: Path) -> None:
+        self.admin, self.directory = admin, directory
+        if admin is None:
+            self.url = f"sqlite:///{directory / 'template.db'}"
+        else:
+            self.url = admin.create("indexes")
+
+    @contextmanager
+    def copy(self) -> Iterator[str]:
+        """The URL of a copy of the template, dropped afterwards."""
+        if self.admin is None:
+            path = self.directory / "copy.db"
+            shutil.copyfile(self.directory / "template.db", path)  # its WAL checkpointed
+            try:
+                yield f"sqlite:///{path}"
+            finally:
+                for leftover in (
+                    path,
+                    path.with_name("copy.db-wal"),
+                    path.with_name("copy.db-shm"),
+                ):
+                    leftover.unlink(missing_ok=True)
+            return
+        url = self.admin.create("indexes_copy", template=self.url)
+        self.admin.checkpoint()  # the copy's WAL written out before, not during, the writes
+        try:
+            yield url
+        finally:
+            self.admin.drop(url)
+
+
+def seed(template: Template, devices: int, seed_blocks: int) -> Fleet:
+    """Migrate and seed the template (then closed, as a copy needs); the fleet carries on."""
+    upgrade(template.url)
+    database = Database(template.url)
+    try:
+        version = placeholder_version(database.engine, "bench-indexes-1", "bench.index_costs")
+        fleet = Fleet(version, devices)
+        database.write([fleet.block() for _ in range(seed_blocks)])
+        with database.engine.begin() as connection:
+            connection.execute(sa.text("ANALYZE"))
+            if database.sqlite:  # every page in the file itself: a file copy copies them all
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        database.engine.dispose()
+    return fleet
+
+
+def measure(template: Template, fleet: Fleet, blocks: int, rounds: int) -> list[Cost]:
+    """Every variant's cost on a fresh copy, `rounds` times, in turn: the same blocks each."""
+    records = [fleet.block() for _ in range(blocks)]
+    per = 1e6 / (blocks * len(fleet.devices))
     costs = []
     for round_no in range(1, rounds + 1):
-        for name, indexes, trigger in variants(database.sqlite):
-            records = [fleet.block() for _ in range(blocks)]
-            with database.without(indexes, trigger):
-                cpu, process, wall = database.write(records)
-            per = 1e6 / (blocks * len(fleet.devices))
+        for name, indexes, trigger in variants(template.admin is None):
+            with template.copy() as url:
+                database = Database(url)
+                try:
+                    database.change(indexes, trigger)
+                    cpu, process, wall = database.write(records)
+                finally:
+                    database.engine.dispose()
             client = 0.0 if database.sqlite else process * per
             costs.append(Cost(name, round_no, cpu * per, client, wall * per))
             print(f"round {round_no}: {name}: {cpu * per:.2f} us", file=sys.stderr, flush=True)
@@ -219,18 +262,16 @@ def _spread(values: list[float], spec: str) -> str:
     return f"{middle:{spec}} [{min(values):{spec}}-{max(values):{spec}}]"
 
 
-def run(url: str, devices: int, seed_blocks: int, blocks: int, rounds: int) -> list[Cost]:
-    """Migrate and seed the database at `url`, then measure every variant."""
-    upgrade(url)
-    database = Database(url)
-    try:
-        version = placeholder_version(database.engine, "bench-indexes-1", "bench.index_costs")
-        fleet = Fleet(version, devices)
-        database.write([fleet.block() for _ in range(seed_blocks)])
-        database.rebuild()
-        return measure(database, fleet, blocks, rounds)
-    finally:
-        database.engine.dispose()
+def run(admin: PostgresAdmin | None, devices: int, seed_blocks: int, blocks: int,
+        rounds: int) -> list[Cost]:  # fmt: skip
+    """Seed a template (on SQLite, or in a database of `admin`'s server), then measure."""
+    with tempfile.TemporaryDirectory(prefix="failcast-indexes-") as tmp:
+        try:
+            template = Template(admin, Path(tmp))
+            return measure(template, seed(template, devices, seed_blocks), blocks, rounds)
+        finally:
+            if admin is not None:
+                admin.drop_all()
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], object] = print) -> int:
@@ -265,14 +306,10 @@ def main(argv: list[str] | None = None, out: Callable[[str], object] = print) ->
         reason = admin.available()
         if reason:
             parser.error(f"PostgreSQL at {args.postgres} does not answer: {reason}")
-        try:
-            costs = run(admin.create("indexes"), *shape)
-        finally:
-            admin.drop_all()
+        costs = run(admin, *shape)
         title = f"PostgreSQL {admin.version()}: {seeded}, {written}"
     else:
-        with tempfile.TemporaryDirectory(prefix="failcast-indexes-") as tmp:
-            costs = run(f"sqlite:///{Path(tmp) / 'failcast.db'}", *shape)
+        costs = run(None, *shape)
         title = f"SQLite: {seeded}, {written}"
     out(render(costs, not args.postgres, title))
     return 0

@@ -91,6 +91,12 @@ class PostgresAdmin:
         """Write every dirty buffer out now (CHECKPOINT), as pgbench does between runs."""
         self._execute("CHECKPOINT")
 
+    def drop(self, database_url: str) -> None:
+        """Drop one database this admin created."""
+        name = sa.make_url(database_url).database
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.remove(str(name))
+
     def drop_all(self) -> None:
         """Drop every database this admin created."""
         while self.created:

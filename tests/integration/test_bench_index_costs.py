@@ -2,11 +2,25 @@
 migrated, and leaves the table as it found it: run here on a real SQLite file and on the
 PostgreSQL test server, with the product's own write path."""
 
-import sqlalchemy as sa
+from collections.abc import Iterator
+from pathlib import Path
 
-from bench.index_costs import ALL, NO_TRIGGER, TABLE_ALONE, TRIGGER, Database, Fleet, main, variants
-from bench.seeding import placeholder_version
-from failcast.migrations import upgrade
+import pytest
+import sqlalchemy as sa
+from support import PG_SKIP, PG_URL
+
+from bench.index_costs import (
+    ALL,
+    NO_TRIGGER,
+    TABLE_ALONE,
+    TRIGGER,
+    Database,
+    Template,
+    main,
+    seed,
+    variants,
+)
+from bench.stack import PostgresAdmin
 from persistence import Prediction
 
 
@@ -38,26 +52,61 @@ def test_every_index_of_the_table_is_weighed_alone_and_all_together() -> None:
         assert len(found) == len(indexes) + 2 + (0 if sqlite else 1)
 
 
-def test_a_variant_drops_what_it_names_and_leaves_the_table_as_it_found_it(scratch_url) -> None:
-    upgrade(scratch_url)
-    database = Database(scratch_url)
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP)),
+    ]
+)
+def template(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Template]:
+    """A template on SQLite, or a database of the PostgreSQL test server (as an admin URL)."""
+    admin = PostgresAdmin(PG_URL) if request.param == "postgresql" and PG_URL else None
+    yield Template(admin, tmp_path)
+    if admin is not None:
+        admin.drop_all()
+
+
+def _count(url: str) -> int:
+    engine = sa.create_engine(url)
     try:
-        before, enabled = _indexes(database.engine), _trigger_enabled(database.engine)
-        assert len(before) == len(Prediction.__table__.indexes) and enabled in (None, True)
-        fleet = Fleet(placeholder_version(database.engine, "t-1", "tests"), devices=5)
-        weighed = [v for v in variants(database.sqlite) if v[0] in (TABLE_ALONE, NO_TRIGGER)]
-        assert len(weighed) == (1 if database.sqlite else 2)
-        for _, dropped, trigger in weighed:
-            with database.without(dropped, trigger):
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text("SELECT count(*) FROM prediction")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_each_variant_writes_into_a_fresh_copy_that_lacks_only_what_it_drops(template) -> None:
+    fleet = seed(template, devices=5, seed_blocks=2)
+    seeded = Database(template.url)
+    try:
+        before, enabled = _indexes(seeded.engine), _trigger_enabled(seeded.engine)
+    finally:
+        seeded.engine.dispose()
+    assert len(before) == len(Prediction.__table__.indexes) and enabled in (None, True)
+    weighed = [v for v in variants(template.admin is None) if v[0] in (TABLE_ALONE, NO_TRIGGER)]
+    assert len(weighed) == (1 if template.admin is None else 2)
+    for _, dropped, trigger in weighed:
+        with template.copy() as url:
+            database = Database(url)
+            try:
+                assert _indexes(database.engine) == before
+                database.change(dropped, trigger)
                 assert _indexes(database.engine) == before - {str(i.name) for i in dropped}
                 assert _trigger_enabled(database.engine) in (None, not trigger)
                 cpu, process, wall = database.write([fleet.block()])
+            finally:
+                database.engine.dispose()
             assert cpu >= 0 and process > 0 and wall > 0
-            assert _indexes(database.engine) == before
-            assert _trigger_enabled(database.engine) == enabled
-        with database.engine.connect() as connection:
-            stored = connection.execute(sa.text("SELECT count(*) FROM prediction")).scalar_one()
-        assert stored == 5 * len(weighed)
+            assert _count(url) == 15  # the 10 seeded, then the block
+        if template.admin is None:
+            assert not (template.directory / "copy.db").exists()
+        else:
+            assert template.admin.created == [sa.make_url(template.url).database]
+    assert _count(template.url) == 10  # the template itself is left as seeded
+    database = Database(template.url)
+    try:
+        assert _indexes(database.engine) == before
+        assert _trigger_enabled(database.engine) == enabled
     finally:
         database.engine.dispose()
 
