@@ -65,6 +65,7 @@ sigmoid calibrator's expit(-(a f + b)) or the isotonic regression's linear inter
 interp1d itself delegates to), values in (1, 1 + 1e-5] set to 1.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -266,12 +267,14 @@ class _Additive(_Linked):
         self, matrix: FloatArray, names: Sequence[str]
     ) -> tuple[FloatArray, list[Explanation]]:
         """The scores and each row's contributions to its score (see the module docstring)."""
+        every = self.every_feature
         if matrix.shape[0] == 1:
             score, parts = self.scored_parts_one(matrix)
-            scores, contributions = np.array([score]), np.array([parts])
-        else:
-            scores, contributions = self.scored_parts(matrix)
-        every = self.every_feature
+            row = matrix[0].tolist()
+            return np.array([score]), [
+                _contributions_one(score, self.base_value, row, parts, names, every)
+            ]
+        scores, contributions = self.scored_parts(matrix)
         return scores, _contributions(scores, self.base_value, matrix, contributions, names, every)
 
 
@@ -288,22 +291,60 @@ def _contributions(
     values, contributions = matrix.tolist(), parts.tolist()
     orders = np.argsort(-np.abs(parts), axis=1, kind="stable").tolist()  # all rows at once
     # every row's values are floats (tolist of float64); checked finite here, once for all rows
-    checked = bool(np.isfinite(matrix).all() and np.isfinite(parts).all())
-    checked = checked and all(type(name) is str for name in names)
-    explanations = []
+    checked = bool(np.isfinite(matrix).all() and np.isfinite(parts).all()) and _all_str(names)
     rows = zip(scores.tolist(), values, contributions, orders, strict=True)
-    for score, row, part, ranked in rows:
-        order = ranked if every_feature else [j for j in ranked if part[j] != 0.0]
-        made = [{"feature": names[j], "value": row[j], "contribution": part[j]} for j in order]
-        explanations.append(
-            {
-                "kind": CONTRIBUTIONS,
-                "score": score,
-                "baseValue": base_value,
-                "contributions": CheckedRows(made, CONTRIBUTION_COLUMNS) if checked else made,
-            }
+    return [
+        _contribution(score, base_value, row, part, ranked, names, every_feature, checked)
+        for score, row, part, ranked in rows
+    ]
+
+
+def _contributions_one(
+    score: float,
+    base_value: float,
+    row: list[float],
+    part: list[float],
+    names: Sequence[str],
+    every_feature: bool,
+) -> Explanation:
+    """`_contributions` of one row given as floats, in plain Python: the same explanation
+    without numpy's per-call cost (its 1-row calls took about 25 us of one row's 30)."""
+    if not (all(map(math.isfinite, row)) and all(map(math.isfinite, part))):
+        # numpy's order of what is not finite, and the explanation left unchecked
+        [made] = _contributions(
+            np.array([score]), base_value, np.array([row]), np.array([part]), names, every_feature
         )
-    return explanations
+        return made
+    keys = [-abs(p) for p in part]
+    ranked = sorted(range(len(part)), key=keys.__getitem__)  # stable, as argsort's "stable"
+    checked = _all_str(names)
+    return _contribution(score, base_value, row, part, ranked, names, every_feature, checked)
+
+
+def _all_str(names: Sequence[str]) -> bool:
+    return all(type(name) is str for name in names)
+
+
+def _contribution(
+    score: float,
+    base_value: float,
+    row: list[float],
+    part: list[float],
+    ranked: list[int],
+    names: Sequence[str],
+    every_feature: bool,
+    checked: bool,
+) -> Explanation:
+    """One row's explanation: its features in `ranked` order (those that contributed exactly
+    0 left out without `every_feature`); `checked`: every value finite, every name a str."""
+    order = ranked if every_feature else [j for j in ranked if part[j] != 0.0]
+    made = [{"feature": names[j], "value": row[j], "contribution": part[j]} for j in order]
+    return {
+        "kind": CONTRIBUTIONS,
+        "score": score,
+        "baseValue": base_value,
+        "contributions": CheckedRows(made, CONTRIBUTION_COLUMNS) if checked else made,
+    }
 
 
 class LinearEvaluator(_Additive):

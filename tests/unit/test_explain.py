@@ -13,15 +13,17 @@ from support import needs_real_data, real_dataset
 from graph.schema import build_schema
 from model import DEVICE_FEATURES, ArtifactMetadata, Predictor, dump_artifact, load_artifact
 from model import sha256_hex as digest
-from model.compiled import CONTRIBUTION_COLUMNS, CheckedRows
+from model.compiled import CONTRIBUTION_COLUMNS, CheckedRows, _contributions, _contributions_one
 from training import generate_synthetic
 from training.estimators import build_estimator
 
 TOLERANCE = 1e-9
 
 
-def _fitted(algorithm: str, X: np.ndarray, y: np.ndarray, **params: object):
-    estimator = build_estimator(algorithm, seed=0)
+def _fitted(
+    algorithm: str, X: np.ndarray, y: np.ndarray, point: dict | None = None, **params: object
+):
+    estimator = build_estimator(algorithm, 0, point)
     if params:
         estimator.set_params(**params)
     estimator.fit(X, y)
@@ -139,10 +141,11 @@ def test_a_value_that_only_its_float32_copy_puts_left_is_reported_as_given(fleet
     assert estimator.decision_path(row).indices[1] == tree.children_left[0]
 
 
-@pytest.mark.parametrize("algorithm", ["decision_tree", "logistic_regression"])
+@pytest.mark.parametrize("algorithm", ["decision_tree", "logistic_regression", "blend"])
 def test_a_batch_is_explained_as_its_rows_one_by_one(fleet, algorithm):
     X, y = fleet
-    _, predictor = _fitted(algorithm, X, y)
+    point = {"max_iter": 15, "max_depth": 3} if algorithm == "blend" else None
+    _, predictor = _fitted(algorithm, X, y, point)
     rows = _rows(X, y, 60)
     probabilities, batch = predictor.explain(rows)
     assert np.array_equal(probabilities, predictor.predict_proba(rows))
@@ -215,3 +218,25 @@ def test_contributions_are_checked_once_when_made(fleet, algorithm, params):
     _, explanations = predictor.explain(rows)
     assert explanations is not None
     assert all(type(e["contributions"]) is list for e in explanations)
+
+
+@pytest.mark.parametrize("every_feature", [True, False])
+def test_one_row_in_plain_python_is_explained_as_numpy_explains_it(every_feature):
+    """One row's contributions are ranked without numpy (model.compiled._contributions_one):
+    the same order as numpy's stable argsort, ties and zeros of either sign included, and the
+    same refusal to vouch for a row with a value that is not finite."""
+    names = [f"f{i}" for i in range(9)]
+    row = [1.0, 2.0, 0.0, 3.5, -1.0, 7.0, 0.25, 9.0, 4.0]
+    parts = [0.5, -0.5, 0.0, 2.0, -0.0, 0.5, -2.0, 1e-300, -1e-300]  # ties by magnitude
+    for values, contributions in ((row, parts), ([*row[:8], math.nan], parts),
+                                  (row, [*parts[:3], math.inf, *parts[4:]])):  # fmt: skip
+        one = _contributions_one(0.75, 0.1, values, contributions, names, every_feature)
+        [batch] = _contributions(np.array([0.75]), 0.1, np.array([values]),
+                                 np.array([contributions]), names, every_feature)  # fmt: skip
+        assert type(one["contributions"]) is type(batch["contributions"])
+        assert repr(one) == repr(batch)  # NaN != NaN: compared as text, order and all
+    one = _contributions_one(0.75, 0.1, row, parts, names, every_feature)
+    ranked = [c["feature"] for c in one["contributions"]]
+    expected = ["f3", "f6", "f0", "f1", "f5", "f7", "f8", "f2", "f4"]
+    assert ranked == (expected if every_feature else expected[:7])
+    assert type(one["contributions"]) is CheckedRows
