@@ -48,7 +48,6 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from bench.procs import own_cpu_seconds
 from bench.seeding import placeholder_version, stored_request
 from bench.stack import DEFAULT_PG_ADMIN, PostgresAdmin
 from failcast.migrations import upgrade
@@ -105,26 +104,32 @@ class Fleet:
 class Database:
     """The bench's database, the variants' changes to it, and the CPU its work takes."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, admin: PostgresAdmin | None = None) -> None:
+        """`admin`: the PostgreSQL server's (its backends' CPU is read through it)."""
+        self.url, self.admin = url, admin
         self.sqlite = is_sqlite(url)
+        if not self.sqlite and admin is None:
+            raise ValueError("a PostgreSQL database is measured through its PostgresAdmin")
         # one pooled connection: on PostgreSQL every transaction runs in the same backend; on
         # SQLite it has the page cache of a server's writer (FAILCAST_SQLITE_WRITER_CACHE_MIB)
         cache_kib = Settings.model_fields["sqlite_writer_cache_mib"].default * 1024
         self.engine = create_db_engine(url, pool_size=1, sqlite_cache_kib=cache_kib)
-        self._backend = None if self.sqlite else self._backend_pid()
+        self._backends = None if self.sqlite else set(self._backend_cpu())
 
-    def _backend_pid(self) -> int:
-        with self.engine.connect() as connection:
-            return int(connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+    def _backend_cpu(self) -> dict[int, float]:
+        assert self.admin is not None
+        with self.engine.connect():  # the pooled connection (and its backend) open
+            pass
+        return self.admin.backend_cpu(self.url)
 
     def cpu_seconds(self) -> float:
         """CPU of the database's work so far: this thread (SQLite) or the backend."""
-        if self._backend is None:
+        if self._backends is None:
             return time.thread_time()
-        if self._backend_pid() != self._backend:
+        found = self._backend_cpu()
+        if set(found) != self._backends:
             raise RuntimeError("the pooled connection changed backend: CPU not comparable")
-        return own_cpu_seconds(self._backend)
+        return sum(found.values())
 
     def change(self, indexes: list[sa.Index], trigger: bool) -> None:
         """Drop these indexes (and disable the references' trigger): a variant's change."""
@@ -192,7 +197,7 @@ class Template:
 def seed(template: Template, devices: int, seed_blocks: int) -> Fleet:
     """Migrate and seed the template (then closed, as a copy needs); the fleet carries on."""
     upgrade(template.url)
-    database = Database(template.url)
+    database = Database(template.url, template.admin)
     try:
         version = placeholder_version(database.engine, "bench-indexes-1", "bench.index_costs")
         fleet = Fleet(version, devices)
@@ -214,7 +219,7 @@ def measure(template: Template, fleet: Fleet, blocks: int, rounds: int) -> list[
     for round_no in range(1, rounds + 1):
         for name, indexes, trigger in variants(template.admin is None):
             with template.copy() as url:
-                database = Database(url)
+                database = Database(url, template.admin)
                 try:
                     database.change(indexes, trigger)
                     cpu, process, wall = database.write(records)

@@ -68,7 +68,7 @@ class PostgresAdmin:
     def create(self, suffix: str, template: str | None = None) -> str:
         """Create `failcast_bench_<pid>_<suffix>` (a copy of `template`); return its URL."""
         name = f"{DB_PREFIX}{os.getpid()}_{suffix}"
-        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._drop(name)
         copy = f' TEMPLATE "{sa.make_url(template).database}"' if template else ""
         self._execute(f'CREATE DATABASE "{name}"{copy}')
         self.created.append(name)
@@ -93,14 +93,17 @@ class PostgresAdmin:
 
     def drop(self, database_url: str) -> None:
         """Drop one database this admin created."""
-        name = sa.make_url(database_url).database
-        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.created.remove(str(name))
+        name = str(sa.make_url(database_url).database)
+        self._drop(name)
+        self.created.remove(name)
 
     def drop_all(self) -> None:
         """Drop every database this admin created."""
         while self.created:
-            self._execute(f'DROP DATABASE IF EXISTS "{self.created.pop()}" WITH (FORCE)')
+            self._drop(self.created.pop())
+
+    def _drop(self, name: str) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def drop_leftovers(self) -> list[str]:
         """Drop bench databases left by runs whose process is gone (killed runs)."""
@@ -115,7 +118,7 @@ class PostgresAdmin:
         finally:
             engine.dispose()
         for name in stale:
-            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._drop(name)
         return stale
 
     def _execute(self, statement: str) -> None:

@@ -77,7 +77,7 @@ def _count(url: str) -> int:
 
 def test_each_variant_writes_into_a_fresh_copy_that_lacks_only_what_it_drops(template) -> None:
     fleet = seed(template, devices=5, seed_blocks=2)
-    seeded = Database(template.url)
+    seeded = Database(template.url, template.admin)
     try:
         before, enabled = _indexes(seeded.engine), _trigger_enabled(seeded.engine)
     finally:
@@ -87,7 +87,7 @@ def test_each_variant_writes_into_a_fresh_copy_that_lacks_only_what_it_drops(tem
     assert len(weighed) == (1 if template.admin is None else 2)
     for _, dropped, trigger in weighed:
         with template.copy() as url:
-            database = Database(url)
+            database = Database(url, template.admin)
             try:
                 assert _indexes(database.engine) == before
                 database.change(dropped, trigger)
@@ -103,7 +103,7 @@ def test_each_variant_writes_into_a_fresh_copy_that_lacks_only_what_it_drops(tem
         else:
             assert template.admin.created == [sa.make_url(template.url).database]
     assert _count(template.url) == 10  # the template itself is left as seeded
-    database = Database(template.url)
+    database = Database(template.url, template.admin)
     try:
         assert _indexes(database.engine) == before
         assert _trigger_enabled(database.engine) == enabled
