@@ -25,6 +25,7 @@ from persistence import notifications, pgcopy
 from persistence.ids import packed, unpacked
 from persistence.session import driver_errors, translate_errors
 from persistence.tables import AuditEvent, Prediction
+from persistence.types import bind_step
 
 _AUDIT: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
 _AUDIT_COLUMNS = [column.name for column in _AUDIT.columns]
@@ -276,9 +277,13 @@ def _bound_tuples(dialect: sa.Dialect, blocks: Sequence[PredictionBlock]) -> lis
                 value = getattr(block, name)
                 values += repeat(process(value) if process else value, len(block))
         elif name in _OPTIONAL:
+            kept = bind_step(_PREDICTION.c[name], dialect)  # e.g. the explanation's stored form
             for block in blocks:
                 given = getattr(block, _OPTIONAL[name])
-                values += repeat(None, len(block)) if given is None else map(_json_text, given)
+                if given is None:
+                    values += repeat(None, len(block))
+                else:
+                    values += map(_json_text, given if kept is None else map(kept, given))
         else:
             for block in blocks:
                 values += block.column(name)

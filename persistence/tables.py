@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from persistence.types import JSONType, NullableJSON, UTCDateTime
+from persistence.types import ExplanationJSON, JSONType, NullableJSON, UTCDateTime
 
 # Named constraints make migrations portable between SQLite (batch mode) and PostgreSQL.
 SQLModel.metadata.naming_convention = {
@@ -237,7 +237,7 @@ class Prediction(SQLModel, table=True):
     is_failure: bool
     # Why the model said so, as computed with the probability (model.explain); NULL when the
     # request did not ask for it (it is then computed from this row's own model version).
-    explanation: dict[str, Any] | None = Field(default=None, sa_type=NullableJSON)
+    explanation: dict[str, Any] | None = Field(default=None, sa_type=ExplanationJSON)
     # Inputs outside the training range of the version that made the prediction; NULL: none.
     warnings: list[str] | None = Field(default=None, sa_type=NullableJSON)
 
