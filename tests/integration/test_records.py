@@ -283,18 +283,23 @@ def _stored_explanation(engine, prediction_id) -> dict:
         return connection.exec_driver_sql(sql, (prediction_id,)).scalar_one()
 
 
-def test_a_models_explanation_is_stored_as_columns_and_read_back_as_made(db_engine, demo_artifact):
+def test_a_models_explanation_is_stored_as_columns_on_sqlite_and_read_back_as_made(
+    db_engine, demo_artifact
+):
     version = register_version(db_engine, demo_artifact)
     event_id = new_id()
     made = [_made(31), _made(0), {"kind": "DECISION_PATH", "score": 0.5, "path": []}]
     block = dataclasses.replace(_block(event_id, version.id), explanations=made)
     write_records(db_engine, [RequestRecord(audit=_audit(event_id), predictions=[block])])
     stored = _stored_explanation(db_engine, block.ids[0])
-    assert "contributions" not in stored
-    columns = stored["contributionColumns"]
-    assert set(columns) == {"feature", "value", "contribution"}
-    assert columns["feature"] == [c["feature"] for c in made[0]["contributions"]]
-    assert columns["contribution"] == [c["contribution"] for c in made[0]["contributions"]]
+    if db_engine.dialect.name == "sqlite":
+        assert "contributions" not in stored
+        columns = stored["contributionColumns"]
+        assert list(columns) == ["feature", "value", "contribution"]
+        assert columns["feature"] == [c["feature"] for c in made[0]["contributions"]]
+        assert columns["contribution"] == [c["contribution"] for c in made[0]["contributions"]]
+    else:  # as made: PostgreSQL compresses the objects (TOAST), smaller than the columns
+        assert stored == made[0]
     with session_scope(db_engine) as session:
         repo = PredictionRepository(session)
         read = [repo.get(i).explanation for i in block.ids]
