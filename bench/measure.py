@@ -16,7 +16,7 @@ from bench.procs import (
     rss_mb,
     wait_idle,
 )
-from bench.stack import stored_counts
+from bench.stack import database_bytes, stored_counts
 
 WARMUP, SOAK, TAIL = 0, -1, -2  # round numbers of the runs that are not measured rounds
 
@@ -208,6 +208,15 @@ class StorageCheck:
     predicted_ok: int
     in_flight: int  # requests wrk had sent but not seen answered when it stopped
     in_flight_rows: int  # the predictions those requests ask for
+    database_bytes: int | None = None  # the whole database on disk (bench.stack.database_bytes)
+
+    @property
+    def bytes_per_prediction(self) -> float | None:
+        """The database's size over the predictions it holds (the audit rows, the indexes and
+        the registered models included): None without predictions or a size."""
+        if self.database_bytes is None or not self.prediction_rows:
+            return None
+        return self.database_bytes / self.prediction_rows
 
     @property
     def audit_extra(self) -> int:
@@ -247,4 +256,5 @@ def check_storage(contender: Contender, runs: Sequence[Run]) -> StorageCheck:
         in_flight_rows=sum(
             (run.load.sent - run.load.requests) * run.rows_per_request for run in mine
         ),
+        database_bytes=database_bytes(contender.stack.database_url),
     )

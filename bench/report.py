@@ -333,14 +333,17 @@ def storage_table(results: Results) -> list[str]:
     """Database rows against the answers the load generator received."""
     lines = [
         "| contender | audit rows | answered | predictions stored | predictions answered 2xx "
-        "| in flight when wrk stopped: requests (predictions) | check |",
-        "|---|---|---|---|---|---|---|",
+        "| in flight when wrk stopped: requests (predictions) | check "
+        "| database on disk, bytes per stored prediction |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in results.storage:
         verdict = "exact" if c.exact else "ok (<= in flight)" if c.ok else "**MISMATCH**"
+        size = c.bytes_per_prediction
         lines.append(
             f"| {c.key} | {c.audit_rows:,} | {c.answered:,} | {c.prediction_rows:,} "
-            f"| {c.predicted_ok:,} | {c.in_flight:,} ({c.in_flight_rows:,}) | {verdict} |"
+            f"| {c.predicted_ok:,} | {c.in_flight:,} ({c.in_flight_rows:,}) | {verdict} "
+            f"| {'-' if size is None else f'{size:,.0f}'} |"
         )
     return lines
 
@@ -403,7 +406,10 @@ def render(results: Results) -> str:
         "",
         "Rows beyond the answers received must be the requests wrk had sent but not seen "
         "answered when it stopped (the server still finishes and records them): 'exact' when "
-        "the surplus equals them, row for row.",
+        "the surplus equals them, row for row. The last column is the whole database (SQLite's "
+        "pages, or PostgreSQL's `pg_database_size`: audit rows, indexes and the registered "
+        "models included) over the predictions it holds; an explained prediction takes more "
+        "(its explanation is stored with it).",
     ]
     notes = [*results.notes, *worker_notes(results)]
     if notes:

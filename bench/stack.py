@@ -266,6 +266,26 @@ def active_model(database_url: str, counters_only: bool = False) -> ActiveModel:
         engine.dispose()
 
 
+def database_bytes(database_url: str) -> int:
+    """What a failcast database takes: a SQLite database's pages (`page_count` times
+    `page_size`, the pages still in its write-ahead log included, the log's own file not), or a
+    PostgreSQL database on disk (`pg_database_size`: tables, indexes and TOAST)."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        assert url.database is not None
+        with closing(sqlite3.connect(url.database)) as connection:
+            [pages] = connection.execute("PRAGMA page_count").fetchone()
+            [size] = connection.execute("PRAGMA page_size").fetchone()
+        return int(pages) * int(size)
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            found = connection.exec_driver_sql("SELECT pg_database_size(current_database())")
+            return int(found.scalar_one())
+    finally:
+        engine.dispose()
+
+
 def stored_counts(database_url: str) -> tuple[int, int]:
     """(audit events, predictions) stored in a failcast database."""
     engine = create_db_engine(database_url)
