@@ -91,9 +91,7 @@ class ExplanationJSON(sa.types.TypeDecorator[Any]):
     columnwise = frozenset({"sqlite"})  # the dialects that keep contributions as columns
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
-        return dialect.type_descriptor(sa.JSON(none_as_null=True))
+        return NullableJSON  # its variant for the dialect: JSONB on PostgreSQL
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         return stored_explanation(value) if dialect.name in self.columnwise else value

@@ -283,6 +283,23 @@ def request_record(
     return RequestRecord(audit=audit, predictions=[block], effects=list(effects))
 
 
+def contributions_explanation(features: int) -> dict[str, Any]:
+    """A CONTRIBUTIONS explanation of `features` features, as model.compiled makes it."""
+    return {
+        "kind": "CONTRIBUTIONS",
+        "score": -3.25,
+        "baseValue": -4.0,
+        "contributions": [
+            {
+                "feature": f"metric{i % 9 + 1}_delta_{i}d",
+                "value": i * 1.5,
+                "contribution": 0.1 / (i + 1),
+            }
+            for i in range(features)
+        ],
+    }
+
+
 def seed_predictions(
     engine: Engine,
     version_id: int,

@@ -4,58 +4,24 @@
 import dataclasses
 from datetime import UTC, datetime
 
-from support import register_version
+from support import contributions_explanation, register_version, request_record
 
 from bench.measure import StorageCheck
 from bench.report import Results, storage_table
 from bench.stack import database_bytes
-from persistence import (
-    METRIC_COLUMNS,
-    PredictionBlock,
-    RequestRecord,
-    new_id,
-    new_ids,
-    write_records,
-)
-
-EXPLANATION = {
-    "kind": "CONTRIBUTIONS",
-    "score": -3.0,
-    "baseValue": -4.0,
-    "contributions": [
-        {
-            "feature": f"metric{i % 9 + 1}_delta_{i}d",
-            "value": i * 1.25,
-            "contribution": 0.5 / (i + 1),
-        }
-        for i in range(31)
-    ],
-}
+from persistence import write_records
 
 
 def _write(engine, version_id: int, rows: int, explained: bool) -> None:
     now = datetime.now(UTC)
-    event = new_id()
-    block = PredictionBlock(
-        audit_event_id=event,
-        model_version_id=version_id,
-        threshold=0.5,
-        created_at=now,
-        ids=new_ids(rows),
-        device_ids=[f"dev-{i}" for i in range(rows)],
-        observed_at=[now] * rows,
-        metrics={m: [float(i) for i in range(rows)] for m in METRIC_COLUMNS},
-        failure_probability=[0.25] * rows,
-        is_failure=[False] * rows,
-    )
+    record = request_record(version_id, [(f"dev-{i}", now, 0.25) for i in range(rows)])
     if explained:
-        block = dataclasses.replace(block, explanations=[EXPLANATION] * rows)
-    audit = {
-        "id": event, "received_at": now, "finished_at": now, "duration_ms": 1.0,
-        "http_method": "POST", "http_path": "/graphql", "http_status": 200, "outcome": "ok",
-        "error_codes": [], "predictions_created": rows,
-    }  # fmt: skip
-    write_records(engine, [RequestRecord(audit=audit, predictions=[block])])
+        [block] = record.predictions
+        explanations = [contributions_explanation(31)] * rows
+        record = dataclasses.replace(
+            record, predictions=[dataclasses.replace(block, explanations=explanations)]
+        )
+    write_records(engine, [record])
 
 
 def test_the_database_grows_by_what_its_predictions_take(db_url, db_engine, demo_artifact):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from support import register_version
+from support import contributions_explanation, register_version
 
 from persistence import (
     METRIC_COLUMNS,
@@ -204,7 +204,11 @@ def test_a_groups_blocks_are_stored_as_sqlalchemys_own_insert_stores_them(db_eng
         _block(events[0], version.id, 1),
         dataclasses.replace(
             _block(events[1], version.id, 3),
-            explanations=[{"kind": "DECISION_PATH", "path": [], "note": "é"}, None, _made(3)],
+            explanations=[
+                {"kind": "DECISION_PATH", "path": [], "note": "é"},
+                None,
+                contributions_explanation(3),
+            ],
         ),
         dataclasses.replace(_block(events[1], version.id, 2), warnings=[None, ["w"]]),
         dataclasses.replace(
@@ -256,23 +260,6 @@ def test_a_groups_blocks_are_stored_as_sqlalchemys_own_insert_stores_them(db_eng
                 assert raw[0] == raw[1]
 
 
-def _made(features: int) -> dict:
-    """A CONTRIBUTIONS explanation as model.compiled makes it."""
-    return {
-        "kind": "CONTRIBUTIONS",
-        "score": -3.25,
-        "baseValue": -4.0,
-        "contributions": [
-            {
-                "feature": f"metric{i % 9 + 1}_delta_{i}d",
-                "value": i * 1.5,
-                "contribution": 0.1 / (i + 1),
-            }
-            for i in range(features)
-        ],
-    }
-
-
 def _stored_explanation(engine, prediction_id) -> dict:
     """The explanation column as the database holds it, read past SQLAlchemy's types."""
     with engine.connect() as connection:
@@ -283,12 +270,16 @@ def _stored_explanation(engine, prediction_id) -> dict:
         return connection.exec_driver_sql(sql, (prediction_id,)).scalar_one()
 
 
-def test_a_models_explanation_is_stored_as_columns_on_sqlite_and_read_back_as_made(
+def test_a_models_explanation_is_stored_as_columns_on_sqlite_and_read_back_ascontributions_explanation(
     db_engine, demo_artifact
 ):
     version = register_version(db_engine, demo_artifact)
     event_id = new_id()
-    made = [_made(31), _made(0), {"kind": "DECISION_PATH", "score": 0.5, "path": []}]
+    made = [
+        contributions_explanation(31),
+        contributions_explanation(0),
+        {"kind": "DECISION_PATH", "score": 0.5, "path": []},
+    ]
     block = dataclasses.replace(_block(event_id, version.id), explanations=made)
     write_records(db_engine, [RequestRecord(audit=_audit(event_id), predictions=[block])])
     stored = _stored_explanation(db_engine, block.ids[0])
@@ -313,7 +304,7 @@ def test_explanations_stored_as_objects_before_read_back_the_same(db_engine, dem
     event_id = new_id()
     block = _block(event_id, version.id, 1)
     write_records(db_engine, [RequestRecord(audit=_audit(event_id), predictions=[block])])
-    before = _made(3)  # as rows written before the columns were
+    before = contributions_explanation(3)  # as rows written before the columns were
     table = Prediction.__table__
     with db_engine.begin() as connection:
         connection.execute(
@@ -346,7 +337,9 @@ def test_explained_predictions_take_about_half_a_sqlite_page_each(db_engine, dem
     before, rows = used_pages(), 0
     for _ in range(10):
         event_id = new_id()
-        block = dataclasses.replace(_block(event_id, version.id), explanations=[_made(31)] * 3)
+        block = dataclasses.replace(
+            _block(event_id, version.id), explanations=[contributions_explanation(31)] * 3
+        )
         write_records(db_engine, [RequestRecord(audit=_audit(event_id), predictions=[block])])
         rows += len(block)
     assert (used_pages() - before) / rows < 0.7
